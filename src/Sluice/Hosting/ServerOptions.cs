@@ -1,0 +1,52 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Sluice.Hosting;
+
+public enum LogFormat
+{
+    Text,
+    Json,
+}
+
+/// <summary>The <c>Server</c> settings: where Sluice listens, where it keeps its files, how it logs and stops.</summary>
+public sealed record ServerOptions : IValidatableObject
+{
+    public const string Section = "Server";
+
+    /// <summary>Semicolon-separated listen addresses.</summary>
+    [Required(ErrorMessage = "is required")]
+    public string Urls { get; init; } = "http://127.0.0.1:8080";
+
+    /// <summary>Directory for the embedded database and key files; relative paths start at the working directory.</summary>
+    [Required(ErrorMessage = "is required")]
+    public string DataDir { get; init; } = "data";
+
+    /// <summary>How long a stopping server waits for in-flight requests before it exits.</summary>
+    [Range(typeof(TimeSpan), "00:00:00", "00:10:00", ErrorMessage = "must be between {1} and {2}")]
+    public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    public LogFormat LogFormat { get; init; } = LogFormat.Text;
+
+    public string[] ListenUrls() =>
+        Urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (string.IsNullOrWhiteSpace(Urls))
+        {
+            yield break;
+        }
+
+        foreach (var url in ListenUrls())
+        {
+            if (!Uri.TryCreate(url, UriKind.Absolute, out var uri)
+                || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps)
+                || uri.AbsolutePath != "/")
+            {
+                yield return new ValidationResult(
+                    $"'{url}' is not a listen address; use the form http://127.0.0.1:8080 (several separated by ';')",
+                    [nameof(Urls)]);
+            }
+        }
+    }
+}

@@ -1,0 +1,80 @@
+using Microsoft.Extensions.Options;
+using Sluice.Health;
+using Sluice.Identity;
+using Sluice.Storage;
+
+namespace Sluice.Hosting;
+
+/// <summary>The composition root of <c>sluice serve</c>: settings, logging, modules and endpoints.</summary>
+internal static class SluiceApp
+{
+    public static WebApplicationBuilder CreateBuilder(string[] hostArguments, CommandLineSettings commandLine)
+    {
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions
+        {
+            Args = hostArguments,
+            ContentRootPath = ContentRoot(hostArguments),
+        });
+
+        builder.Configuration.UseSluiceSources(
+            builder.Environment.ContentRootPath, builder.Environment.EnvironmentName, commandLine, hostArguments);
+
+        var server = SettingsValidator<ServerOptions>.BindNow(builder.Configuration, ServerOptions.Section, () => new ServerOptions());
+        ConfigureLogging(builder.Logging, server.LogFormat);
+        builder.WebHost.UseUrls(server.ListenUrls());
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.AddServerHeader = false);
+
+        builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddSettings<ServerOptions>(ServerOptions.Section);
+        builder.Services.AddOptions<HostOptions>()
+            .Configure<IOptions<ServerOptions>>((host, settings) => host.ShutdownTimeout = settings.Value.ShutdownTimeout);
+        builder.Services.AddProblemDetails();
+
+        builder.Services.AddStorage();
+        builder.Services.AddSluiceIdentity();
+        builder.Services.AddSluiceHealth();
+        return builder;
+    }
+
+    public static WebApplication Build(WebApplicationBuilder builder)
+    {
+        var app = builder.Build();
+        app.UseStatusCodePages();
+        app.MapSluiceHealth();
+        return app;
+    }
+
+    public static void ConfigureLogging(ILoggingBuilder logging, LogFormat format)
+    {
+        logging.ClearProviders();
+
+        // A failure to start is reported by the command line as one plain line (Cli/StartupFailure); the host's own
+        // report of it would repeat it with a stack trace. Critical still shows a background service that crashes.
+        logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
+        if (format == LogFormat.Json)
+        {
+            logging.AddJsonConsole(json =>
+            {
+                json.UseUtcTimestamp = true;
+                json.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
+            });
+        }
+        else
+        {
+            logging.AddSimpleConsole(console =>
+            {
+                console.SingleLine = true;
+                console.UseUtcTimestamp = true;
+                console.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
+            });
+        }
+    }
+
+    private static string ContentRoot(string[] hostArguments)
+    {
+        // Hosting tools (WebApplicationFactory) pass --contentRoot=DIR; otherwise settings ship beside the binary.
+        const string Prefix = "--contentRoot=";
+        var given = hostArguments.FirstOrDefault(a => a.StartsWith(Prefix, StringComparison.OrdinalIgnoreCase));
+        return given is null ? AppContext.BaseDirectory : given[Prefix.Length..];
+    }
+}

@@ -1,0 +1,25 @@
+using Microsoft.EntityFrameworkCore;
+using Sluice.Identity;
+
+namespace Sluice.Storage;
+
+/// <summary>The one database of a Sluice installation. Each feature configures its own entities.</summary>
+public sealed class SluiceDbContext(DbContextOptions<SluiceDbContext> options) : DbContext(options)
+{
+    public DbSet<User> Users => Set<User>();
+
+    protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
+    {
+        if (Database.IsSqlite())
+        {
+            // SQLite has no timestamp type EF can order or compare; store UTC microseconds since 1970 instead.
+            configurationBuilder.Properties<DateTimeOffset>().HaveConversion<UnixMicrosecondsConverter>();
+        }
+    }
+
+    protected override void OnModelCreating(ModelBuilder modelBuilder)
+    {
+        modelBuilder.ApplyConfigurationsFromAssembly(typeof(SluiceDbContext).Assembly);
+        SnakeCaseNames.Apply(modelBuilder);
+    }
+}
