@@ -21,9 +21,9 @@ internal static partial class StartupFailure
 
     public static IEnumerable<string> Describe(Exception exception)
     {
-        if (exception is AggregateException { InnerExceptions.Count: 1 } aggregate)
+        if (exception is AggregateException aggregate)
         {
-            exception = aggregate.InnerExceptions[0];
+            return aggregate.Flatten().InnerExceptions.SelectMany(Describe).Distinct();
         }
 
         switch (exception)

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: every test on SQLite, and the database tests also on a throwaway PostgreSQL
+# server started here on a loopback port. With CI=true, PostgreSQL is mandatory.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$root"
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+
+# shellcheck source=scripts/postgres.sh
+source "$root/scripts/postgres.sh"
+trap postgres_stop EXIT
+if ! postgres_start; then
+  if [[ "${CI:-}" == "true" ]]; then
+    echo "test.sh: PostgreSQL could not be started, and CI requires it" >&2
+    exit 1
+  fi
+  echo "test.sh: PostgreSQL unavailable; its tests will be skipped" >&2
+fi
+
+# Optional independent bcrypt implementation for cross-checks (apache2-utils' htpasswd).
+if ! command -v htpasswd >/dev/null && [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends apache2-utils >/dev/null 2>&1 || true
+fi
+
+log="$(mktemp)"
+set +e
+dotnet test Sluice.slnx -c Release --logger "console;verbosity=normal" "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+
+# One plain closing line: "N passed, N failed, N skipped".
+summary="$(grep -E '^(Passed|Failed)!' "$log" | tail -n 1 || true)"
+rm -f "$log"
+if [[ -n "$summary" ]]; then
+  passed="$(sed -E 's/.*Passed: *([0-9]+).*/\1/' <<<"$summary")"
+  failed="$(sed -E 's/.*Failed: *([0-9]+).*/\1/' <<<"$summary")"
+  skipped="$(sed -E 's/.*Skipped: *([0-9]+).*/\1/' <<<"$summary")"
+  echo "tests: $passed passed, $failed failed, $skipped skipped"
+fi
+exit "$status"
