@@ -19,7 +19,10 @@ fi
 
 # Optional independent bcrypt implementation for cross-checks (apache2-utils' htpasswd).
 if ! command -v htpasswd >/dev/null && [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends apache2-utils >/dev/null 2>&1 || true
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq --no-install-recommends apache2-utils >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends apache2-utils >/dev/null 2>&1; } \
+    || echo "test.sh: apache2-utils unavailable; the bcrypt cross-check will be skipped" >&2
 fi
 
 log="$(mktemp)"

@@ -15,6 +15,11 @@ public sealed class SluiceDbContext(DbContextOptions<SluiceDbContext> options) :
             // SQLite has no timestamp type EF can order or compare; store UTC microseconds since 1970 instead.
             configurationBuilder.Properties<DateTimeOffset>().HaveConversion<UnixMicrosecondsConverter>();
         }
+        else
+        {
+            // PostgreSQL's timestamptz takes UTC only; any offset the application uses is normalised on write.
+            configurationBuilder.Properties<DateTimeOffset>().HaveConversion<UtcConverter>();
+        }
     }
 
     protected override void OnModelCreating(ModelBuilder modelBuilder)
