@@ -27,7 +27,7 @@ fi
 
 log="$(mktemp)"
 set +e
-dotnet test Sluice.slnx -c Release --logger "console;verbosity=normal" "$@" 2>&1 | tee "$log"
+dotnet test Sluice.slnx -c Release "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 
