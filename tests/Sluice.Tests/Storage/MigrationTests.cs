@@ -86,3 +86,30 @@ public abstract class MigrationTests(DatabaseProvider provider)
 public sealed class SqliteMigrationTests() : MigrationTests(DatabaseProvider.Sqlite);
 
 public sealed class PostgresMigrationTests() : MigrationTests(DatabaseProvider.Postgres);
+
+public sealed class PostgresDatabaseCreationTests
+{
+    [Fact]
+    public async Task Migrating_a_database_that_does_not_exist_yet_creates_it()
+    {
+        var name = $"sluice_test_{Guid.NewGuid():N}";
+        var admin = new Npgsql.NpgsqlConnectionStringBuilder(Postgres.AdminConnectionString()) { Database = name, Pooling = false };
+        var target = DatabaseTarget.Resolve(admin.ConnectionString, "unused");
+        try
+        {
+            var options = new Microsoft.EntityFrameworkCore.DbContextOptionsBuilder<SluiceDbContext>();
+            StorageModule.ConfigureProvider(options, target, TimeSpan.FromSeconds(30));
+            await using var context = new SluiceDbContext(options.Options);
+
+            var (before, after) = await new SchemaMigrator(context, target).MigrateAsync(CancellationToken.None);
+
+            Assert.Empty(before.Applied);
+            Assert.True(after.IsCurrent);
+        }
+        finally
+        {
+            Npgsql.NpgsqlConnection.ClearAllPools();
+            await Postgres.DropDatabaseAsync(name);
+        }
+    }
+}

@@ -1,0 +1,68 @@
+using System.Text.RegularExpressions;
+
+namespace Sluice.Tests.Docs;
+
+/// <summary>docs/commitments.md names, for every commitment id, what keeps it and which tests prove it.</summary>
+public sealed partial class CommitmentsMapTests
+{
+    [Fact]
+    public void Every_commitment_id_has_a_row_in_the_map()
+    {
+        var commitments = Path.Combine(RepositoryRoot(), "..", "shared", "COMMITMENTS.md");
+        if (!File.Exists(commitments))
+        {
+            Assert.Skip("../shared/COMMITMENTS.md is not beside this checkout.");
+        }
+
+        var ids = CommitmentRow().Matches(File.ReadAllText(commitments)).Select(m => m.Groups["id"].Value).ToHashSet();
+        var mapped = CommitmentRow().Matches(Map()).Select(m => m.Groups["id"].Value).ToHashSet();
+
+        Assert.NotEmpty(ids);
+        Assert.Empty(ids.Except(mapped).Order());
+    }
+
+    [Fact]
+    public void Every_test_the_map_names_exists()
+    {
+        var testNames = typeof(CommitmentsMapTests).Assembly.GetTypes()
+            .SelectMany(t => t.GetMethods().Where(m => m.GetCustomAttributes(typeof(FactAttribute), inherit: true).Length > 0)
+                .Select(m => $"{t.Name}.{m.Name}"))
+            .ToHashSet();
+        var named = TestReference().Matches(Map()).Select(m => m.Groups["name"].Value).ToList();
+
+        Assert.NotEmpty(named);
+        Assert.DoesNotContain(named, n => !testNames.Contains(n));
+    }
+
+    [Fact]
+    public void A_commitment_marked_kept_names_at_least_one_test()
+    {
+        var rows = Map().Split('\n').Where(l => CommitmentRow().IsMatch(l));
+        var keptWithoutTests = rows
+            .Where(r => r.Contains("| kept |", StringComparison.Ordinal) || r.Contains("| partly kept |", StringComparison.Ordinal))
+            .Where(r => !TestReference().IsMatch(r));
+
+        Assert.Empty(keptWithoutTests);
+    }
+
+    private static string Map() => File.ReadAllText(Path.Combine(RepositoryRoot(), "docs", "commitments.md"));
+
+    private static string RepositoryRoot()
+    {
+        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
+        {
+            if (File.Exists(Path.Combine(directory.FullName, "Sluice.slnx")))
+            {
+                return directory.FullName;
+            }
+        }
+
+        throw new InvalidOperationException("Sluice.slnx not found above the test binaries.");
+    }
+
+    [GeneratedRegex(@"^\|\s*(?<id>C\d{2})\s*\|", RegexOptions.Multiline)]
+    private static partial Regex CommitmentRow();
+
+    [GeneratedRegex(@"`(?<name>[A-Z][A-Za-z]+Tests\.[A-Za-z_0-9]+)`")]
+    private static partial Regex TestReference();
+}
