@@ -1,4 +1,7 @@
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Infrastructure;
+using Microsoft.EntityFrameworkCore.Storage;
+using Npgsql;
 
 namespace Sluice.Storage;
 
@@ -29,8 +32,37 @@ public sealed class SchemaMigrator(SluiceDbContext db, DatabaseTarget target)
         return new SchemaStatus(known, applied);
     }
 
-    /// <summary>Applies pending migrations; returns the status before and after.</summary>
+    /// <summary>Applies pending migrations; returns the status before and after. Safe to run from several replicas at once.</summary>
     public async Task<(SchemaStatus Before, SchemaStatus After)> MigrateAsync(CancellationToken cancellationToken)
+    {
+        if (target.Provider != DatabaseProvider.Postgres)
+        {
+            // EF Core's SQLite migration lock is held across the whole run.
+            return await MigrateUnderLockAsync(cancellationToken);
+        }
+
+        // Npgsql's migration lock lasts one migration's transaction, so two replicas can interleave a multi-migration
+        // run; a session-level advisory lock held for the whole run serialises them.
+        await EnsurePostgresDatabaseExistsAsync(cancellationToken);
+        await using var lockConnection = new NpgsqlConnection(target.ConnectionString);
+        await lockConnection.OpenAsync(cancellationToken);
+        await using (var acquire = new NpgsqlCommand($"SELECT pg_advisory_lock({MigrationLockId})", lockConnection))
+        {
+            await acquire.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        try
+        {
+            return await MigrateUnderLockAsync(cancellationToken);
+        }
+        finally
+        {
+            await using var release = new NpgsqlCommand($"SELECT pg_advisory_unlock({MigrationLockId})", lockConnection);
+            await release.ExecuteNonQueryAsync(CancellationToken.None);
+        }
+    }
+
+    private async Task<(SchemaStatus Before, SchemaStatus After)> MigrateUnderLockAsync(CancellationToken cancellationToken)
     {
         var before = await GetStatusAsync(cancellationToken);
         ThrowIfNewer(before);
@@ -41,6 +73,27 @@ public sealed class SchemaMigrator(SluiceDbContext db, DatabaseTarget target)
 
         return (before, await GetStatusAsync(cancellationToken));
     }
+
+    private async Task EnsurePostgresDatabaseExistsAsync(CancellationToken cancellationToken)
+    {
+        var creator = db.GetService<IRelationalDatabaseCreator>();
+        if (await creator.ExistsAsync(cancellationToken))
+        {
+            return;
+        }
+
+        try
+        {
+            await creator.CreateAsync(cancellationToken);
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.DuplicateDatabase)
+        {
+            // Another replica created it first.
+        }
+    }
+
+    // An arbitrary constant identifying "Sluice schema migration" among advisory locks.
+    private const long MigrationLockId = 0x51_7C_E0_00_00_00_00_01;
 
     public void ThrowIfNewer(SchemaStatus status)
     {
