@@ -19,6 +19,11 @@ public sealed class User
 
     public DateTimeOffset CreatedAt { get; init; }
 
+    /// <summary>When the person attested being at least <see cref="AttestedMinimumAge"/> years old (sign-up).</summary>
+    public DateTimeOffset? AgeAttestedAt { get; set; }
+
+    public int? AttestedMinimumAge { get; set; }
+
     public static string NormalizeEmail(string email) => email.Trim().ToLowerInvariant();
 }
 

@@ -61,7 +61,7 @@ public abstract class MigrationTests(DatabaseProvider provider)
         var error = await Assert.ThrowsAsync<SchemaTooNewException>(
             () => new SchemaMigrator(stale, database.Target).MigrateAsync(CancellationToken.None));
         Assert.Contains("29990101000000_FromTheFuture", error.Message, StringComparison.Ordinal);
-        Assert.Equal(2L, Convert.ToInt64(await database.ScalarAsync("SELECT count(*) FROM \"__EFMigrationsHistory\""), System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(stale.Database.GetMigrations().Count() + 1L, Convert.ToInt64(await database.ScalarAsync("SELECT count(*) FROM \"__EFMigrationsHistory\""), System.Globalization.CultureInfo.InvariantCulture));
     }
 
     [Fact]

@@ -17,4 +17,11 @@ internal static class ColumnTypes
         migration.IsSqlite()
             ? table.Column<long>(nullable: nullable)
             : table.Column<DateTimeOffset>(nullable: nullable);
+
+    /// <summary>Adds a timestamp column to an existing table, typed as <see cref="Timestamp"/> is.</summary>
+    public static OperationBuilder<AddColumnOperation> AddTimestampColumn(
+        this MigrationBuilder migration, string name, string table, bool nullable = false) =>
+        migration.IsSqlite()
+            ? migration.AddColumn<long>(name: name, table: table, nullable: nullable)
+            : migration.AddColumn<DateTimeOffset>(name: name, table: table, nullable: nullable);
 }

@@ -1,0 +1,61 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Metadata.Builders;
+
+namespace Sluice.Identity;
+
+/// <summary>A tenant: members, keys, usage and billing all belong to one organization.</summary>
+public sealed class Organization
+{
+    public Guid Id { get; init; }
+
+    public required string Name { get; set; }
+
+    public string? BillingEmail { get; set; }
+
+    public DateTimeOffset CreatedAt { get; init; }
+
+    public DateTimeOffset UpdatedAt { get; set; }
+}
+
+public enum OrgRole
+{
+    Owner,
+    Admin,
+    Member,
+    Billing,
+    Viewer,
+}
+
+/// <summary>A user's role in an organization.</summary>
+public sealed class Membership
+{
+    public Guid OrganizationId { get; init; }
+
+    public Guid UserId { get; init; }
+
+    public OrgRole Role { get; set; }
+
+    public DateTimeOffset CreatedAt { get; init; }
+}
+
+internal sealed class OrganizationConfiguration : IEntityTypeConfiguration<Organization>, IEntityTypeConfiguration<Membership>
+{
+    public void Configure(EntityTypeBuilder<Organization> builder)
+    {
+        builder.ToTable("organizations");
+        builder.HasKey(o => o.Id);
+        builder.Property(o => o.Id).ValueGeneratedNever();
+        builder.Property(o => o.Name).HasMaxLength(200);
+        builder.Property(o => o.BillingEmail).HasMaxLength(320);
+    }
+
+    public void Configure(EntityTypeBuilder<Membership> builder)
+    {
+        builder.ToTable("memberships");
+        builder.HasKey(m => new { m.OrganizationId, m.UserId });
+        builder.Property(m => m.Role).HasConversion<string>().HasMaxLength(16);
+        builder.HasOne<Organization>().WithMany().HasForeignKey(m => m.OrganizationId).OnDelete(DeleteBehavior.Cascade);
+        builder.HasOne<User>().WithMany().HasForeignKey(m => m.UserId).OnDelete(DeleteBehavior.Cascade);
+        builder.HasIndex(m => m.UserId);
+    }
+}
