@@ -29,6 +29,8 @@ internal static class SluiceApp
         builder.Services.AddOptions<HostOptions>()
             .Configure<IOptions<ServerOptions>>((host, settings) => host.ShutdownTimeout = settings.Value.ShutdownTimeout);
         builder.Services.AddProblemDetails();
+        builder.Services.AddExceptionHandler<ApiProblemHandler>();
+        builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
 
         builder.Services.AddStorage();
         builder.Services.AddSluiceIdentity();
@@ -39,8 +41,16 @@ internal static class SluiceApp
     public static WebApplication Build(WebApplicationBuilder builder)
     {
         var app = builder.Build();
+        app.UseExceptionHandler(new ExceptionHandlerOptions
+        {
+            // ApiProblemHandler logs what needs logging (the exception type, never its message, which may quote input).
+            SuppressDiagnosticsCallback = _ => true,
+        });
         app.UseStatusCodePages();
+        app.UseAuthentication();
+        app.UseAuthorization();
         app.MapSluiceHealth();
+        app.MapIdentity();
         return app;
     }
 

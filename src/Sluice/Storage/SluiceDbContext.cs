@@ -8,6 +8,18 @@ public sealed class SluiceDbContext(DbContextOptions<SluiceDbContext> options) :
 {
     public DbSet<User> Users => Set<User>();
 
+    public DbSet<Organization> Organizations => Set<Organization>();
+
+    public DbSet<Membership> Memberships => Set<Membership>();
+
+    public DbSet<Invitation> Invitations => Set<Invitation>();
+
+    public DbSet<Session> Sessions => Set<Session>();
+
+    public DbSet<LoginEvent> LoginEvents => Set<LoginEvent>();
+
+    public DbSet<ApiKey> ApiKeys => Set<ApiKey>();
+
     protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
     {
         if (Database.IsSqlite())

@@ -1,0 +1,115 @@
+using Microsoft.AspNetCore.Diagnostics;
+using Microsoft.AspNetCore.Mvc;
+
+namespace Sluice.Hosting;
+
+/// <summary>
+/// A request that cannot be honoured, thrown before anything is written so nothing is half-created, and answered on
+/// <c>/api</c> as ProblemDetails with field-level <c>errors</c>. Messages name fields and rules, never submitted values.
+/// </summary>
+public sealed class ApiProblemException(
+    int status, string title, string detail, IReadOnlyDictionary<string, string[]>? errors = null, TimeSpan? retryAfter = null)
+    : Exception(detail)
+{
+    public TimeSpan? RetryAfter { get; } = retryAfter;
+
+    public int Status { get; } = status;
+
+    public string Title { get; } = title;
+
+    public IReadOnlyDictionary<string, string[]>? Errors { get; } = errors;
+}
+
+public static class ApiProblem
+{
+    public static ApiProblemException Invalid(string field, string message) =>
+        new(StatusCodes.Status400BadRequest, "The request is invalid.", $"{field}: {message}", new Dictionary<string, string[]> { [field] = [message] });
+
+    public static ApiProblemException Invalid(IReadOnlyDictionary<string, string[]> errors) =>
+        new(StatusCodes.Status400BadRequest, "The request is invalid.",
+            string.Join(" ", errors.Select(e => $"{e.Key}: {string.Join(" ", e.Value)}")), errors);
+
+    public static ApiProblemException Conflict(string field, string message) =>
+        new(StatusCodes.Status409Conflict, "The request conflicts with the current state.", $"{field}: {message}",
+            new Dictionary<string, string[]> { [field] = [message] });
+
+    public static ApiProblemException NotFound(string what) =>
+        new(StatusCodes.Status404NotFound, "Not found.", $"No {what} with that id exists here.");
+
+    public static ApiProblemException Forbidden(string detail) =>
+        new(StatusCodes.Status403Forbidden, "Not allowed.", detail);
+
+    public static ApiProblemException TooManyRequests(string detail, TimeSpan retryAfter) =>
+        new(StatusCodes.Status429TooManyRequests, "Too many requests.", detail, retryAfter: retryAfter);
+
+    public static ApiProblemException Unauthorized(string detail) =>
+        new(StatusCodes.Status401Unauthorized, "Not signed in.", detail);
+}
+
+/// <summary>Collects field errors, then throws them all at once.</summary>
+public sealed class FieldErrors
+{
+    private readonly Dictionary<string, List<string>> _errors = new(StringComparer.Ordinal);
+
+    public bool Any => _errors.Count > 0;
+
+    public void Add(string field, string message)
+    {
+        if (!_errors.TryGetValue(field, out var messages))
+        {
+            _errors[field] = messages = [];
+        }
+
+        messages.Add(message);
+    }
+
+    public void ThrowIfAny()
+    {
+        if (Any)
+        {
+            throw ApiProblem.Invalid(_errors.ToDictionary(e => e.Key, e => e.Value.ToArray()));
+        }
+    }
+}
+
+/// <summary>Writes <see cref="ApiProblemException"/>, unreadable bodies and unexpected failures as ProblemDetails.</summary>
+internal sealed partial class ApiProblemHandler(IProblemDetailsService problemDetails, ILogger<ApiProblemHandler> logger) : IExceptionHandler
+{
+    public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
+    {
+        var problem = exception switch
+        {
+            ApiProblemException api => new ProblemDetails { Status = api.Status, Title = api.Title, Detail = api.Message },
+            BadHttpRequestException bad => new ProblemDetails
+            {
+                Status = bad.StatusCode,
+                Title = "The request could not be read.",
+                Detail = "The body must be JSON matching the documented request shape, sent with Content-Type: application/json.",
+            },
+            _ => null,
+        };
+
+        if (problem is null)
+        {
+            // The type only: an exception message may quote data it was handed.
+            LogUnexpected(logger, exception.GetType().FullName ?? "exception", httpContext.Request.Method, httpContext.Request.Path);
+            problem = new ProblemDetails { Status = StatusCodes.Status500InternalServerError, Title = "Something went wrong on our side.", Detail = "The failure was logged; retry later." };
+        }
+
+        if (exception is ApiProblemException { Errors: { } errors })
+        {
+            problem.Extensions["errors"] = errors;
+        }
+
+        if (exception is ApiProblemException { RetryAfter: { } retryAfter })
+        {
+            httpContext.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        httpContext.Response.StatusCode = problem.Status!.Value;
+        return await problemDetails.TryWriteAsync(new ProblemDetailsContext { HttpContext = httpContext, ProblemDetails = problem, Exception = exception });
+    }
+
+    [LoggerMessage(20, LogLevel.Error, "Unhandled {ExceptionType} on {Method} {Path}")]
+    private static partial void LogUnexpected(ILogger logger, string exceptionType, string method, string path);
+}

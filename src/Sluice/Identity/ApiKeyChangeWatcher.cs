@@ -1,0 +1,59 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+using Sluice.Storage;
+
+namespace Sluice.Identity;
+
+/// <summary>
+/// Polls for API keys changed by any replica (revoked, rotated, edited) and evicts their cached verifications, so a
+/// change made elsewhere takes effect here within <see cref="IdentityOptions.KeyChangePollInterval"/> plus a query.
+/// Each poll looks back over a window measured on this replica's clock, so clock skew between replicas up to
+/// that window loses nothing; re-seeing an unchanged key evicts nothing.
+/// </summary>
+internal sealed class ApiKeyChangeWatcher(
+    IServiceScopeFactory scopes,
+    ApiKeyVerifier verifier,
+    TimeProvider time,
+    IOptions<IdentityOptions> options,
+    ILogger<ApiKeyChangeWatcher> logger) : BackgroundService
+{
+    private static readonly TimeSpan LookBack = TimeSpan.FromSeconds(30);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(options.Value.KeyChangePollInterval, time);
+        var since = time.GetUtcNow() - LookBack;
+        while (await timer.WaitForNextTickAsync(stoppingToken))
+        {
+            var polledAt = time.GetUtcNow();
+            try
+            {
+                await EvictChangedSinceAsync(since, stoppingToken);
+                since = polledAt - LookBack;
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                IdentityLog.KeyChangePollFailed(logger, ex.GetType().Name);
+            }
+        }
+    }
+
+    internal async Task EvictChangedSinceAsync(DateTimeOffset since, CancellationToken cancellationToken)
+    {
+        if (verifier.CachedCount == 0)
+        {
+            return;
+        }
+
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
+        var changed = await db.ApiKeys.AsNoTracking()
+            .Where(k => k.UpdatedAt > since)
+            .Select(k => new { k.Id, k.UpdatedAt })
+            .ToListAsync(cancellationToken);
+        foreach (var key in changed)
+        {
+            verifier.Evict(key.Id, key.UpdatedAt);
+        }
+    }
+}

@@ -1,0 +1,186 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+using Sluice.Crypto;
+using Sluice.Hosting;
+using Sluice.Storage;
+
+namespace Sluice.Identity;
+
+/// <summary>Creating, listing, revoking and rotating an organization's API keys. Secrets are shown once and stored as bcrypt.</summary>
+public sealed class ApiKeyService(
+    SluiceDbContext db,
+    ApiKeyVerifier verifier,
+    IOptions<IdentityOptions> options,
+    TimeProvider time,
+    ILogger<ApiKeyService> logger)
+{
+    private const int MaxModels = 100;
+
+    public async Task<CreatedKeyResponse> CreateAsync(Guid orgId, CreateKeyRequest request, Guid? createdBy, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        var errors = new FieldErrors();
+        var name = request.Name?.Trim();
+        if (string.IsNullOrEmpty(name) || name.Length > 100)
+        {
+            errors.Add("name", "is required and must be at most 100 characters");
+        }
+
+        var scopes = KeyScopes.Inference | KeyScopes.Batch;
+        if (request.Scopes is not null
+            && (!KeyScopeNames.TryParse(request.Scopes, out scopes, out var unknown) || scopes == KeyScopes.None))
+        {
+            errors.Add("scopes", unknown is null
+                ? "must name at least one scope"
+                : $"'{Truncate(unknown)}' is not a scope; use {string.Join(", ", KeyScopeNames.All)}");
+        }
+
+        string? models = null;
+        if (request.Models is not null)
+        {
+            if (request.Models.Count == 0 || request.Models.Count > MaxModels
+                || request.Models.Any(m => string.IsNullOrWhiteSpace(m) || m.Length > 200 || m.Any(char.IsWhiteSpace)))
+            {
+                errors.Add("models", $"must list 1 to {MaxModels} model ids without spaces, or be omitted to allow every model");
+            }
+            else
+            {
+                models = string.Join(' ', request.Models.Distinct(StringComparer.Ordinal));
+            }
+        }
+
+        if (request.ExpiresAt is { } expires && expires <= now)
+        {
+            errors.Add("expiresAt", "must be in the future");
+        }
+
+        CheckPositive(request.SpendLimits?.DailyMicros, "spendLimits.dailyMicros", errors);
+        CheckPositive(request.SpendLimits?.MonthlyMicros, "spendLimits.monthlyMicros", errors);
+        CheckPositive(request.SpendLimits?.TotalMicros, "spendLimits.totalMicros", errors);
+        CheckPositive(request.RequestsPerMinute, "requestsPerMinute", errors);
+        CheckPositive(request.TokensPerMinute, "tokensPerMinute", errors);
+        errors.ThrowIfAny();
+
+        var secret = ApiKeyFormat.Generate();
+        var key = new ApiKey
+        {
+            Id = Guid.CreateVersion7(now),
+            OrganizationId = orgId,
+            CreatedByUserId = createdBy,
+            Name = name!,
+            Prefix = ApiKeyFormat.LookupPrefix(secret),
+            SecretHash = Bcrypt.Hash(secret, options.Value.ApiKeyHashCost),
+            Scopes = scopes,
+            AllowedModels = models,
+            ExpiresAt = request.ExpiresAt?.ToUniversalTime(),
+            SpendLimitDailyMicros = request.SpendLimits?.DailyMicros,
+            SpendLimitMonthlyMicros = request.SpendLimits?.MonthlyMicros,
+            SpendLimitTotalMicros = request.SpendLimits?.TotalMicros,
+            RequestsPerMinute = request.RequestsPerMinute,
+            TokensPerMinute = request.TokensPerMinute,
+            CreatedAt = now,
+            UpdatedAt = now,
+        };
+        db.ApiKeys.Add(key);
+        await db.SaveChangesAsync(cancellationToken);
+        IdentityLog.KeyChanged(logger, key.Id, "created", orgId);
+        return new CreatedKeyResponse(secret, KeyResponse.From(key, now));
+    }
+
+    public async Task<IReadOnlyList<KeyResponse>> ListAsync(Guid orgId, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        var keys = await db.ApiKeys.AsNoTracking().Where(k => k.OrganizationId == orgId).ToListAsync(cancellationToken);
+        return keys.OrderBy(k => k.CreatedAt).Select(k => KeyResponse.From(k, now)).ToList();
+    }
+
+    public async Task<KeyResponse> GetAsync(Guid orgId, Guid keyId, CancellationToken cancellationToken) =>
+        KeyResponse.From(await FindAsync(orgId, keyId, cancellationToken), time.GetUtcNow());
+
+    /// <summary>Revokes at once here and, through the change watcher, within two seconds on every replica.</summary>
+    public async Task<KeyResponse> RevokeAsync(Guid orgId, Guid keyId, Caller caller, OrgRole? callerRole, CancellationToken cancellationToken)
+    {
+        var key = await FindAsync(orgId, keyId, cancellationToken);
+        EnsureMayChange(key, caller, callerRole);
+        var now = time.GetUtcNow();
+        if (key.RevokedAt is null)
+        {
+            key.RevokedAt = now;
+            key.PreviousSecretHash = null;
+            key.PreviousPrefix = null;
+            key.PreviousValidUntil = null;
+            key.UpdatedAt = now;
+            await db.SaveChangesAsync(cancellationToken);
+            IdentityLog.KeyChanged(logger, key.Id, "revoked", orgId);
+        }
+
+        verifier.Evict(key.Id);
+        return KeyResponse.From(key, now);
+    }
+
+    /// <summary>Issues a new secret under the same key id; the old secret keeps working for the grace period.</summary>
+    public async Task<CreatedKeyResponse> RotateAsync(
+        Guid orgId, Guid keyId, RotateKeyRequest request, Caller caller, OrgRole? callerRole, CancellationToken cancellationToken)
+    {
+        var grace = options.Value.KeyRotationGracePeriod;
+        if (request.GracePeriodSeconds is { } seconds)
+        {
+            if (seconds < 0 || seconds > TimeSpan.FromDays(30).TotalSeconds)
+            {
+                throw ApiProblem.Invalid("gracePeriodSeconds", "must be between 0 and 2592000 (30 days)");
+            }
+
+            grace = TimeSpan.FromSeconds(seconds);
+        }
+
+        var key = await FindAsync(orgId, keyId, cancellationToken);
+        EnsureMayChange(key, caller, callerRole);
+        var now = time.GetUtcNow();
+        if (key.RevokedAt is not null)
+        {
+            throw ApiProblem.Conflict("keyId", "a revoked key cannot be rotated; create a new key");
+        }
+
+        if (key.ExpiresAt is { } expires && expires <= now)
+        {
+            throw ApiProblem.Conflict("keyId", "an expired key cannot be rotated; create a new key");
+        }
+
+        var secret = ApiKeyFormat.Generate();
+        key.PreviousPrefix = grace > TimeSpan.Zero ? key.Prefix : null;
+        key.PreviousSecretHash = grace > TimeSpan.Zero ? key.SecretHash : null;
+        key.PreviousValidUntil = grace > TimeSpan.Zero ? now + grace : null;
+        key.Prefix = ApiKeyFormat.LookupPrefix(secret);
+        key.SecretHash = Bcrypt.Hash(secret, options.Value.ApiKeyHashCost);
+        key.UpdatedAt = now;
+        await db.SaveChangesAsync(cancellationToken);
+        verifier.Evict(key.Id);
+        IdentityLog.KeyChanged(logger, key.Id, "rotated", orgId);
+        return new CreatedKeyResponse(secret, KeyResponse.From(key, now));
+    }
+
+    /// <summary>Members may change only the keys they created; admins, owners and management keys may change any.</summary>
+    private static void EnsureMayChange(ApiKey key, Caller caller, OrgRole? callerRole)
+    {
+        if (caller.IsKey || callerRole is OrgRole.Owner or OrgRole.Admin || (caller.UserId is { } user && key.CreatedByUserId == user))
+        {
+            return;
+        }
+
+        throw ApiProblem.Forbidden("Members can revoke or rotate only the keys they created; ask an admin.");
+    }
+
+    private async Task<ApiKey> FindAsync(Guid orgId, Guid keyId, CancellationToken cancellationToken) =>
+        await db.ApiKeys.SingleOrDefaultAsync(k => k.Id == keyId && k.OrganizationId == orgId, cancellationToken)
+        ?? throw ApiProblem.NotFound("API key");
+
+    private static void CheckPositive(long? value, string field, FieldErrors errors)
+    {
+        if (value is <= 0)
+        {
+            errors.Add(field, "must be a positive number, or omitted for no limit");
+        }
+    }
+
+    private static string Truncate(string value) => value.Length > 40 ? value[..40] + "…" : value;
+}

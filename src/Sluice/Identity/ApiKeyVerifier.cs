@@ -1,0 +1,160 @@
+using System.Collections.Concurrent;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+using Sluice.Crypto;
+using Sluice.Storage;
+
+namespace Sluice.Identity;
+
+/// <summary>What a verified API key may do, as read from its row.</summary>
+public sealed record VerifiedKey(
+    Guid KeyId,
+    Guid OrganizationId,
+    Guid? CreatedByUserId,
+    KeyScopes Scopes,
+    string? AllowedModels,
+    int? RequestsPerMinute,
+    int? TokensPerMinute,
+    long? SpendLimitDailyMicros,
+    long? SpendLimitMonthlyMicros,
+    long? SpendLimitTotalMicros,
+    DateTimeOffset Version,
+    DateTimeOffset? ValidUntil);
+
+/// <summary>
+/// Verifies presented API keys. bcrypt runs once per key per <see cref="IdentityOptions.KeyCacheTtl"/>: successes are
+/// cached in memory under HMAC-SHA256(pepper, key), never under the key itself, with a pepper drawn at random per
+/// process (the cache never leaves it). Revocation, rotation and edits evict at once on this replica
+/// (<see cref="Evict"/>) and within <see cref="IdentityOptions.KeyChangePollInterval"/> elsewhere (<see cref="ApiKeyChangeWatcher"/>).
+/// </summary>
+public sealed class ApiKeyVerifier(IServiceScopeFactory scopes, TimeProvider time, IOptions<IdentityOptions> options)
+{
+    private const int MaxNegativeEntries = 10_000;
+    private static readonly TimeSpan NegativeTtl = TimeSpan.FromSeconds(10);
+
+    private readonly byte[] _pepper = RandomNumberGenerator.GetBytes(32);
+    private readonly ConcurrentDictionary<CacheKey, CachedKey> _verified = new();
+    private readonly ConcurrentDictionary<CacheKey, long> _rejected = new();
+    private readonly ConcurrentDictionary<CacheKey, Lazy<Task<VerifiedKey?>>> _inFlight = new();
+
+    public int CachedCount => _verified.Count;
+
+    /// <summary>The key's grants, or null for a malformed, unknown, revoked or expired key.</summary>
+    public ValueTask<VerifiedKey?> VerifyAsync(string presented, CancellationToken cancellationToken = default)
+    {
+        if (!ApiKeyFormat.IsWellFormed(presented))
+        {
+            return ValueTask.FromResult<VerifiedKey?>(null);
+        }
+
+        var cacheKey = Hmac(presented);
+        var now = time.GetUtcNow();
+        if (_verified.TryGetValue(cacheKey, out var cached))
+        {
+            if (cached.CachedUntil > now && (cached.Key.ValidUntil is not { } until || until > now))
+            {
+                return ValueTask.FromResult<VerifiedKey?>(cached.Key);
+            }
+
+            _verified.TryRemove(KeyValuePair.Create(cacheKey, cached));
+        }
+
+        if (_rejected.TryGetValue(cacheKey, out var rejectedUntil) && rejectedUntil > now.UtcTicks)
+        {
+            return ValueTask.FromResult<VerifiedKey?>(null);
+        }
+
+        return new ValueTask<VerifiedKey?>(VerifySlowAsync(presented, cacheKey, cancellationToken));
+    }
+
+    /// <summary>Drops cached verifications of <paramref name="keyId"/> unless they were read at <paramref name="currentVersion"/>.</summary>
+    public void Evict(Guid keyId, DateTimeOffset? currentVersion = null)
+    {
+        foreach (var entry in _verified)
+        {
+            if (entry.Value.Key.KeyId == keyId && entry.Value.Key.Version != currentVersion)
+            {
+                _verified.TryRemove(entry);
+            }
+        }
+    }
+
+    private async Task<VerifiedKey?> VerifySlowAsync(string presented, CacheKey cacheKey, CancellationToken cancellationToken)
+    {
+        // Concurrent first uses of one key share a single database read and bcrypt.
+        var lazy = _inFlight.GetOrAdd(cacheKey, _ => new Lazy<Task<VerifiedKey?>>(() => LoadAndVerifyAsync(presented, cacheKey)));
+        try
+        {
+            return await lazy.Value.WaitAsync(cancellationToken);
+        }
+        finally
+        {
+            _inFlight.TryRemove(KeyValuePair.Create(cacheKey, lazy));
+        }
+    }
+
+    private async Task<VerifiedKey?> LoadAndVerifyAsync(string presented, CacheKey cacheKey)
+    {
+        var now = time.GetUtcNow();
+        var prefix = ApiKeyFormat.LookupPrefix(presented);
+        List<ApiKey> candidates;
+        await using (var scope = scopes.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
+            candidates = await db.ApiKeys.AsNoTracking()
+                .Where(k => (k.Prefix == prefix || k.PreviousPrefix == prefix) && k.RevokedAt == null)
+                .ToListAsync();
+        }
+
+        foreach (var key in candidates.Where(k => k.ExpiresAt is not { } expires || expires > now))
+        {
+            if (key.Prefix == prefix && Bcrypt.Verify(presented, key.SecretHash))
+            {
+                return Remember(cacheKey, key, key.ExpiresAt, now);
+            }
+
+            if (key.PreviousPrefix == prefix && key.PreviousValidUntil is { } graceEnds && graceEnds > now
+                && key.PreviousSecretHash is { } previous && Bcrypt.Verify(presented, previous))
+            {
+                var validUntil = key.ExpiresAt is { } expires && expires < graceEnds ? expires : graceEnds;
+                return Remember(cacheKey, key, validUntil, now);
+            }
+        }
+
+        if (_rejected.Count >= MaxNegativeEntries)
+        {
+            _rejected.Clear();
+        }
+
+        _rejected[cacheKey] = (now + NegativeTtl).UtcTicks;
+        return null;
+    }
+
+    private VerifiedKey Remember(CacheKey cacheKey, ApiKey key, DateTimeOffset? validUntil, DateTimeOffset now)
+    {
+        var verified = new VerifiedKey(
+            key.Id, key.OrganizationId, key.CreatedByUserId, key.Scopes, key.AllowedModels, key.RequestsPerMinute,
+            key.TokensPerMinute, key.SpendLimitDailyMicros, key.SpendLimitMonthlyMicros, key.SpendLimitTotalMicros,
+            key.UpdatedAt, validUntil);
+        _verified[cacheKey] = new CachedKey(verified, now + options.Value.KeyCacheTtl);
+        return verified;
+    }
+
+    private CacheKey Hmac(string presented)
+    {
+        Span<byte> ascii = stackalloc byte[ApiKeyFormat.Length];
+        Encoding.ASCII.GetBytes(presented, ascii);
+        Span<byte> digest = stackalloc byte[32];
+        HMACSHA256.HashData(_pepper, ascii, digest);
+        CryptographicOperations.ZeroMemory(ascii);
+        return MemoryMarshal.Read<CacheKey>(digest);
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    private readonly record struct CacheKey(ulong A, ulong B, ulong C, ulong D);
+
+    private sealed record CachedKey(VerifiedKey Key, DateTimeOffset CachedUntil);
+}

@@ -1,0 +1,129 @@
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.Authorization.Policy;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.EntityFrameworkCore;
+using Sluice.Storage;
+
+namespace Sluice.Identity;
+
+public static class Policies
+{
+    /// <summary>A signed-in person (session), not a key.</summary>
+    public const string User = "user";
+
+    /// <summary>A signed-in platform operator.</summary>
+    public const string Operator = "operator";
+
+    /// <summary>Anyone authenticated: a person or a key.</summary>
+    public const string Authenticated = "authenticated";
+
+    public static string Org(OrgAccess permission) => Permissions.PolicyName(permission);
+}
+
+/// <summary>The caller holds <see cref="Permission"/> in the organization named by the route's <c>orgId</c>.</summary>
+public sealed record OrgAccessRequirement(OrgAccess Permission) : IAuthorizationRequirement;
+
+internal sealed class OrgAccessHandler(SluiceDbContext db) : AuthorizationHandler<OrgAccessRequirement>
+{
+    protected override async Task HandleRequirementAsync(AuthorizationHandlerContext context, OrgAccessRequirement requirement)
+    {
+        if (context.Resource is not HttpContext http || !Guid.TryParse(http.GetRouteValue("orgId")?.ToString(), out var orgId))
+        {
+            return;
+        }
+
+        var caller = Caller.From(context.User);
+        if (caller.IsKey)
+        {
+            if (caller.KeyOrganizationId == orgId)
+            {
+                Grant(context, requirement, http, Permissions.Grants(caller.KeyScopes, requirement.Permission));
+            }
+
+            return;
+        }
+
+        if (caller.UserId is not { } userId)
+        {
+            return;
+        }
+
+        if (await MembershipRoleAsync(http, db, orgId, userId) is { } role)
+        {
+            Grant(context, requirement, http, Permissions.Grants(role, requirement.Permission));
+        }
+    }
+
+    /// <summary>True when the caller belongs to the org it asked about but lacks the permission: 403, not 404.</summary>
+    public static bool CallerBelongsToOrg(HttpContext http) => http.Items.ContainsKey(BelongsKey);
+
+    private const string BelongsKey = "sluice:belongs-to-org";
+
+    private static void Grant(AuthorizationHandlerContext context, OrgAccessRequirement requirement, HttpContext http, bool granted)
+    {
+        http.Items[BelongsKey] = true;
+        if (granted)
+        {
+            context.Succeed(requirement);
+        }
+    }
+
+    /// <summary>The caller's role in the org, read once per request.</summary>
+    public static async Task<OrgRole?> MembershipRoleAsync(HttpContext http, SluiceDbContext db, Guid orgId, Guid userId)
+    {
+        var itemKey = $"sluice:role:{orgId}";
+        if (http.Items.TryGetValue(itemKey, out var cached))
+        {
+            return (OrgRole?)cached;
+        }
+
+        var role = await db.Memberships.AsNoTracking()
+            .Where(m => m.OrganizationId == orgId && m.UserId == userId)
+            .Select(m => (OrgRole?)m.Role)
+            .SingleOrDefaultAsync(http.RequestAborted);
+        http.Items[itemKey] = role;
+        return role;
+    }
+}
+
+/// <summary>
+/// Unauthenticated calls get 401 and forbidden ones 403, both as ProblemDetails. A caller with no place in an
+/// organization gets 404, exactly as if it did not exist, so ids of other tenants reveal nothing; a member or key of
+/// the organization whose role or scopes fall short gets 403.
+/// </summary>
+internal sealed class ProblemAuthorizationResultHandler(IProblemDetailsService problems) : IAuthorizationMiddlewareResultHandler
+{
+    private readonly AuthorizationMiddlewareResultHandler _default = new();
+
+    public async Task HandleAsync(RequestDelegate next, HttpContext context, AuthorizationPolicy policy, PolicyAuthorizationResult authorizeResult)
+    {
+        ProblemDetails? problem = null;
+        if (authorizeResult.Challenged)
+        {
+            problem = new ProblemDetails
+            {
+                Status = StatusCodes.Status401Unauthorized,
+                Title = "Not signed in.",
+                Detail = "Sign in at /api/v1/auth/login, or send an API key as 'Authorization: Bearer sk-sluice-…'.",
+            };
+            context.Response.Headers.WWWAuthenticate = "Bearer";
+        }
+        else if (authorizeResult.Forbidden)
+        {
+            problem = policy.Requirements.OfType<OrgAccessRequirement>().FirstOrDefault() is { } org
+                ? OrgAccessHandler.CallerBelongsToOrg(context)
+                    ? new ProblemDetails { Status = StatusCodes.Status403Forbidden, Title = "Not allowed.", Detail = $"Your role or key scopes do not allow {org.Permission} in this organization." }
+                    : new ProblemDetails { Status = StatusCodes.Status404NotFound, Title = "Not found.", Detail = "No organization with that id exists here." }
+                : new ProblemDetails { Status = StatusCodes.Status403Forbidden, Title = "Not allowed.", Detail = "This needs a platform operator, or a signed-in person rather than a key." };
+        }
+
+        if (problem is null)
+        {
+            await _default.HandleAsync(next, context, policy, authorizeResult);
+            return;
+        }
+
+        context.Response.StatusCode = problem.Status!.Value;
+        await problems.WriteAsync(new ProblemDetailsContext { HttpContext = context, ProblemDetails = problem });
+    }
+}

@@ -1,0 +1,35 @@
+using System.Security.Claims;
+
+namespace Sluice.Identity;
+
+/// <summary>Who is calling: a signed-in person (session) or an organization's API key. Built from the request's claims.</summary>
+public sealed record Caller(Guid? UserId, bool IsOperator, Guid? KeyId, Guid? KeyOrganizationId, KeyScopes KeyScopes)
+{
+    public const string UserClaim = "sluice:user";
+    public const string OperatorClaim = "sluice:operator";
+    public const string SessionClaim = "sluice:session";
+    public const string KeyClaim = "sluice:key";
+    public const string KeyOrganizationClaim = "sluice:key-org";
+    public const string KeyScopesClaim = "sluice:key-scopes";
+    public const string KeyCreatorClaim = "sluice:key-creator";
+
+    public bool IsKey => KeyId is not null;
+
+    public static Caller From(ClaimsPrincipal principal)
+    {
+        static Guid? Id(ClaimsPrincipal p, string type) => Guid.TryParse(p.FindFirstValue(type), out var id) ? id : null;
+
+        var keyId = Id(principal, KeyClaim);
+        return new Caller(
+            keyId is null ? Id(principal, UserClaim) : Id(principal, KeyCreatorClaim),
+            keyId is null && principal.HasClaim(OperatorClaim, "true"),
+            keyId,
+            Id(principal, KeyOrganizationClaim),
+            int.TryParse(principal.FindFirstValue(KeyScopesClaim), out var scopes) ? (KeyScopes)scopes : KeyScopes.None);
+    }
+}
+
+public static class CallerHttpContextExtensions
+{
+    public static Caller Caller(this HttpContext context) => Identity.Caller.From(context.User);
+}
