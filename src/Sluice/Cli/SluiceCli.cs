@@ -40,6 +40,8 @@ public static class SluiceCli
         var root = new RootCommand("Sluice: a self-hosted AI inference platform with an OpenAI-compatible API.");
         root.Subcommands.Add(ServeCommand.Create());
         root.Subcommands.Add(MigrateCommand.Create());
+        root.Subcommands.Add(OrgsCommand.Create());
+        root.Subcommands.Add(KeysCommand.Create());
         return root;
     }
 

@@ -1,0 +1,52 @@
+using Microsoft.Extensions.Options;
+using Sluice.Hosting;
+using Sluice.Identity;
+using Sluice.Storage;
+
+namespace Sluice.Cli;
+
+/// <summary>
+/// The host behind the administrative commands: the same settings, storage and services as <c>serve</c>, without the
+/// web server. It prepares the database as <c>serve</c> would, runs one piece of work, and turns failures into
+/// one clear line and exit code 1.
+/// </summary>
+internal static class CliHost
+{
+    public static async Task<int> RunAsync(
+        CommandLineSettings settings,
+        bool? applyMigrations,
+        Func<IServiceProvider, CancellationToken, Task<int>> work,
+        CancellationToken cancellationToken)
+    {
+        try
+        {
+            var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings { ContentRootPath = AppContext.BaseDirectory });
+            builder.Configuration.UseSluiceSources(builder.Environment.ContentRootPath, builder.Environment.EnvironmentName, settings, []);
+            var server = SettingsValidator<ServerOptions>.BindNow(builder.Configuration, ServerOptions.Section, () => new ServerOptions());
+            builder.Logging.AddConfiguration(builder.Configuration.GetSection("Logging"));
+            SluiceApp.ConfigureLogging(builder.Logging, server.LogFormat);
+            builder.Logging.AddFilter("Sluice", LogLevel.Warning); // commands print their own results
+            builder.Services.AddSingleton(TimeProvider.System);
+            builder.Services.AddSettings<ServerOptions>(ServerOptions.Section);
+            builder.Services.AddStorage();
+            builder.Services.AddSluiceIdentityCore();
+
+            using var host = builder.Build();
+            host.Services.GetRequiredService<IStartupValidator>().Validate();
+            var migrate = applyMigrations ?? host.Services.GetRequiredService<IOptions<DatabaseOptions>>().Value.MigrateOnStart;
+            await host.Services.GetRequiredService<StorageStartup>().PrepareAsync(migrate, cancellationToken);
+            await using var scope = host.Services.CreateAsyncScope();
+            return await work(scope.ServiceProvider, cancellationToken);
+        }
+        catch (ApiProblemException problem)
+        {
+            await Console.Error.WriteLineAsync($"error: {problem.Message}");
+            return ExitCodes.Failure;
+        }
+        catch (Exception ex)
+        {
+            StartupFailure.Report(ex, Console.Error);
+            return ExitCodes.Failure;
+        }
+    }
+}
