@@ -1,20 +1,29 @@
 using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Sluice.Identity;
 
 namespace Sluice.Tests.TestSupport;
 
 /// <summary>
 /// Sluice in process (WebApplicationFactory over the real Program) on a real database. Settings are passed the way an
-/// operator would set them; the one-time credential console is captured so tests can read what a person would see.
+/// operator would set them; the one-time credential console and every log line are captured, and tests act through
+/// intent methods (sign up, sign in, create an org or a key) over HTTP.
 /// </summary>
-public sealed class SluiceFactory(TestDatabase database, IReadOnlyDictionary<string, string?>? settings = null)
+public sealed class SluiceFactory(TestDatabase database, IReadOnlyDictionary<string, string?>? settings = null, TimeProvider? time = null)
     : WebApplicationFactory<Program>
 {
+    public const string Password = "a sturdy passphrase";
+
     public CapturingCredentialWriter Credentials { get; } = new();
+
+    public LogCapture Logs { get; } = new();
 
     public TestDatabase Database => database;
 
@@ -23,12 +32,58 @@ public sealed class SluiceFactory(TestDatabase database, IReadOnlyDictionary<str
         builder.UseSetting("ConnectionStrings:Sluice", database.ConnectionString);
         builder.UseSetting("Server:DataDir", database.Directory);
         builder.UseSetting("Identity:PasswordHashCost", "10");
+        builder.UseSetting("Identity:KeyChangePollInterval", "00:00:00.250");
         foreach (var (key, value) in settings ?? new Dictionary<string, string?>())
         {
             builder.UseSetting(key, value);
         }
 
-        builder.ConfigureTestServices(services => services.AddSingleton<IOneTimeCredentialWriter>(Credentials));
+        builder.ConfigureLogging(logging => logging.AddProvider(Logs).SetMinimumLevel(LogLevel.Trace));
+        builder.ConfigureTestServices(services =>
+        {
+            services.AddSingleton<IOneTimeCredentialWriter>(Credentials);
+            if (time is not null)
+            {
+                services.AddSingleton(time);
+            }
+        });
+    }
+
+    /// <summary>A client with no credentials (its own cookie jar).</summary>
+    public HttpClient Anonymous() => CreateClient(new WebApplicationFactoryClientOptions { HandleCookies = true });
+
+    public HttpClient WithKey(string key)
+    {
+        var client = CreateClient(new WebApplicationFactoryClientOptions { HandleCookies = false });
+        client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
+        return client;
+    }
+
+    /// <summary>Signs up a new person and returns a client signed in as them.</summary>
+    public async Task<(HttpClient Client, Guid UserId)> SignUpAndLoginAsync(string email, string password = Password)
+    {
+        var client = Anonymous();
+        var signUp = await client.PostAsJsonAsync("/api/v1/auth/signup", new { email, name = "Test Person", password, ageAttestation = true });
+        Assert.True(signUp.StatusCode == HttpStatusCode.Created, await signUp.Content.ReadAsStringAsync());
+        var login = await client.PostAsJsonAsync("/api/v1/auth/login", new { email, password });
+        Assert.True(login.StatusCode == HttpStatusCode.OK, await login.Content.ReadAsStringAsync());
+        using var body = JsonDocument.Parse(await login.Content.ReadAsStringAsync());
+        return (client, body.RootElement.GetProperty("id").GetGuid());
+    }
+
+    public static async Task<Guid> CreateOrganizationAsync(HttpClient owner, string name = "Acme")
+    {
+        var response = await owner.PostAsJsonAsync("/api/v1/orgs", new { name });
+        Assert.True(response.StatusCode == HttpStatusCode.Created, await response.Content.ReadAsStringAsync());
+        return (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+    }
+
+    public static async Task<(Guid Id, string Key)> CreateKeyAsync(HttpClient caller, Guid orgId, params string[] scopes)
+    {
+        var response = await caller.PostAsJsonAsync($"/api/v1/orgs/{orgId}/keys", new { name = "test key", scopes = scopes.Length == 0 ? null : scopes });
+        Assert.True(response.StatusCode == HttpStatusCode.Created, await response.Content.ReadAsStringAsync());
+        var body = await response.Content.ReadFromJsonAsync<JsonElement>();
+        return (body.GetProperty("details").GetProperty("id").GetGuid(), body.GetProperty("key").GetString()!);
     }
 }
 

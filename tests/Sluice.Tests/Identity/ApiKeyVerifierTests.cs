@@ -1,0 +1,73 @@
+using Microsoft.Extensions.DependencyInjection;
+using Sluice.Identity;
+using Sluice.Storage;
+using Sluice.Tests.TestSupport;
+
+namespace Sluice.Tests.Identity;
+
+public sealed class ApiKeyVerifierTests
+{
+    [Fact]
+    public async Task A_verified_key_is_served_from_memory_until_it_is_evicted()
+    {
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        await using var sluice = new SluiceFactory(database);
+        var (owner, _) = await sluice.SignUpAndLoginAsync("owner@example.com");
+        var orgId = await SluiceFactory.CreateOrganizationAsync(owner);
+        var (keyId, key) = await SluiceFactory.CreateKeyAsync(owner, orgId);
+        var verifier = sluice.Services.GetRequiredService<ApiKeyVerifier>();
+
+        Assert.NotNull(await verifier.VerifyAsync(key));
+        // Remove the row behind the application's back: only the cache can still vouch for the key.
+        await database.ExecuteAsync("DELETE FROM api_keys");
+        var cached = await verifier.VerifyAsync(key);
+        verifier.Evict(keyId);
+        var afterEviction = await verifier.VerifyAsync(key);
+
+        Assert.NotNull(cached);
+        Assert.Equal(orgId, cached.OrganizationId);
+        Assert.Null(afterEviction);
+    }
+
+    [Fact]
+    public async Task Malformed_keys_are_rejected_without_touching_the_database()
+    {
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        await using var sluice = new SluiceFactory(database);
+        sluice.CreateClient().Dispose();
+        var verifier = sluice.Services.GetRequiredService<ApiKeyVerifier>();
+        await database.ExecuteAsync("DROP TABLE api_keys");
+
+        Assert.Null(await verifier.VerifyAsync("sk-sluice-not-a-real-key"));
+        Assert.Null(await verifier.VerifyAsync(ApiKeyFormat.Generate()[..^1] + "!"));
+        await Assert.ThrowsAnyAsync<Exception>(async () => await verifier.VerifyAsync(ApiKeyFormat.Generate()));
+    }
+
+    [Fact]
+    public async Task Expiry_and_the_end_of_a_rotation_grace_period_apply_to_cached_keys()
+    {
+        var clock = new ManualTimeProvider(DateTimeOffset.UtcNow);
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        // A cache TTL longer than the clock moves, so it is the expiry itself that must end the cached verification.
+        await using var sluice = new SluiceFactory(database, new Dictionary<string, string?> { ["Identity:KeyCacheTtl"] = "00:10:00" }, clock);
+        var (owner, _) = await sluice.SignUpAndLoginAsync("owner@example.com");
+        var orgId = await SluiceFactory.CreateOrganizationAsync(owner);
+        var verifier = sluice.Services.GetRequiredService<ApiKeyVerifier>();
+        var keys = sluice.Services.CreateScope().ServiceProvider.GetRequiredService<ApiKeyService>();
+
+        var expiring = await keys.CreateAsync(orgId, new CreateKeyRequest("short-lived", null, null, clock.GetUtcNow().AddMinutes(5), null, null, null), null, default);
+        var rotating = await keys.CreateAsync(orgId, new CreateKeyRequest("rotating", null, null, null, null, null, null), null, default);
+        Assert.NotNull(await verifier.VerifyAsync(expiring.Key));
+        Assert.NotNull(await verifier.VerifyAsync(rotating.Key));
+
+        var rotated = await keys.RotateAsync(orgId, rotating.Details.Id, new RotateKeyRequest(120), new Caller(null, true, null, null, KeyScopes.None), OrgRole.Owner, default);
+        Assert.NotNull(await verifier.VerifyAsync(rotating.Key));
+        Assert.NotNull(await verifier.VerifyAsync(rotated.Key));
+
+        clock.Advance(TimeSpan.FromMinutes(6));
+
+        Assert.Null(await verifier.VerifyAsync(expiring.Key));
+        Assert.Null(await verifier.VerifyAsync(rotating.Key));
+        Assert.NotNull(await verifier.VerifyAsync(rotated.Key));
+    }
+}
