@@ -1,0 +1,35 @@
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Sluice.Storage;
+using Sluice.Tests.TestSupport;
+
+namespace Sluice.Tests.Hosting;
+
+/// <summary>Every endpoint declares who may call it; only a short, reviewed list is open to anonymous callers.</summary>
+public sealed class EndpointPolicyTests
+{
+    private static readonly string[] AnonymousAllowed = ["/healthz", "/readyz", "/api/v1/auth/signup", "/api/v1/auth/login"];
+
+    [Fact]
+    public async Task Every_endpoint_declares_a_policy_and_only_the_reviewed_ones_allow_anonymous_callers()
+    {
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        await using var sluice = new SluiceFactory(database);
+        sluice.CreateClient().Dispose();
+        var endpoints = sluice.Services.GetRequiredService<EndpointDataSource>().Endpoints.OfType<RouteEndpoint>().ToList();
+
+        Assert.True(endpoints.Count > 20, $"only {endpoints.Count} endpoints found");
+        foreach (var endpoint in endpoints)
+        {
+            var route = endpoint.RoutePattern.RawText ?? endpoint.DisplayName ?? "?";
+            var anonymous = endpoint.Metadata.GetMetadata<IAllowAnonymous>() is not null;
+            var authorized = endpoint.Metadata.GetOrderedMetadata<IAuthorizeData>().Any(a => a.Policy is not null);
+            Assert.True(anonymous || authorized, $"{route} declares no authorization policy");
+            if (anonymous)
+            {
+                Assert.Contains(route.TrimEnd('/'), AnonymousAllowed);
+            }
+        }
+    }
+}
