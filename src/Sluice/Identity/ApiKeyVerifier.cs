@@ -148,10 +148,27 @@ public sealed class ApiKeyVerifier(IServiceScopeFactory scopes, TimeProvider tim
         Span<byte> ascii = stackalloc byte[ApiKeyFormat.Length];
         Encoding.ASCII.GetBytes(presented, ascii);
         Span<byte> digest = stackalloc byte[32];
-        HMACSHA256.HashData(_pepper, ascii, digest);
+
+        // A reused HMAC context keeps its keyed state; creating one per call costs more than the hash itself.
+        var hmac = t_hmac;
+        if (hmac is null || !ReferenceEquals(t_hmacOwner, this))
+        {
+            hmac?.Dispose();
+            t_hmac = hmac = IncrementalHash.CreateHMAC(HashAlgorithmName.SHA256, _pepper);
+            t_hmacOwner = this;
+        }
+
+        hmac.AppendData(ascii);
+        hmac.GetHashAndReset(digest);
         CryptographicOperations.ZeroMemory(ascii);
         return MemoryMarshal.Read<CacheKey>(digest);
     }
+
+    [ThreadStatic]
+    private static IncrementalHash? t_hmac;
+
+    [ThreadStatic]
+    private static ApiKeyVerifier? t_hmacOwner;
 
     [StructLayout(LayoutKind.Sequential)]
     private readonly record struct CacheKey(ulong A, ulong B, ulong C, ulong D);

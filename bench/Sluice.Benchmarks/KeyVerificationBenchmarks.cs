@@ -1,0 +1,67 @@
+using BenchmarkDotNet.Attributes;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Sluice.Hosting;
+using Sluice.Identity;
+using Sluice.Storage;
+
+namespace Sluice.Benchmarks;
+
+/// <summary>
+/// What authenticating one request with an API key costs: a cache hit (the hot path: checksum, HMAC, dictionary
+/// lookup) and a miss (a database read and one bcrypt at the default key cost of 10).
+/// </summary>
+[MemoryDiagnoser]
+public class KeyVerificationBenchmarks
+{
+    private IHost _host = null!;
+    private ApiKeyVerifier _verifier = null!;
+    private string _key = null!;
+    private Guid _keyId;
+    private string _directory = null!;
+
+    [GlobalSetup]
+    public async Task SetupAsync()
+    {
+        _directory = Directory.CreateTempSubdirectory("sluice-bench-").FullName;
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Configuration.AddInMemoryCollection([new("Server:DataDir", _directory)]);
+        builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddSettings<ServerOptions>(ServerOptions.Section);
+        builder.Services.AddStorage();
+        builder.Services.AddSluiceIdentityCore();
+        _host = builder.Build();
+        await _host.Services.GetRequiredService<StorageStartup>().PrepareAsync(applyMigrations: true, default);
+
+        await using var scope = _host.Services.CreateAsyncScope();
+        var organization = await scope.ServiceProvider.GetRequiredService<OrganizationService>().CreateAsync(new CreateOrganizationRequest("Bench", null), null, default);
+        var created = await scope.ServiceProvider.GetRequiredService<ApiKeyService>()
+            .CreateAsync(organization.Id, new CreateKeyRequest("bench", null, null, null, null, null, null), null, default);
+        _key = created.Key;
+        _keyId = created.Details.Id;
+        _verifier = _host.Services.GetRequiredService<ApiKeyVerifier>();
+        if (await _verifier.VerifyAsync(_key) is null)
+        {
+            throw new InvalidOperationException("the benchmark key does not verify");
+        }
+    }
+
+    [Benchmark(Description = "verify key, cache hit")]
+    public ValueTask<VerifiedKey?> CacheHit() => _verifier.VerifyAsync(_key);
+
+    [Benchmark(Description = "verify key, cache miss (DB read + bcrypt cost 10)")]
+    public async Task<VerifiedKey?> CacheMiss()
+    {
+        _verifier.Evict(_keyId);
+        return await _verifier.VerifyAsync(_key);
+    }
+
+    [GlobalCleanup]
+    public void Cleanup()
+    {
+        _host.Dispose();
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        Directory.Delete(_directory, recursive: true);
+    }
+}

@@ -1,0 +1,104 @@
+using Microsoft.EntityFrameworkCore;
+using Sluice.Cli;
+using Sluice.Crypto;
+using Sluice.Identity;
+using Sluice.Storage;
+using Sluice.Tests.TestSupport;
+
+namespace Sluice.Tests.Cli;
+
+/// <summary>`sluice orgs …` and `sluice keys …` as an operator runs them on the server.</summary>
+public sealed class AdminCommandTests
+{
+    [Fact]
+    public async Task An_operator_creates_an_organization_and_manages_its_keys_from_the_command_line()
+    {
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        string[] Db(params string[] args) => [.. args, "--database", database.ConnectionString];
+
+        var (created, createdOut, createdErr) = await SluiceProcess.RunAsync(Db("orgs", "create", "--name", "Acme Labs", "--billing-email", "billing@acme.test"));
+        Assert.True(created == ExitCodes.Success, createdErr);
+        var orgId = Guid.Parse(createdOut.Split(' ')[2]);
+        var (_, listOut, _) = await SluiceProcess.RunAsync(Db("orgs", "list"));
+        Assert.Contains($"{orgId}", listOut, StringComparison.Ordinal);
+        Assert.Contains("Acme Labs", listOut, StringComparison.Ordinal);
+
+        var (keyCreated, keyOut, keyErr) = await SluiceProcess.RunAsync(Db("keys", "create", "--org", orgId.ToString(), "--name", "batch-runner", "--scope", "batch", "--model", "echo", "--rpm", "30"));
+        Assert.True(keyCreated == ExitCodes.Success, keyErr);
+        var secret = keyOut.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Last();
+        Assert.True(ApiKeyFormat.IsWellFormed(secret));
+        await using (var db = database.CreateContext())
+        {
+            var key = await db.ApiKeys.SingleAsync();
+            Assert.True(Bcrypt.Verify(secret, key.SecretHash));
+            Assert.Equal(KeyScopes.Batch, key.Scopes);
+            Assert.Equal("echo", key.AllowedModels);
+            Assert.Equal(30, key.RequestsPerMinute);
+        }
+
+        var keyId = (await ListedKeyIdAsync(database)).ToString();
+        var (_, listed, _) = await SluiceProcess.RunAsync(Db("keys", "list", "--org", orgId.ToString()));
+        Assert.Contains(secret[..18], listed, StringComparison.Ordinal);
+        Assert.DoesNotContain(secret, listed, StringComparison.Ordinal);
+
+        var (rotatedCode, rotatedOut, _) = await SluiceProcess.RunAsync(Db("keys", "rotate", keyId, "--grace-seconds", "600"));
+        var newSecret = rotatedOut.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Last();
+        Assert.Equal(ExitCodes.Success, rotatedCode);
+        Assert.NotEqual(secret, newSecret);
+        Assert.True(ApiKeyFormat.IsWellFormed(newSecret));
+
+        var (revoked, revokedOut, _) = await SluiceProcess.RunAsync(Db("keys", "revoke", keyId));
+        Assert.Equal(ExitCodes.Success, revoked);
+        Assert.Contains("Revoked", revokedOut, StringComparison.Ordinal);
+        await using (var db = database.CreateContext())
+        {
+            Assert.NotNull((await db.ApiKeys.SingleAsync()).RevokedAt);
+        }
+    }
+
+    [Theory]
+    [InlineData("keys", "create", "--org", "00000000-0000-0000-0000-000000000001", "--name", "k")]
+    [InlineData("keys", "revoke", "00000000-0000-0000-0000-000000000001")]
+    [InlineData("orgs", "create", "--name", "X", "--owner", "nobody@example.com")]
+    public async Task Unknown_ids_and_accounts_fail_with_one_clear_line(params string[] arguments)
+    {
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+
+        var (exitCode, _, stderr) = await SluiceProcess.RunAsync([.. arguments, "--database", database.ConnectionString]);
+
+        Assert.Equal(ExitCodes.Failure, exitCode);
+        var line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith("error: ", line, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("keys", "create", "--name", "k")]
+    [InlineData("keys", "revoke", "not-a-guid")]
+    [InlineData("orgs", "create")]
+    public async Task Missing_or_malformed_arguments_are_usage_errors(params string[] arguments)
+    {
+        var (exitCode, _, stderr) = await SluiceProcess.RunAsync(arguments);
+
+        Assert.Equal(ExitCodes.Usage, exitCode);
+        Assert.Contains("Usage:", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_unknown_scope_names_the_field()
+    {
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        var (_, createdOut, _) = await SluiceProcess.RunAsync(["orgs", "create", "--name", "A", "--database", database.ConnectionString]);
+        var orgId = createdOut.Split(' ')[2];
+
+        var (exitCode, _, stderr) = await SluiceProcess.RunAsync(["keys", "create", "--org", orgId, "--name", "k", "--scope", "root", "--database", database.ConnectionString]);
+
+        Assert.Equal(ExitCodes.Failure, exitCode);
+        Assert.Contains("scopes:", stderr, StringComparison.Ordinal);
+    }
+
+    private static async Task<Guid> ListedKeyIdAsync(TestDatabase database)
+    {
+        await using var db = database.CreateContext();
+        return await db.ApiKeys.Select(k => k.Id).SingleAsync();
+    }
+}
