@@ -23,18 +23,25 @@ internal sealed class ApiKeyChangeWatcher(
     {
         using var timer = new PeriodicTimer(options.Value.KeyChangePollInterval, time);
         var since = time.GetUtcNow() - LookBack;
-        while (await timer.WaitForNextTickAsync(stoppingToken))
+        try
         {
-            var polledAt = time.GetUtcNow();
-            try
+            while (await timer.WaitForNextTickAsync(stoppingToken))
             {
-                await EvictChangedSinceAsync(since, stoppingToken);
-                since = polledAt - LookBack;
+                var polledAt = time.GetUtcNow();
+                try
+                {
+                    await EvictChangedSinceAsync(since, stoppingToken);
+                    since = polledAt - LookBack;
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    IdentityLog.KeyChangePollFailed(logger, ex.GetType().Name);
+                }
             }
-            catch (Exception ex) when (ex is not OperationCanceledException)
-            {
-                IdentityLog.KeyChangePollFailed(logger, ex.GetType().Name);
-            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // Stopping, including a start that failed after this service began.
         }
     }
 

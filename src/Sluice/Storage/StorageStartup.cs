@@ -52,10 +52,24 @@ internal sealed class StorageStartup(
             StorageLog.SchemaCurrent(logger, target.Description, status.Version);
             return status;
         }
-        catch (Exception ex) when (ex is DbException or SocketException or TimeoutException or UnauthorizedAccessException or IOException)
+        catch (Exception ex) when (IsDatabaseFailure(ex))
         {
             throw new DatabaseUnavailableException(target, ex);
         }
+    }
+
+    /// <summary>A failure to reach or open the database, possibly wrapped (EF's execution strategy wraps driver errors).</summary>
+    private static bool IsDatabaseFailure(Exception exception)
+    {
+        for (var current = exception; current is not null; current = current.InnerException)
+        {
+            if (current is DbException or SocketException or TimeoutException or UnauthorizedAccessException or IOException)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     private async Task PrepareSqliteFileAsync(string file, CancellationToken cancellationToken)
@@ -92,13 +106,20 @@ public sealed class DatabaseUnavailableException(DatabaseTarget target, Exceptio
 {
     private static string Reason(Exception exception)
     {
-        var innermost = exception;
+        // Skip wrappers (EF's execution strategy) to the driver's own error, then name its root cause.
+        var driver = exception;
+        while (driver is not (DbException or SocketException) && driver.InnerException is not null)
+        {
+            driver = driver.InnerException;
+        }
+
+        var innermost = driver;
         while (innermost.InnerException is not null)
         {
             innermost = innermost.InnerException;
         }
 
-        var reason = innermost == exception ? exception.Message : $"{exception.Message} ({innermost.Message})";
+        var reason = innermost == driver ? driver.Message : $"{driver.Message} ({innermost.Message})";
         var newline = reason.IndexOfAny(['\r', '\n']);
         return newline < 0 ? reason : reason[..newline];
     }
