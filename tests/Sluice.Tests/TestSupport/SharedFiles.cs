@@ -1,0 +1,36 @@
+namespace Sluice.Tests.TestSupport;
+
+/// <summary>Files in the repository and in ../shared beside it (present in CI).</summary>
+public static class SharedFiles
+{
+    public static string RepositoryRoot()
+    {
+        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
+        {
+            if (File.Exists(Path.Combine(directory.FullName, "Sluice.slnx")))
+            {
+                return directory.FullName;
+            }
+        }
+
+        throw new InvalidOperationException("Sluice.slnx not found above the test binaries.");
+    }
+
+    /// <summary>A path under ../shared; skips the test locally when it is absent, fails under CI.</summary>
+    public static string Require(string relative)
+    {
+        var path = Path.GetFullPath(Path.Combine(RepositoryRoot(), "..", "shared", relative));
+        if (File.Exists(path) || Directory.Exists(path))
+        {
+            return path;
+        }
+
+        if (string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase))
+        {
+            Assert.Fail($"{path} is missing: CI runs with ../shared beside the checkout.");
+        }
+
+        Assert.Skip($"{path} is not beside this checkout.");
+        return path;
+    }
+}
