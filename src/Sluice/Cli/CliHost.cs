@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Options;
+using Sluice.Audit;
 using Sluice.Hosting;
 using Sluice.Identity;
 using Sluice.Storage;
@@ -29,6 +30,7 @@ internal static class CliHost
             builder.Services.AddSingleton(TimeProvider.System);
             builder.Services.AddSettings<ServerOptions>(ServerOptions.Section);
             builder.Services.AddStorage();
+            builder.Services.AddAuditCore();
             builder.Services.AddSluiceIdentityCore();
 
             using var host = builder.Build();
@@ -36,6 +38,7 @@ internal static class CliHost
             var migrate = applyMigrations ?? host.Services.GetRequiredService<IOptions<DatabaseOptions>>().Value.MigrateOnStart;
             await host.Services.GetRequiredService<StorageStartup>().PrepareAsync(migrate, cancellationToken);
             await using var scope = host.Services.CreateAsyncScope();
+            scope.ServiceProvider.GetRequiredService<AuditActor>().Fixed = "cli";
             return await work(scope.ServiceProvider, cancellationToken);
         }
         catch (ApiProblemException problem)

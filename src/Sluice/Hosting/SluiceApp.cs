@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Options;
+using Sluice.Audit;
 using Sluice.Health;
 using Sluice.Identity;
 using Sluice.Storage;
@@ -33,6 +34,7 @@ internal static class SluiceApp
         builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
 
         builder.Services.AddStorage();
+        builder.Services.AddAudit();
         builder.Services.AddSluiceIdentity();
         builder.Services.AddSluiceHealth();
         return builder;
@@ -51,6 +53,7 @@ internal static class SluiceApp
         app.UseAuthorization();
         app.MapSluiceHealth();
         app.MapIdentity();
+        app.MapAudit();
         return app;
     }
 

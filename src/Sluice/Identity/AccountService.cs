@@ -1,6 +1,7 @@
 using System.Net.Mail;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
+using Sluice.Audit;
 using Sluice.Crypto;
 using Sluice.Hosting;
 using Sluice.Storage;
@@ -10,6 +11,7 @@ namespace Sluice.Identity;
 /// <summary>Accounts and sign-in: sign-up with age attestation, login with throttling and login events, sessions.</summary>
 public sealed class AccountService(
     SluiceDbContext db,
+    AuditLog audit,
     IOptions<IdentityOptions> options,
     LoginThrottle throttle,
     TimeProvider time,
@@ -72,6 +74,7 @@ public sealed class AccountService(
             AttestedMinimumAge = settings.MinimumAge,
         };
         db.Users.Add(user);
+        audit.Record("user.signup", $"user:{user.Id}", actorOverride: $"user:{user.Id}");
         try
         {
             await db.SaveChangesAsync(cancellationToken);
@@ -162,7 +165,10 @@ public sealed class AccountService(
             throw ApiProblem.Invalid("name", "is required and must be at most 200 characters");
         }
 
-        await db.Users.Where(u => u.Id == userId).ExecuteUpdateAsync(set => set.SetProperty(u => u.DisplayName, name), cancellationToken);
+        var user = await db.Users.SingleAsync(u => u.Id == userId, cancellationToken);
+        user.DisplayName = name;
+        audit.Record("user.profile_update", $"user:{userId}");
+        await db.SaveChangesAsync(cancellationToken);
     }
 
     /// <summary>Changes the password after checking the current one, and ends every other session of the account.</summary>
@@ -182,6 +188,7 @@ public sealed class AccountService(
         user.PasswordHash = Bcrypt.Hash(request.NewPassword!, options.Value.PasswordHashCost);
         var now = time.GetUtcNow();
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        audit.Record("user.password_change", $"user:{userId}");
         await db.SaveChangesAsync(cancellationToken);
         await db.Sessions.Where(s => s.UserId == userId && s.Id != currentSessionId && s.RevokedAt == null)
             .ExecuteUpdateAsync(set => set.SetProperty(s => s.RevokedAt, now), cancellationToken);

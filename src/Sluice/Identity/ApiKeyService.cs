@@ -1,5 +1,6 @@
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
+using Sluice.Audit;
 using Sluice.Crypto;
 using Sluice.Hosting;
 using Sluice.Storage;
@@ -9,6 +10,7 @@ namespace Sluice.Identity;
 /// <summary>Creating, listing, revoking and rotating an organization's API keys. Secrets are shown once and stored as bcrypt.</summary>
 public sealed class ApiKeyService(
     SluiceDbContext db,
+    AuditLog audit,
     ApiKeyVerifier verifier,
     IOptions<IdentityOptions> options,
     TimeProvider time,
@@ -82,6 +84,7 @@ public sealed class ApiKeyService(
             UpdatedAt = now,
         };
         db.ApiKeys.Add(key);
+        audit.Record("key.create", $"key:{key.Id}", orgId);
         await db.SaveChangesAsync(cancellationToken);
         IdentityLog.KeyChanged(logger, key.Id, "created", orgId);
         return new CreatedKeyResponse(secret, KeyResponse.From(key, now));
@@ -110,6 +113,7 @@ public sealed class ApiKeyService(
             key.PreviousPrefix = null;
             key.PreviousValidUntil = null;
             key.UpdatedAt = now;
+            audit.Record("key.revoke", $"key:{key.Id}", orgId);
             await db.SaveChangesAsync(cancellationToken);
             IdentityLog.KeyChanged(logger, key.Id, "revoked", orgId);
         }
@@ -153,6 +157,7 @@ public sealed class ApiKeyService(
         key.Prefix = ApiKeyFormat.LookupPrefix(secret);
         key.SecretHash = Bcrypt.Hash(secret, options.Value.ApiKeyHashCost);
         key.UpdatedAt = now;
+        audit.Record("key.rotate", $"key:{key.Id}", orgId);
         await db.SaveChangesAsync(cancellationToken);
         verifier.Evict(key.Id);
         IdentityLog.KeyChanged(logger, key.Id, "rotated", orgId);

@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
+using Sluice.Audit;
 using Sluice.Crypto;
 using Sluice.Storage;
 
@@ -42,6 +43,7 @@ internal sealed class OperatorBootstrap(
             CreatedAt = time.GetUtcNow(),
         };
         db.Users.Add(user);
+        scope.ServiceProvider.GetRequiredService<AuditLog>().Record("operator.bootstrap", $"user:{user.Id}", actorOverride: "system");
         try
         {
             await db.SaveChangesAsync(cancellationToken);

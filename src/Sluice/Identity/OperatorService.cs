@@ -1,11 +1,12 @@
 using Microsoft.EntityFrameworkCore;
+using Sluice.Audit;
 using Sluice.Hosting;
 using Sluice.Storage;
 
 namespace Sluice.Identity;
 
 /// <summary>Platform operators: people who run the installation (not members of every organization).</summary>
-public sealed class OperatorService(SluiceDbContext db)
+public sealed class OperatorService(SluiceDbContext db, AuditLog audit)
 {
     public async Task<IReadOnlyList<UserResponse>> ListAsync(CancellationToken cancellationToken) =>
         (await db.Users.AsNoTracking().Where(u => u.IsPlatformOperator).ToListAsync(cancellationToken))
@@ -21,6 +22,7 @@ public sealed class OperatorService(SluiceDbContext db)
         var user = await db.Users.SingleOrDefaultAsync(u => u.Email == email, cancellationToken)
             ?? throw ApiProblem.Invalid("email", "no account has this email; the person must sign up first");
         user.IsPlatformOperator = true;
+        audit.Record("operator.grant", $"user:{user.Id}");
         await db.SaveChangesAsync(cancellationToken);
         return new UserResponse(user.Id, user.Email, user.DisplayName, true, user.CreatedAt);
     }
@@ -35,6 +37,7 @@ public sealed class OperatorService(SluiceDbContext db)
         }
 
         user.IsPlatformOperator = false;
+        audit.Record("operator.revoke", $"user:{userId}");
         await db.SaveChangesAsync(cancellationToken);
     }
 }

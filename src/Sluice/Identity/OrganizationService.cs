@@ -1,12 +1,14 @@
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
+using Sluice.Audit;
 using Sluice.Hosting;
 using Sluice.Storage;
 
 namespace Sluice.Identity;
 
 /// <summary>Organizations, their members and roles, and invitations. Callers are authorised by policy before they get here.</summary>
-public sealed class OrganizationService(SluiceDbContext db, IOptions<IdentityOptions> options, TimeProvider time, ILogger<OrganizationService> logger)
+public sealed class OrganizationService(
+    SluiceDbContext db, AuditLog audit, IOptions<IdentityOptions> options, TimeProvider time, ILogger<OrganizationService> logger)
 {
     public async Task<OrganizationResponse> CreateAsync(CreateOrganizationRequest request, Guid? ownerUserId, CancellationToken cancellationToken)
     {
@@ -23,6 +25,7 @@ public sealed class OrganizationService(SluiceDbContext db, IOptions<IdentityOpt
             db.Memberships.Add(new Membership { OrganizationId = organization.Id, UserId = owner, Role = OrgRole.Owner, CreatedAt = now });
         }
 
+        audit.Record("org.create", $"org:{organization.Id}", organization.Id);
         await db.SaveChangesAsync(cancellationToken);
         IdentityLog.OrganizationCreated(logger, organization.Id, ownerUserId);
         return Response(organization);
@@ -59,6 +62,7 @@ public sealed class OrganizationService(SluiceDbContext db, IOptions<IdentityOpt
 
         errors.ThrowIfAny();
         organization.UpdatedAt = time.GetUtcNow();
+        audit.Record("org.update", $"org:{orgId}", orgId);
         await db.SaveChangesAsync(cancellationToken);
         return Response(organization);
     }
@@ -92,6 +96,7 @@ public sealed class OrganizationService(SluiceDbContext db, IOptions<IdentityOpt
         }
 
         membership.Role = role;
+        audit.Record("member.role_change", $"user:{userId} as {Roles.Format(role)}", orgId);
         await db.SaveChangesAsync(cancellationToken);
         return (await MembersAsync(orgId, cancellationToken)).Single(m => m.UserId == userId);
     }
@@ -111,6 +116,7 @@ public sealed class OrganizationService(SluiceDbContext db, IOptions<IdentityOpt
         }
 
         db.Memberships.Remove(membership);
+        audit.Record("member.remove", $"user:{userId}", orgId);
         await db.SaveChangesAsync(cancellationToken);
     }
 
@@ -149,6 +155,7 @@ public sealed class OrganizationService(SluiceDbContext db, IOptions<IdentityOpt
             CreatedAt = now,
         };
         db.Invitations.Add(invitation);
+        audit.Record("invitation.create", $"invitation:{invitation.Id} as {Roles.Format(role)}", orgId);
         await db.SaveChangesAsync(cancellationToken);
         return new CreatedInvitationResponse(invitation.Id, orgId, invitation.Email, Roles.Format(role), invitation.ExpiresAt, token);
     }
@@ -167,6 +174,7 @@ public sealed class OrganizationService(SluiceDbContext db, IOptions<IdentityOpt
         var invitation = await db.Invitations.SingleOrDefaultAsync(i => i.Id == invitationId && i.OrganizationId == orgId && i.RevokedAt == null && i.AcceptedAt == null, cancellationToken)
             ?? throw ApiProblem.NotFound("invitation");
         invitation.RevokedAt = time.GetUtcNow();
+        audit.Record("invitation.revoke", $"invitation:{invitationId}", orgId);
         await db.SaveChangesAsync(cancellationToken);
     }
 
@@ -210,6 +218,7 @@ public sealed class OrganizationService(SluiceDbContext db, IOptions<IdentityOpt
         invitation.AcceptedAt = now;
         invitation.AcceptedByUserId = userId;
         db.Memberships.Add(new Membership { OrganizationId = invitation.OrganizationId, UserId = userId, Role = invitation.Role, CreatedAt = now });
+        audit.Record("invitation.accept", $"invitation:{invitation.Id} as {Roles.Format(invitation.Role)}", invitation.OrganizationId);
         await db.SaveChangesAsync(cancellationToken);
         return new AcceptedInvitationResponse(invitation.OrganizationId, Roles.Format(invitation.Role));
     }

@@ -1,4 +1,5 @@
 using Microsoft.EntityFrameworkCore;
+using Sluice.Audit;
 using Sluice.Identity;
 
 namespace Sluice.Storage;
@@ -19,6 +20,67 @@ public sealed class SluiceDbContext(DbContextOptions<SluiceDbContext> options) :
     public DbSet<LoginEvent> LoginEvents => Set<LoginEvent>();
 
     public DbSet<ApiKey> ApiKeys => Set<ApiKey>();
+
+    public DbSet<AuditEntry> AuditEntries => Set<AuditEntry>();
+
+    public DbSet<AuditCheckpoint> AuditCheckpoints => Set<AuditCheckpoint>();
+
+    public DbSet<AuditPrunedSubtree> AuditPrunedSubtrees => Set<AuditPrunedSubtree>();
+
+    /// <summary>
+    /// Saves the unit of work. When it contains audit entries, they are numbered inside the same transaction, after
+    /// taking the log's append lock (an advisory lock on PostgreSQL; SQLite's write transaction is exclusive), so
+    /// sequence numbers have no gaps and no duplicates however many replicas append at once.
+    /// </summary>
+    public override async Task<int> SaveChangesAsync(bool acceptAllChangesOnSuccess, CancellationToken cancellationToken = default)
+    {
+        var entries = ChangeTracker.Entries<AuditEntry>().Where(e => e.State == EntityState.Added).Select(e => e.Entity).ToList();
+        if (entries.Count == 0)
+        {
+            return await base.SaveChangesAsync(acceptAllChangesOnSuccess, cancellationToken);
+        }
+
+        if (Database.CurrentTransaction is not null)
+        {
+            await NumberAsync(entries, cancellationToken);
+            return await base.SaveChangesAsync(acceptAllChangesOnSuccess, cancellationToken);
+        }
+
+        await using var transaction = await Database.BeginTransactionAsync(cancellationToken);
+        await NumberAsync(entries, cancellationToken);
+        var saved = await base.SaveChangesAsync(acceptAllChangesOnSuccess, cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
+        return saved;
+    }
+
+    public override int SaveChanges(bool acceptAllChangesOnSuccess)
+    {
+        if (ChangeTracker.Entries<AuditEntry>().Any(e => e.State == EntityState.Added))
+        {
+            throw new InvalidOperationException("Audit entries are numbered under a lock; save them with SaveChangesAsync.");
+        }
+
+        return base.SaveChanges(acceptAllChangesOnSuccess);
+    }
+
+    private async Task NumberAsync(List<AuditEntry> entries, CancellationToken cancellationToken)
+    {
+        if (Database.IsNpgsql())
+        {
+            await Database.ExecuteSqlRawAsync($"SELECT pg_advisory_xact_lock({AuditAppendLockId})", cancellationToken);
+        }
+
+        var next = Math.Max(
+            (await AuditEntries.MaxAsync(e => (long?)e.Seq, cancellationToken) ?? -1) + 1,
+            await AuditPrunedSubtrees.MaxAsync(s => (long?)s.PrefixSize, cancellationToken) ?? 0);
+        foreach (var entry in entries)
+        {
+            entry.Seq = next++;
+        }
+    }
+
+    // Arbitrary constant naming "append to the Sluice audit log" among advisory locks.
+    private const long AuditAppendLockId = 0x51_7C_E0_00_00_00_00_02;
 
     protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
     {

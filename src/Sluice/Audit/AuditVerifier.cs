@@ -1,0 +1,125 @@
+using System.Numerics;
+
+namespace Sluice.Audit;
+
+/// <summary>
+/// Recomputes the tree from the stored entries and checks it against every signed checkpoint: numbering without gaps,
+/// duplicates or reordering; each checkpoint's signature; each root; the consistency of consecutive checkpoints; and
+/// that the log was not truncated below a checkpoint. Reports problems in log order, the first one first.
+/// </summary>
+public static class AuditVerifier
+{
+    public sealed record Result(long Entries, int Checkpoints, long PrunedBelow, IReadOnlyList<string> Problems)
+    {
+        public bool Ok => Problems.Count == 0;
+    }
+
+    public static Result Verify(AuditSnapshot snapshot, string origin, byte[] publicKeySpki)
+    {
+        var problems = new List<string>();
+        var pruned = snapshot.LatestPrunedRange();
+        var prunedSize = pruned.Count == 0 ? 0UL : pruned[^1].Start + pruned[^1].Size;
+        CheckPrunedRange(pruned, problems);
+
+        var entries = snapshot.Entries.OrderBy(e => e.Seq).ToList();
+        var expected = (long)prunedSize;
+        foreach (var entry in entries)
+        {
+            if (entry.Seq != expected)
+            {
+                problems.Add(entry.Seq > expected
+                    ? $"entry {expected}: missing (the next stored entry is {entry.Seq})"
+                    : $"entry {entry.Seq}: duplicated or out of order (expected {expected})");
+                break;
+            }
+
+            expected++;
+        }
+
+        var structureOk = problems.Count == 0;
+        var tree = snapshot.Tree();
+        var checkpoints = snapshot.Checkpoints.OrderBy(c => c.TreeSize).ToList();
+        AuditCheckpoint? previousGood = null;
+        byte[]? previousRoot = null;
+        foreach (var checkpoint in checkpoints)
+        {
+            if (!CheckpointSigner.TryVerify(checkpoint.Note, origin, publicKeySpki, out var size, out var signedRoot, out var error))
+            {
+                problems.Add($"checkpoint {checkpoint.TreeSize}: {error}");
+                continue;
+            }
+
+            if (size != checkpoint.TreeSize || Convert.ToBase64String(signedRoot) != checkpoint.RootHash)
+            {
+                problems.Add($"checkpoint {checkpoint.TreeSize}: its stored size or root differs from what its signature covers");
+                continue;
+            }
+
+            if ((ulong)size < prunedSize)
+            {
+                continue; // signed before pruning; its entries are gone by retention
+            }
+
+            if ((ulong)size > tree.Size)
+            {
+                problems.Add($"checkpoint {size}: signed {size} entries but only {tree.Size} remain; entries {tree.Size}..{size - 1} were deleted");
+                continue;
+            }
+
+            if (!structureOk)
+            {
+                continue;
+            }
+
+            byte[] root;
+            try
+            {
+                root = tree.Root((ulong)size);
+            }
+            catch (PrunedRangeException)
+            {
+                problems.Add($"checkpoint {size}: the kept hashes of pruned entries do not form the pruned prefix's compact range");
+                continue;
+            }
+
+            if (!root.AsSpan().SequenceEqual(signedRoot))
+            {
+                var from = previousGood?.TreeSize ?? (long)prunedSize;
+                problems.Add($"checkpoint {size}: the stored entries do not match its signed root; the first bad entry is among {from}..{size - 1}");
+                continue;
+            }
+
+            if (previousGood is not null && previousGood.TreeSize > 0
+                && !Merkle.VerifyConsistency((ulong)previousGood.TreeSize, (ulong)size, tree.ConsistencyProof((ulong)previousGood.TreeSize, (ulong)size), previousRoot, signedRoot, out var consistencyError))
+            {
+                problems.Add($"checkpoint {size}: not consistent with checkpoint {previousGood.TreeSize} ({consistencyError})");
+                continue;
+            }
+
+            previousGood = checkpoint;
+            previousRoot = signedRoot;
+        }
+
+        if (prunedSize > 0 && !checkpoints.Any(c => (ulong)c.TreeSize == prunedSize))
+        {
+            problems.Add($"pruned prefix 0..{prunedSize - 1}: no signed checkpoint at {prunedSize} vouches for it");
+        }
+
+        return new Result(entries.Count, checkpoints.Count, (long)prunedSize, problems);
+    }
+
+    private static void CheckPrunedRange(IReadOnlyList<(ulong Start, ulong Size, byte[] Hash)> pruned, List<string> problems)
+    {
+        ulong next = 0;
+        foreach (var (start, size, hash) in pruned)
+        {
+            if (start != next || !BitOperations.IsPow2(size) || hash.Length != Merkle.HashSize)
+            {
+                problems.Add($"pruned prefix: the kept hashes do not tile 0..{start + size - 1}");
+                return;
+            }
+
+            next = start + size;
+        }
+    }
+}
