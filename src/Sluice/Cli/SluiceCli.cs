@@ -42,6 +42,7 @@ public static class SluiceCli
         root.Subcommands.Add(MigrateCommand.Create());
         root.Subcommands.Add(OrgsCommand.Create());
         root.Subcommands.Add(KeysCommand.Create());
+        root.Subcommands.Add(AuditCommand.Create());
         return root;
     }
 

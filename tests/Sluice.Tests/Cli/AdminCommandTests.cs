@@ -53,6 +53,8 @@ public sealed class AdminCommandTests
         await using (var db = database.CreateContext())
         {
             Assert.NotNull((await db.ApiKeys.SingleAsync()).RevokedAt);
+            var audited = await db.AuditEntries.Where(e => e.Actor == "cli").OrderBy(e => e.Seq).Select(e => e.Action).ToListAsync();
+            Assert.Equal(["org.create", "key.create", "key.rotate", "key.revoke"], audited);
         }
     }
 

@@ -1,0 +1,136 @@
+using System.CommandLine;
+using System.Security.Cryptography;
+using Sluice.Audit;
+
+namespace Sluice.Cli;
+
+/// <summary><c>sluice audit verify|export|checkpoint|prune</c>.</summary>
+internal static class AuditCommand
+{
+    public static Command Create()
+    {
+        var command = new Command("audit", "Verify, export, checkpoint and prune the tamper-evident audit log.");
+        command.Subcommands.Add(VerifyCommand());
+        command.Subcommands.Add(ExportCommand());
+        command.Subcommands.Add(CheckpointCommand());
+        command.Subcommands.Add(PruneCommand());
+        return command;
+    }
+
+    private static Command VerifyCommand()
+    {
+        var shared = new SharedOptions();
+        var export = new Option<string?>("--export") { Description = "Verify an export directory offline instead of the database." };
+        var publicKey = new Option<string?>("--public-key") { Description = "The audit public key (PEM) to trust; with --export, defaults to the export's own copy." };
+        var origin = new Option<string?>("--origin") { Description = "The log's origin line (setting Audit:Origin); with --export, read from its newest checkpoint by default." };
+        var command = new Command("verify", "Recompute the Merkle tree and check every signed checkpoint; exit 1 naming the first problem.") { export, publicKey, origin };
+        shared.AddTo(command);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            if (parse.GetValue(export) is { } directory)
+            {
+                return await VerifyExportAsync(directory, parse.GetValue(publicKey), parse.GetValue(origin), cancellationToken);
+            }
+
+            return await CliHost.RunAsync(shared.Read(parse), null, async (services, ct) =>
+            {
+                var signer = services.GetRequiredService<CheckpointSigner>();
+                var key = parse.GetValue(publicKey) is { } file ? ReadPublicKey(file) : signer.PublicKeySpki;
+                var snapshot = await services.GetRequiredService<AuditService>().SnapshotAsync(null, ct);
+                return Report(AuditVerifier.Verify(snapshot, parse.GetValue(origin) ?? signer.Origin, key), []);
+            }, cancellationToken);
+        });
+        return command;
+    }
+
+    private static Command ExportCommand()
+    {
+        var shared = new SharedOptions();
+        var output = new Option<string>("--out") { Description = "Directory to write the export to (created if missing).", Required = true };
+        var command = new Command("export", "Write entries, checkpoints, pruned hashes and the public key as files for off-box archiving.") { output };
+        shared.AddTo(command);
+        command.SetAction((parse, cancellationToken) => CliHost.RunAsync(shared.Read(parse), null, async (services, ct) =>
+        {
+            var directory = Path.GetFullPath(parse.GetValue(output)!);
+            var snapshot = await services.GetRequiredService<AuditService>().SnapshotAsync(null, ct);
+            await AuditExport.WriteAsync(directory, snapshot, services.GetRequiredService<CheckpointSigner>().PublicKeyPem, ct);
+            await Console.Out.WriteLineAsync($"Exported {snapshot.Entries.Count} entries and {snapshot.Checkpoints.Count} checkpoints to {directory}.");
+            return ExitCodes.Success;
+        }, cancellationToken));
+        return command;
+    }
+
+    private static Command CheckpointCommand()
+    {
+        var shared = new SharedOptions();
+        var command = new Command("checkpoint", "Sign a checkpoint for the log as it stands now.");
+        shared.AddTo(command);
+        command.SetAction((parse, cancellationToken) => CliHost.RunAsync(shared.Read(parse), null, async (services, ct) =>
+        {
+            var checkpoint = await services.GetRequiredService<AuditService>().CheckpointAsync(ct);
+            await Console.Out.WriteAsync(checkpoint?.Note ?? "The log is empty; nothing to sign.\n");
+            return ExitCodes.Success;
+        }, cancellationToken));
+        return command;
+    }
+
+    private static Command PruneCommand()
+    {
+        var shared = new SharedOptions();
+        var command = new Command("prune", "Delete entries older than Audit:Retention, below a signed checkpoint, keeping the hashes that keep the rest verifiable.");
+        shared.AddTo(command);
+        command.SetAction((parse, cancellationToken) => CliHost.RunAsync(shared.Read(parse), null, async (services, ct) =>
+        {
+            var prefix = await services.GetRequiredService<AuditService>().PruneAsync(ct);
+            await Console.Out.WriteLineAsync(prefix == 0 ? "Nothing to prune." : $"Entries below {prefix} are pruned.");
+            return ExitCodes.Success;
+        }, cancellationToken));
+        return command;
+    }
+
+    private static async Task<int> VerifyExportAsync(string directory, string? publicKeyFile, string? origin, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var key = ReadPublicKey(publicKeyFile ?? Path.Combine(directory, AuditExport.PublicKeyFile));
+            var (snapshot, problems) = await AuditExport.ReadAsync(directory, cancellationToken);
+            var newest = snapshot.Checkpoints.OrderBy(c => c.TreeSize).LastOrDefault();
+            var logOrigin = origin ?? newest?.Note.Split('\n')[0] ?? "sluice.local/audit";
+            if (publicKeyFile is null)
+            {
+                await Console.Error.WriteLineAsync("note: trusting the export's own public key; pass --public-key to check it against one kept elsewhere.");
+            }
+
+            return Report(AuditVerifier.Verify(snapshot, logOrigin, key), problems);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or CryptographicException or ArgumentException or System.Text.Json.JsonException)
+        {
+            await Console.Error.WriteLineAsync($"error: cannot read the export: {ex.Message}");
+            return ExitCodes.Failure;
+        }
+    }
+
+    private static byte[] ReadPublicKey(string file)
+    {
+        using var key = ECDsa.Create();
+        key.ImportFromPem(File.ReadAllText(file));
+        return key.ExportSubjectPublicKeyInfo();
+    }
+
+    private static int Report(AuditVerifier.Result result, List<string> readProblems)
+    {
+        var problems = readProblems.Concat(result.Problems).ToList();
+        if (problems.Count == 0)
+        {
+            Console.Out.WriteLine($"ok: {result.Entries} entries{(result.PrunedBelow > 0 ? $" (0..{result.PrunedBelow - 1} pruned)" : "")} and {result.Checkpoints} checkpoints verify.");
+            return ExitCodes.Success;
+        }
+
+        foreach (var problem in problems)
+        {
+            Console.Error.WriteLine($"tampered: {problem}");
+        }
+
+        return ExitCodes.Failure;
+    }
+}

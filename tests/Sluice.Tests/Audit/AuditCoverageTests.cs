@@ -1,0 +1,123 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Sluice.Storage;
+using Sluice.Tests.TestSupport;
+
+namespace Sluice.Tests.Audit;
+
+/// <summary>Every endpoint that changes state writes its audit entry, with the actor, the organization and no secrets.</summary>
+public sealed class AuditCoverageTests
+{
+    // Endpoints that change state without being administrative actions, and why.
+    private static readonly Dictionary<string, string> NotAudited = new()
+    {
+        ["POST /api/v1/auth/login"] = "sign-ins are recorded as login events (metadata), not administrative actions",
+        ["POST /api/v1/auth/logout"] = "ends the caller's own session",
+        ["POST /api/v1/audit/checkpoint"] = "signs the log itself; the checkpoint is its own record",
+    };
+
+    [Fact]
+    public async Task Each_state_changing_endpoint_appends_its_entry()
+    {
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        await using var sluice = new SluiceFactory(database);
+        var covered = new Dictionary<string, string>();
+        using var operatorClient = sluice.Anonymous();
+        var (_, operatorAccount, operatorSecret) = Assert.Single(sluice.Credentials.Written);
+        await operatorClient.PostAsJsonAsync("/api/v1/auth/login", new { email = operatorAccount, password = operatorSecret });
+
+        using var owner = sluice.Anonymous();
+        await Expect(covered, "POST /api/v1/auth/signup", "user.signup", database,
+            () => owner.PostAsJsonAsync("/api/v1/auth/signup", new { email = "owner@example.com", name = "O", password = SluiceFactory.Password, ageAttestation = true }));
+        await owner.PostAsJsonAsync("/api/v1/auth/login", new { email = "owner@example.com", password = SluiceFactory.Password });
+        await Expect(covered, "PATCH /api/v1/me", "user.profile_update", database, () => owner.PatchAsJsonAsync("/api/v1/me", new { name = "Owner" }));
+        await Expect(covered, "POST /api/v1/me/password", "user.password_change", database,
+            () => owner.PostAsJsonAsync("/api/v1/me/password", new { currentPassword = SluiceFactory.Password, newPassword = "a new sturdy phrase" }));
+        var orgId = Guid.Empty;
+        await Expect(covered, "POST /api/v1/orgs", "org.create", database, async () =>
+        {
+            var response = await owner.PostAsJsonAsync("/api/v1/orgs", new { name = "Acme" });
+            orgId = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+            return response;
+        }, expectOrg: () => orgId);
+        await Expect(covered, "PATCH /api/v1/orgs/{orgId:guid}", "org.update", database, () => owner.PatchAsJsonAsync($"/api/v1/orgs/{orgId}", new { name = "Acme 2" }), () => orgId);
+
+        var (member, memberId) = await sluice.SignUpAndLoginAsync("member@example.com");
+        string? token = null;
+        var invitationId = Guid.Empty;
+        await Expect(covered, "POST /api/v1/orgs/{orgId:guid}/invitations", "invitation.create", database, async () =>
+        {
+            var response = await owner.PostAsJsonAsync($"/api/v1/orgs/{orgId}/invitations", new { email = "member@example.com", role = "member" });
+            token = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("token").GetString();
+            return response;
+        }, () => orgId);
+        await Expect(covered, "POST /api/v1/invitations/accept", "invitation.accept", database, () => member.PostAsJsonAsync("/api/v1/invitations/accept", new { token }), () => orgId);
+        await Expect(covered, "PATCH /api/v1/orgs/{orgId:guid}/members/{userId:guid}", "member.role_change", database,
+            () => owner.PatchAsJsonAsync($"/api/v1/orgs/{orgId}/members/{memberId}", new { role = "viewer" }), () => orgId);
+        await Expect(covered, "DELETE /api/v1/orgs/{orgId:guid}/members/{userId:guid}", "member.remove", database,
+            () => owner.DeleteAsync($"/api/v1/orgs/{orgId}/members/{memberId}"), () => orgId);
+        var second = await owner.PostAsJsonAsync($"/api/v1/orgs/{orgId}/invitations", new { email = "later@example.com", role = "viewer" });
+        invitationId = (await second.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+        await Expect(covered, "DELETE /api/v1/orgs/{orgId:guid}/invitations/{invitationId:guid}", "invitation.revoke", database,
+            () => owner.DeleteAsync($"/api/v1/orgs/{orgId}/invitations/{invitationId}"), () => orgId);
+
+        var keyId = Guid.Empty;
+        string? secret = null;
+        await Expect(covered, "POST /api/v1/orgs/{orgId:guid}/keys", "key.create", database, async () =>
+        {
+            var response = await owner.PostAsJsonAsync($"/api/v1/orgs/{orgId}/keys", new { name = "k" });
+            var body = await response.Content.ReadFromJsonAsync<JsonElement>();
+            keyId = body.GetProperty("details").GetProperty("id").GetGuid();
+            secret = body.GetProperty("key").GetString();
+            return response;
+        }, () => orgId);
+        await Expect(covered, "POST /api/v1/orgs/{orgId:guid}/keys/{keyId:guid}/rotate", "key.rotate", database,
+            () => owner.PostAsJsonAsync($"/api/v1/orgs/{orgId}/keys/{keyId}/rotate", new { }), () => orgId);
+        await Expect(covered, "DELETE /api/v1/orgs/{orgId:guid}/keys/{keyId:guid}", "key.revoke", database,
+            () => owner.DeleteAsync($"/api/v1/orgs/{orgId}/keys/{keyId}"), () => orgId);
+
+        await Expect(covered, "POST /api/v1/operators", "operator.grant", database, () => operatorClient.PostAsJsonAsync("/api/v1/operators", new { email = "owner@example.com" }));
+        var ownerId = (await owner.GetFromJsonAsync<JsonElement>("/api/v1/me")).GetProperty("id").GetGuid();
+        await Expect(covered, "DELETE /api/v1/operators/{userId:guid}", "operator.revoke", database, () => operatorClient.DeleteAsync($"/api/v1/operators/{ownerId}"));
+
+        // Every state-changing endpoint is either covered above or deliberately not audited.
+        var stateChanging = sluice.Services.GetRequiredService<EndpointDataSource>().Endpoints.OfType<RouteEndpoint>()
+            .SelectMany(e => (e.Metadata.GetMetadata<Microsoft.AspNetCore.Routing.HttpMethodMetadata>()?.HttpMethods ?? []).Select(m => $"{m} {e.RoutePattern.RawText?.TrimEnd('/')}"))
+            .Where(route => !route.StartsWith("GET ", StringComparison.Ordinal) && !route.StartsWith("HEAD ", StringComparison.Ordinal))
+            .ToHashSet();
+        Assert.Empty(stateChanging.Except(covered.Keys).Except(NotAudited.Keys).Order());
+
+        await using var db = database.CreateContext();
+        var log = string.Join("\n", (await db.AuditEntries.ToListAsync()).Select(e => System.Text.Encoding.UTF8.GetString(e.CanonicalBytes())));
+        Assert.DoesNotContain("member@example.com", log, StringComparison.Ordinal); // ids only, never emails
+        Canary.AssertAbsent(log, secret!, "the audit log");
+        Canary.AssertAbsent(log, token!, "the audit log");
+    }
+
+    private static async Task Expect(
+        Dictionary<string, string> covered, string route, string action, TestDatabase database, Func<Task<HttpResponseMessage>> call, Func<Guid>? expectOrg = null)
+    {
+        await using var db = database.CreateContext();
+        var before = await db.AuditEntries.MaxAsync(e => (long?)e.Seq) ?? -1;
+
+        var response = await call();
+
+        Assert.True(response.IsSuccessStatusCode, $"{route}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+        var written = await db.AuditEntries.AsNoTracking().Where(e => e.Seq > before).ToListAsync();
+        var entry = Assert.Single(written);
+        Assert.Equal(action, entry.Action);
+        Assert.Equal("success", entry.Outcome);
+        Assert.Matches("^(user|key):[0-9a-f-]{36}$", entry.Actor);
+        if (expectOrg is not null)
+        {
+            Assert.Equal(expectOrg(), entry.OrganizationId);
+        }
+
+        covered[route] = action;
+        Assert.NotEqual(HttpStatusCode.InternalServerError, response.StatusCode);
+    }
+}
