@@ -19,6 +19,7 @@ internal static class AuditModule
     public static IServiceCollection AddAudit(this IServiceCollection services)
     {
         services.AddAuditCore();
+        services.AddHostedService<ConfigurationAudit>();
         services.AddHostedService<CheckpointScheduler>();
         services.AddHostedService<AuditPruner>();
         return services;

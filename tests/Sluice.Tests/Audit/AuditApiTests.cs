@@ -89,7 +89,11 @@ public sealed class AuditApiTests
         var checkpoint = await owner.GetFromJsonAsync<JsonElement>("/api/v1/audit/checkpoint");
 
         Assert.True(CheckpointSigner.TryVerify(checkpoint.GetProperty("note").GetString()!, origin, spki, out var size, out var root, out var error), error);
-        Assert.Equal(7, size);
+        await using (var db = database.CreateContext())
+        {
+            Assert.Equal(await Microsoft.EntityFrameworkCore.EntityFrameworkQueryableExtensions.CountAsync(db.AuditEntries), size);
+        }
+
         for (var index = 0; index < size; index++)
         {
             var inclusion = await owner.GetFromJsonAsync<JsonElement>($"/api/v1/audit/proof/inclusion?index={index}");

@@ -17,7 +17,7 @@ public abstract class AuditLogTests(DatabaseProvider provider)
         await using var sluice = new SluiceFactory(database);
         var (owner, _) = await sluice.SignUpAndLoginAsync("owner@example.com");
         await SluiceFactory.CreateOrganizationAsync(owner);
-        await CheckpointAsync(sluice);
+        var signed = await CheckpointAsync(sluice);
 
         await Assert.ThrowsAnyAsync<System.Data.Common.DbException>(() => database.ExecuteAsync("UPDATE audit_entries SET action = 'nothing.happened' WHERE seq = 1"));
         await Assert.ThrowsAnyAsync<System.Data.Common.DbException>(() => database.ExecuteAsync("DELETE FROM audit_entries WHERE seq = 1"));
@@ -31,7 +31,7 @@ public abstract class AuditLogTests(DatabaseProvider provider)
             await Assert.ThrowsAnyAsync<System.Data.Common.DbException>(() => database.ExecuteAsync("TRUNCATE audit_entries"));
         }
 
-        Assert.Equal(3L, Convert.ToInt64(await database.ScalarAsync("SELECT count(*) FROM audit_entries"), System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(signed.TreeSize, Convert.ToInt64(await database.ScalarAsync("SELECT count(*) FROM audit_entries"), System.Globalization.CultureInfo.InvariantCulture));
     }
 
     [Fact]
@@ -109,16 +109,56 @@ public abstract class AuditLogTests(DatabaseProvider provider)
 
         var deadline = DateTime.UtcNow.AddSeconds(10);
         long signed = 0;
-        while (DateTime.UtcNow < deadline && signed < 3)
+        long entries;
+        do
         {
             await Task.Delay(200);
             await using var db = database.CreateContext();
             signed = await db.AuditCheckpoints.MaxAsync(c => (long?)c.TreeSize) ?? 0;
+            entries = await db.AuditEntries.CountAsync();
+        }
+        while (DateTime.UtcNow < deadline && signed < entries);
+
+        await using (var db = database.CreateContext())
+        {
+            Assert.Equal(await db.AuditEntries.CountAsync(), signed);
         }
 
-        Assert.Equal(3, signed);
         await using var check = database.CreateContext();
         Assert.Equal(await check.AuditCheckpoints.CountAsync(), (await check.AuditCheckpoints.Select(c => c.TreeSize).ToListAsync()).Distinct().Count());
+    }
+
+    [Fact]
+    public async Task A_server_started_with_changed_settings_records_the_change_once()
+    {
+        await using var database = await TestDatabase.CreateAsync(provider);
+        async Task<List<string>> ConfigEntriesAsync()
+        {
+            await using var db = database.CreateContext();
+            return await db.AuditEntries.Where(e => e.Action == "config.change").OrderBy(e => e.Seq).Select(e => e.Target).ToListAsync();
+        }
+
+        await using (var first = new SluiceFactory(database))
+        {
+            first.CreateClient().Dispose();
+        }
+
+        await using (var same = new SluiceFactory(database))
+        {
+            same.CreateClient().Dispose();
+        }
+
+        var afterSame = await ConfigEntriesAsync();
+        await using (var changed = new SluiceFactory(database, new Dictionary<string, string?> { ["Identity:MinimumAge"] = "16" }))
+        {
+            changed.CreateClient().Dispose();
+        }
+
+        var afterChange = await ConfigEntriesAsync();
+        Assert.Single(afterSame);
+        Assert.Equal(2, afterChange.Count);
+        Assert.NotEqual(afterChange[0], afterChange[1]);
+        Assert.All(afterChange, t => Assert.Matches("^settings:sha256:[0-9a-f]{32}$", t));
     }
 
     internal static async Task<AuditCheckpoint> CheckpointAsync(SluiceFactory sluice)
