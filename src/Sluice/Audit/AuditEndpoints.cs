@@ -1,5 +1,4 @@
 using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.EntityFrameworkCore;
 using Sluice.Hosting;
 using Sluice.Identity;
 using Sluice.Storage;
@@ -67,7 +66,7 @@ internal static class AuditEndpoints
                 throw ApiProblem.Invalid("orgId", "is required: name the organization whose audit log you administer");
             }
 
-            var role = await db.Memberships.AsNoTracking().Where(m => m.OrganizationId == org && m.UserId == caller.UserId).Select(m => (OrgRole?)m.Role).SingleOrDefaultAsync(ct);
+            var role = await OrgAccessHandler.MembershipRoleAsync(http, db, org, caller.UserId!.Value);
             if (role is null)
             {
                 throw ApiProblem.NotFound("organization");

@@ -1,4 +1,5 @@
 using System.Text.RegularExpressions;
+using Sluice.Tests.TestSupport;
 
 namespace Sluice.Tests.Docs;
 
@@ -8,12 +9,7 @@ public sealed partial class CommitmentsMapTests
     [Fact]
     public void Every_commitment_id_has_a_row_in_the_map()
     {
-        var commitments = Path.Combine(RepositoryRoot(), "..", "shared", "COMMITMENTS.md");
-        if (!File.Exists(commitments))
-        {
-            Assert.Skip("../shared/COMMITMENTS.md is not beside this checkout.");
-        }
-
+        var commitments = SharedFiles.Require("COMMITMENTS.md");
         var ids = CommitmentRow().Matches(File.ReadAllText(commitments)).Select(m => m.Groups["id"].Value).ToHashSet();
         var mapped = CommitmentRow().Matches(Map()).Select(m => m.Groups["id"].Value).ToHashSet();
 
@@ -45,20 +41,7 @@ public sealed partial class CommitmentsMapTests
         Assert.Empty(keptWithoutTests);
     }
 
-    private static string Map() => File.ReadAllText(Path.Combine(RepositoryRoot(), "docs", "commitments.md"));
-
-    private static string RepositoryRoot()
-    {
-        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-        {
-            if (File.Exists(Path.Combine(directory.FullName, "Sluice.slnx")))
-            {
-                return directory.FullName;
-            }
-        }
-
-        throw new InvalidOperationException("Sluice.slnx not found above the test binaries.");
-    }
+    private static string Map() => File.ReadAllText(Path.Combine(SharedFiles.RepositoryRoot(), "docs", "commitments.md"));
 
     [GeneratedRegex(@"^\|\s*(?<id>C\d{2})\s*\|", RegexOptions.Multiline)]
     private static partial Regex CommitmentRow();
