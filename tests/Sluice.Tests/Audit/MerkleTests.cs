@@ -43,6 +43,7 @@ public sealed class MerkleTests
     [Fact]
     public void The_vectors_are_all_there()
     {
+        SharedFiles.Require(Path.Combine("testdata", "merkle"));
         Assert.True(InclusionVectors().Count > 50);
         Assert.True(ConsistencyVectors().Count > 50);
     }
