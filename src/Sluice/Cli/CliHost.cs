@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Options;
 using Sluice.Audit;
+using Sluice.Gateway;
 using Sluice.Hosting;
 using Sluice.Identity;
 using Sluice.Storage;
@@ -31,6 +32,7 @@ internal static class CliHost
             builder.Services.AddSettings<ServerOptions>(ServerOptions.Section);
             builder.Services.AddStorage();
             builder.Services.AddAuditCore();
+            builder.Services.AddGatewayCore();
             builder.Services.AddSluiceIdentityCore();
 
             using var host = builder.Build();

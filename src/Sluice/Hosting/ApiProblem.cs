@@ -77,6 +77,19 @@ internal sealed partial class ApiProblemHandler(IProblemDetailsService problemDe
 {
     public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
     {
+        if (Gateway.OpenAiError.IsV1(httpContext))
+        {
+            if (exception is not BadHttpRequestException)
+            {
+                LogUnexpected(logger, exception.GetType().FullName ?? "exception", httpContext.Request.Method, httpContext.Request.Path);
+            }
+
+            await Gateway.OpenAiError.WriteAsync(httpContext, exception is BadHttpRequestException bad ? bad.StatusCode : 500,
+                exception is BadHttpRequestException ? "The request could not be read." : "The server had an error processing your request; retry later.",
+                exception is BadHttpRequestException ? "invalid_request_error" : "server_error", null);
+            return true;
+        }
+
         var problem = exception switch
         {
             ApiProblemException api => new ProblemDetails { Status = api.Status, Title = api.Title, Detail = api.Message },

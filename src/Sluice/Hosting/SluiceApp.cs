@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Options;
 using Sluice.Audit;
+using Sluice.Gateway;
 using Sluice.Health;
 using Sluice.Identity;
 using Sluice.Storage;
@@ -35,6 +36,7 @@ internal static class SluiceApp
 
         builder.Services.AddStorage();
         builder.Services.AddAudit();
+        builder.Services.AddGateway();
         builder.Services.AddSluiceIdentity();
         builder.Services.AddSluiceHealth();
         return builder;
@@ -54,6 +56,8 @@ internal static class SluiceApp
         app.MapSluiceHealth();
         app.MapIdentity();
         app.MapAudit();
+        app.MapGateway();
+        app.MapGatewayAdmin();
         return app;
     }
 

@@ -98,6 +98,7 @@ internal sealed class ApiKeyAuthenticationHandler(
         }
 
         usage.Touch(key.KeyId);
+        Context.Items[typeof(VerifiedKey)] = key; // the gateway reads the key's limits and models from here, without I/O
         var claims = new List<Claim>
         {
             new(Caller.KeyClaim, key.KeyId.ToString()),

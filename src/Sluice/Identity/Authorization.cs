@@ -17,6 +17,9 @@ public static class Policies
     /// <summary>Anyone authenticated: a person or a key.</summary>
     public const string Authenticated = "authenticated";
 
+    /// <summary>An API key with the <c>inference</c> scope (the <c>/v1</c> API).</summary>
+    public const string Inference = "inference";
+
     public static string Org(OrgAccess permission) => Permissions.PolicyName(permission);
 }
 
@@ -97,6 +100,21 @@ internal sealed class ProblemAuthorizationResultHandler(IProblemDetailsService p
 
     public async Task HandleAsync(RequestDelegate next, HttpContext context, AuthorizationPolicy policy, PolicyAuthorizationResult authorizeResult)
     {
+        if (Gateway.OpenAiError.IsV1(context) && (authorizeResult.Challenged || authorizeResult.Forbidden))
+        {
+            // The OpenAI-compatible API answers in OpenAI's error shape, as its SDKs expect.
+            if (authorizeResult.Challenged)
+            {
+                await Gateway.OpenAiError.WriteAsync(context, 401, "Incorrect or missing API key. Send 'Authorization: Bearer sk-sluice-…'.", "invalid_request_error", "invalid_api_key");
+            }
+            else
+            {
+                await Gateway.OpenAiError.WriteAsync(context, 403, "This API key lacks the 'inference' scope, or the caller is not an API key.", "invalid_request_error", "insufficient_scope");
+            }
+
+            return;
+        }
+
         ProblemDetails? problem = null;
         if (authorizeResult.Challenged)
         {

@@ -12,6 +12,16 @@ public sealed class Organization
 
     public string? BillingEmail { get; set; }
 
+    /// <summary>Route this organization's requests only to providers that keep no data after answering.</summary>
+    public bool RequireZeroRetention { get; set; }
+
+    /// <summary>Route this organization's requests only to providers that do not train on what they receive.</summary>
+    public bool RequireNoTraining { get; set; }
+
+    public int? RequestsPerMinute { get; set; }
+
+    public int? TokensPerMinute { get; set; }
+
     public DateTimeOffset CreatedAt { get; init; }
 
     public DateTimeOffset UpdatedAt { get; set; }
@@ -47,6 +57,10 @@ internal sealed class OrganizationConfiguration : IEntityTypeConfiguration<Organ
         builder.Property(o => o.Id).ValueGeneratedNever();
         builder.Property(o => o.Name).HasMaxLength(200);
         builder.Property(o => o.BillingEmail).HasMaxLength(320);
+
+        // Added to existing rows by a migration, hence the database default.
+        builder.Property(o => o.RequireZeroRetention).HasDefaultValue(false);
+        builder.Property(o => o.RequireNoTraining).HasDefaultValue(false);
     }
 
     public void Configure(EntityTypeBuilder<Membership> builder)

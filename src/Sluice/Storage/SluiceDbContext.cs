@@ -1,5 +1,6 @@
 using Microsoft.EntityFrameworkCore;
 using Sluice.Audit;
+using Sluice.Gateway;
 using Sluice.Identity;
 
 namespace Sluice.Storage;
@@ -20,6 +21,14 @@ public sealed class SluiceDbContext(DbContextOptions<SluiceDbContext> options) :
     public DbSet<LoginEvent> LoginEvents => Set<LoginEvent>();
 
     public DbSet<ApiKey> ApiKeys => Set<ApiKey>();
+
+    public DbSet<Provider> Providers => Set<Provider>();
+
+    public DbSet<CatalogModel> CatalogModels => Set<CatalogModel>();
+
+    public DbSet<ModelRoute> ModelRoutes => Set<ModelRoute>();
+
+    public DbSet<UsageEvent> UsageEvents => Set<UsageEvent>();
 
     public DbSet<AuditEntry> AuditEntries => Set<AuditEntry>();
 

@@ -1,0 +1,116 @@
+using System.Text.Json;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+using Sluice.Crypto;
+using Sluice.Storage;
+
+namespace Sluice.Gateway;
+
+/// <summary>A provider as the hot path needs it, its API key decrypted in memory only.</summary>
+public sealed record ProviderInfo(Guid Id, string Name, ProviderKind Kind, Uri BaseUrl, string? ApiKey, IReadOnlyList<KeyValuePair<string, string>> Headers)
+{
+    public bool Supports(InferenceEndpoint endpoint) => Kind != ProviderKind.Anthropic || endpoint == InferenceEndpoint.ChatCompletions;
+}
+
+public sealed record RouteInfo(Guid Id, string ModelId, ProviderInfo Provider, string UpstreamModel, int Priority, int Weight, bool RetainsData, bool TrainsOnData);
+
+public sealed record ModelInfo(string Id, string? Description, DateTimeOffset CreatedAt, bool IsTestModel, IReadOnlyList<RouteInfo> Routes);
+
+/// <summary>
+/// The model catalog in memory: models, their routes ordered by priority, and providers. Reloaded after every change
+/// made on this replica and every <see cref="GatewayOptions.CatalogRefreshInterval"/> for changes made elsewhere, so
+/// the hot path never queries the database for routing.
+/// </summary>
+public sealed class Catalog(IServiceScopeFactory scopes, IOptions<GatewayOptions> options, SecretBox secrets)
+{
+    public const string EchoModelId = "echo";
+
+    private static readonly ProviderInfo EchoProvider = new(Guid.Empty, "sluice-echo", ProviderKind.Echo, new Uri("urn:sluice:echo"), null, []);
+
+    private volatile Dictionary<string, ModelInfo> _models = new(StringComparer.Ordinal);
+
+    public IReadOnlyDictionary<string, ModelInfo> Models => _models;
+
+    public ModelInfo? Find(string model) => _models.TryGetValue(model, out var found) ? found : null;
+
+    public async Task RefreshAsync(CancellationToken cancellationToken)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
+        var providers = (await db.Providers.AsNoTracking().ToListAsync(cancellationToken)).ToDictionary(p => p.Id, ToInfo);
+        var routes = await db.ModelRoutes.AsNoTracking().ToListAsync(cancellationToken);
+        var models = await db.CatalogModels.AsNoTracking().ToListAsync(cancellationToken);
+
+        var catalog = new Dictionary<string, ModelInfo>(StringComparer.Ordinal);
+        foreach (var model in models)
+        {
+            var modelRoutes = routes.Where(r => r.ModelId == model.Id && providers.ContainsKey(r.ProviderId))
+                .Select(r => new RouteInfo(r.Id, r.ModelId, providers[r.ProviderId], r.UpstreamModel, r.Priority, Math.Max(1, r.Weight), r.RetainsData, r.TrainsOnData))
+                .OrderBy(r => r.Priority).ThenBy(r => r.Id)
+                .ToList();
+            catalog[model.Id] = new ModelInfo(model.Id, model.Description, model.CreatedAt, false, modelRoutes);
+        }
+
+        if (options.Value.EchoModel && !catalog.ContainsKey(EchoModelId))
+        {
+            catalog[EchoModelId] = new ModelInfo(EchoModelId, "Built-in deterministic test model: it echoes the last message.", DateTimeOffset.UnixEpoch, true,
+                [new RouteInfo(Guid.Empty, EchoModelId, EchoProvider, EchoModelId, 0, 1, false, false)]);
+        }
+
+        _models = catalog;
+    }
+
+    private ProviderInfo ToInfo(Provider provider) => new(
+        provider.Id,
+        provider.Name,
+        provider.Kind,
+        new Uri(provider.BaseUrl.EndsWith('/') ? provider.BaseUrl : provider.BaseUrl + "/"),
+        provider.ApiKeyCiphertext is { } sealedKey ? secrets.Open(sealedKey, provider.Id.ToString()) : null,
+        provider.ExtraHeaders is { } headers ? JsonSerializer.Deserialize<Dictionary<string, string>>(headers)!.ToList() : []);
+}
+
+/// <summary>Reloads the catalog periodically (changes made by other replicas).</summary>
+internal sealed class CatalogRefresher(Catalog catalog, IOptions<GatewayOptions> options, TimeProvider time, ILogger<CatalogRefresher> logger) : IHostedService, IDisposable
+{
+    private readonly CancellationTokenSource _stopping = new();
+    private Task? _loop;
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        await catalog.RefreshAsync(cancellationToken);
+        _loop = Task.Run(() => LoopAsync(_stopping.Token), CancellationToken.None);
+    }
+
+    private async Task LoopAsync(CancellationToken stoppingToken)
+    {
+        using var timer = new PeriodicTimer(options.Value.CatalogRefreshInterval, time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stoppingToken))
+            {
+                try
+                {
+                    await catalog.RefreshAsync(stoppingToken);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    GatewayLog.CatalogRefreshFailed(logger, ex.GetType().Name);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await _stopping.CancelAsync();
+        if (_loop is not null)
+        {
+            await _loop.WaitAsync(cancellationToken);
+        }
+    }
+
+    public void Dispose() => _stopping.Dispose();
+}

@@ -1,0 +1,22 @@
+namespace Sluice.Gateway;
+
+internal static partial class GatewayLog
+{
+    [LoggerMessage(300, LogLevel.Warning, "Reloading the model catalog failed ({ExceptionType}); will retry")]
+    public static partial void CatalogRefreshFailed(ILogger logger, string exceptionType);
+
+    [LoggerMessage(301, LogLevel.Warning, "Route {RouteId} ({Provider}) failed: {Failure}; trying the next route")]
+    public static partial void RouteFailed(ILogger logger, Guid routeId, string provider, string failure);
+
+    [LoggerMessage(302, LogLevel.Warning, "Route {RouteId} ({Provider}) circuit opened after {Failures} consecutive failures")]
+    public static partial void CircuitOpened(ILogger logger, Guid routeId, string provider, int failures);
+
+    [LoggerMessage(303, LogLevel.Error, "Writing {Count} usage events failed ({ExceptionType}); they are retried")]
+    public static partial void UsageWriteFailed(ILogger logger, int count, string exceptionType);
+
+    [LoggerMessage(304, LogLevel.Error, "The usage queue is full; usage event dropped (total dropped: {Dropped})")]
+    public static partial void UsageDropped(ILogger logger, long dropped);
+
+    [LoggerMessage(305, LogLevel.Information, "Provider {ProviderId} {Change}")]
+    public static partial void ProviderChanged(ILogger logger, Guid providerId, string change);
+}

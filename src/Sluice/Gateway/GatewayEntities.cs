@@ -1,0 +1,162 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Metadata.Builders;
+
+namespace Sluice.Gateway;
+
+public enum ProviderKind
+{
+    OpenAiCompatible,
+    Anthropic,
+
+    /// <summary>The built-in deterministic test model; never stored.</summary>
+    Echo,
+}
+
+/// <summary>An upstream that serves models: an OpenAI-compatible server or Anthropic. Its API key is stored encrypted.</summary>
+public sealed class Provider
+{
+    public Guid Id { get; init; }
+
+    public required string Name { get; set; }
+
+    public ProviderKind Kind { get; init; }
+
+    public required string BaseUrl { get; set; }
+
+    /// <summary>AES-256-GCM under the secrets key outside the database, bound to the provider id; null when none.</summary>
+    public string? ApiKeyCiphertext { get; set; }
+
+    /// <summary>Extra request headers as a JSON object.</summary>
+    public string? ExtraHeaders { get; set; }
+
+    public DateTimeOffset CreatedAt { get; init; }
+
+    public DateTimeOffset UpdatedAt { get; set; }
+}
+
+/// <summary>A public model id clients ask for.</summary>
+public sealed class CatalogModel
+{
+    public required string Id { get; init; }
+
+    public string? Description { get; set; }
+
+    public DateTimeOffset CreatedAt { get; init; }
+}
+
+/// <summary>One way to serve a catalog model: a provider, its name for the model, a priority and weight, and its data policy.</summary>
+public sealed class ModelRoute
+{
+    public Guid Id { get; init; }
+
+    public required string ModelId { get; init; }
+
+    public Guid ProviderId { get; init; }
+
+    public required string UpstreamModel { get; init; }
+
+    /// <summary>Lower is tried first; routes of equal priority share load.</summary>
+    public int Priority { get; init; }
+
+    public int Weight { get; init; } = 1;
+
+    /// <summary>Whether the provider keeps prompts or completions after answering.</summary>
+    public bool RetainsData { get; init; }
+
+    /// <summary>Whether the provider may train on what it receives.</summary>
+    public bool TrainsOnData { get; init; }
+
+    public DateTimeOffset CreatedAt { get; init; }
+}
+
+/// <summary>Metadata about one inference request. Never content.</summary>
+public sealed class UsageEvent
+{
+    public Guid Id { get; init; }
+
+    public required string RequestId { get; init; }
+
+    public Guid? OrganizationId { get; init; }
+
+    public Guid? KeyId { get; init; }
+
+    public required string Endpoint { get; init; }
+
+    public string? Model { get; init; }
+
+    public Guid? RouteId { get; init; }
+
+    public int Status { get; init; }
+
+    public string? ErrorType { get; init; }
+
+    public bool Stream { get; init; }
+
+    public int Attempts { get; init; }
+
+    public long PromptTokens { get; init; }
+
+    public long CompletionTokens { get; init; }
+
+    public long CachedTokens { get; init; }
+
+    public long RequestBytes { get; init; }
+
+    public long ResponseBytes { get; init; }
+
+    public long LatencyMicros { get; init; }
+
+    public long? TimeToFirstTokenMicros { get; init; }
+
+    public DateTimeOffset StartedAt { get; init; }
+}
+
+internal sealed class GatewayConfiguration :
+    IEntityTypeConfiguration<Provider>, IEntityTypeConfiguration<CatalogModel>, IEntityTypeConfiguration<ModelRoute>, IEntityTypeConfiguration<UsageEvent>
+{
+    public void Configure(EntityTypeBuilder<Provider> builder)
+    {
+        builder.ToTable("providers");
+        builder.HasKey(p => p.Id);
+        builder.Property(p => p.Id).ValueGeneratedNever();
+        builder.Property(p => p.Name).HasMaxLength(100);
+        builder.HasIndex(p => p.Name).IsUnique();
+        builder.Property(p => p.Kind).HasConversion<string>().HasMaxLength(32);
+        builder.Property(p => p.BaseUrl).HasMaxLength(500);
+        builder.Property(p => p.ApiKeyCiphertext).HasMaxLength(2000);
+        builder.Property(p => p.ExtraHeaders).HasMaxLength(4000);
+    }
+
+    public void Configure(EntityTypeBuilder<CatalogModel> builder)
+    {
+        builder.ToTable("catalog_models");
+        builder.HasKey(m => m.Id);
+        builder.Property(m => m.Id).HasMaxLength(200);
+        builder.Property(m => m.Description).HasMaxLength(500);
+    }
+
+    public void Configure(EntityTypeBuilder<ModelRoute> builder)
+    {
+        builder.ToTable("model_routes");
+        builder.HasKey(r => r.Id);
+        builder.Property(r => r.Id).ValueGeneratedNever();
+        builder.Property(r => r.ModelId).HasMaxLength(200);
+        builder.Property(r => r.UpstreamModel).HasMaxLength(200);
+        builder.HasIndex(r => r.ModelId);
+        builder.HasOne<CatalogModel>().WithMany().HasForeignKey(r => r.ModelId).OnDelete(DeleteBehavior.Cascade);
+        builder.HasOne<Provider>().WithMany().HasForeignKey(r => r.ProviderId).OnDelete(DeleteBehavior.Restrict);
+    }
+
+    public void Configure(EntityTypeBuilder<UsageEvent> builder)
+    {
+        builder.ToTable("usage_events");
+        builder.HasKey(e => e.Id);
+        builder.Property(e => e.Id).ValueGeneratedNever();
+        builder.Property(e => e.RequestId).HasMaxLength(64);
+        builder.Property(e => e.Endpoint).HasMaxLength(32);
+        builder.Property(e => e.Model).HasMaxLength(200);
+        builder.Property(e => e.ErrorType).HasMaxLength(64);
+        builder.HasIndex(e => new { e.OrganizationId, e.StartedAt });
+        builder.HasIndex(e => e.StartedAt);
+    }
+}

@@ -1,0 +1,49 @@
+using Microsoft.Extensions.Options;
+using Sluice.Crypto;
+using Sluice.Hosting;
+
+namespace Sluice.Gateway;
+
+internal static class GatewayModule
+{
+    /// <summary>What the admin commands need: the catalog and its management.</summary>
+    public static IServiceCollection AddGatewayCore(this IServiceCollection services)
+    {
+        services.AddSettings<GatewayOptions>(GatewayOptions.Section);
+        services.AddSingleton(provider =>
+        {
+            var gateway = provider.GetRequiredService<IOptions<GatewayOptions>>().Value;
+            var server = provider.GetRequiredService<IOptions<ServerOptions>>().Value;
+            return new SecretBox(string.IsNullOrWhiteSpace(gateway.SecretsKeyFile)
+                ? Path.Combine(Path.GetFullPath(server.DataDir), "keys", "secrets.key")
+                : Path.GetFullPath(gateway.SecretsKeyFile));
+        });
+        services.AddSingleton<Catalog>();
+        services.AddScoped<CatalogAdmin>();
+        return services;
+    }
+
+    public static IServiceCollection AddGateway(this IServiceCollection services)
+    {
+        services.AddGatewayCore();
+        services.AddSingleton<RouteSelector>();
+        services.AddSingleton<GatewayRateLimiter>();
+        services.AddSingleton<OrganizationPolicies>();
+        services.AddSingleton<UsageMeter>();
+        services.AddSingleton<GatewayHandler>();
+        services.AddSingleton<EchoUpstream>();
+        services.AddSingleton<OpenAiCompatibleUpstream>();
+        services.AddSingleton<AnthropicUpstream>();
+        services.AddHostedService<CatalogRefresher>();
+        services.AddHostedService<UsageWriter>();
+        services.AddHttpClient(OpenAiCompatibleUpstream.ClientName)
+            .ConfigurePrimaryHttpMessageHandler(provider => new SocketsHttpHandler
+            {
+                ConnectTimeout = provider.GetRequiredService<IOptions<GatewayOptions>>().Value.ConnectTimeout,
+                PooledConnectionLifetime = TimeSpan.FromMinutes(5),
+                AutomaticDecompression = System.Net.DecompressionMethods.All,
+            })
+            .ConfigureHttpClient(client => client.Timeout = Timeout.InfiniteTimeSpan);
+        return services;
+    }
+}

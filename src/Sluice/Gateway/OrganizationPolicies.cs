@@ -1,0 +1,38 @@
+using System.Collections.Concurrent;
+using Microsoft.EntityFrameworkCore;
+using Sluice.Storage;
+
+namespace Sluice.Gateway;
+
+/// <summary>An organization's routing policy and rate limits, as the hot path needs them.</summary>
+public sealed record OrganizationPolicy(Guid Id, bool RequireZeroRetention, bool RequireNoTraining, int? RequestsPerMinute, int? TokensPerMinute);
+
+/// <summary>
+/// Caches organizations' policies for a couple of seconds, so the hot path reads the database at most once per
+/// organization per period; changes made on this replica are seen at once (<see cref="Forget"/>).
+/// </summary>
+public sealed class OrganizationPolicies(IServiceScopeFactory scopes, TimeProvider time)
+{
+    private static readonly TimeSpan Lifetime = TimeSpan.FromSeconds(2);
+    private readonly ConcurrentDictionary<Guid, (OrganizationPolicy Policy, DateTimeOffset Until)> _cache = new();
+
+    public async ValueTask<OrganizationPolicy> OrganizationAsync(Guid orgId, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        if (_cache.TryGetValue(orgId, out var cached) && cached.Until > now)
+        {
+            return cached.Policy;
+        }
+
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
+        var policy = await db.Organizations.AsNoTracking().Where(o => o.Id == orgId)
+            .Select(o => new OrganizationPolicy(o.Id, o.RequireZeroRetention, o.RequireNoTraining, o.RequestsPerMinute, o.TokensPerMinute))
+            .SingleOrDefaultAsync(cancellationToken)
+            ?? throw new OpenAiException(401, "The API key's organization no longer exists.", "invalid_request_error", "invalid_api_key");
+        _cache[orgId] = (policy, now + Lifetime);
+        return policy;
+    }
+
+    public void Forget(Guid orgId) => _cache.TryRemove(orgId, out _);
+}

@@ -1,0 +1,124 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Options;
+
+namespace Sluice.Gateway;
+
+/// <summary>
+/// Chooses among a model's routes: the lowest priority first; among equal priorities, the one with the fewest
+/// outstanding requests per unit of weight. A route whose circuit is open (too many consecutive failures) is skipped
+/// until its open period ends, then admits one probe: success closes it, failure opens it again.
+/// </summary>
+public sealed class RouteSelector(IOptions<GatewayOptions> options, TimeProvider time, ILogger<RouteSelector> logger)
+{
+    private readonly ConcurrentDictionary<Guid, RouteState> _states = new();
+
+    public RouteInfo? Next(IReadOnlyList<RouteInfo> routes, IReadOnlySet<Guid> tried)
+    {
+        var now = time.GetUtcNow();
+        foreach (var group in routes.Where(r => !tried.Contains(r.Id)).GroupBy(r => r.Priority).OrderBy(g => g.Key))
+        {
+            RouteInfo? best = null;
+            var bestLoad = double.MaxValue;
+            foreach (var route in group)
+            {
+                var state = State(route.Id);
+                if (!state.Admits(now))
+                {
+                    continue;
+                }
+
+                var load = (state.Outstanding + 1.0) / route.Weight;
+                if (load < bestLoad || (load == bestLoad && Random.Shared.Next(2) == 0))
+                {
+                    best = route;
+                    bestLoad = load;
+                }
+            }
+
+            if (best is not null && State(best.Id).TryEnter(now))
+            {
+                return best;
+            }
+        }
+
+        return null;
+    }
+
+    public void Completed(RouteInfo route, bool success)
+    {
+        var state = State(route.Id);
+        if (state.Exit(success, time.GetUtcNow(), options.Value.CircuitBreakerFailures, options.Value.CircuitBreakerOpenDuration))
+        {
+            GatewayLog.CircuitOpened(logger, route.Id, route.Provider.Name, options.Value.CircuitBreakerFailures);
+        }
+    }
+
+    public (int Outstanding, bool Open) Inspect(Guid routeId) => State(routeId) is var s ? (s.Outstanding, !s.Admits(time.GetUtcNow())) : default;
+
+    private RouteState State(Guid routeId) => _states.GetOrAdd(routeId, _ => new RouteState());
+
+    private sealed class RouteState
+    {
+        private readonly Lock _gate = new();
+        private int _outstanding;
+        private int _failures;
+        private DateTimeOffset? _openUntil;
+        private bool _probing;
+
+        public int Outstanding => Volatile.Read(ref _outstanding);
+
+        public bool Admits(DateTimeOffset now)
+        {
+            lock (_gate)
+            {
+                return _openUntil is not { } until || (now >= until && !_probing);
+            }
+        }
+
+        public bool TryEnter(DateTimeOffset now)
+        {
+            lock (_gate)
+            {
+                if (_openUntil is { } until)
+                {
+                    if (now < until || _probing)
+                    {
+                        return false;
+                    }
+
+                    _probing = true; // half-open: this request is the probe
+                }
+
+                _outstanding++;
+                return true;
+            }
+        }
+
+        /// <summary>Returns true when this failure opened the circuit.</summary>
+        public bool Exit(bool success, DateTimeOffset now, int threshold, TimeSpan openFor)
+        {
+            lock (_gate)
+            {
+                _outstanding--;
+                var wasProbe = _probing;
+                _probing = false;
+                if (success)
+                {
+                    _failures = 0;
+                    _openUntil = null;
+                    return false;
+                }
+
+                _failures++;
+                if (wasProbe || _failures >= threshold)
+                {
+                    var opened = _openUntil is null;
+                    _openUntil = now + openFor;
+                    return opened;
+                }
+
+                return false;
+            }
+        }
+    }
+}

@@ -1,0 +1,86 @@
+using System.Text.Json;
+
+namespace Sluice.Gateway;
+
+/// <summary>Token counts read from an OpenAI-shaped <c>usage</c> object.</summary>
+public readonly record struct TokenUsage(long Prompt, long Completion, long Cached)
+{
+    /// <summary>Finds the top-level <c>usage</c> object of a response or chunk; false when absent or null.</summary>
+    public static bool TryRead(ReadOnlySpan<byte> json, out TokenUsage usage)
+    {
+        usage = default;
+        var reader = new Utf8JsonReader(json);
+        try
+        {
+            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
+            {
+                return false;
+            }
+
+            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                if (!reader.ValueTextEquals("usage"u8))
+                {
+                    reader.Read();
+                    reader.Skip();
+                    continue;
+                }
+
+                reader.Read();
+                if (reader.TokenType != JsonTokenType.StartObject)
+                {
+                    return false;
+                }
+
+                long prompt = 0, completion = 0, cached = 0;
+                while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+                {
+                    if (reader.ValueTextEquals("prompt_tokens"u8) && reader.Read() && reader.TokenType == JsonTokenType.Number)
+                    {
+                        prompt = reader.GetInt64();
+                    }
+                    else if (reader.ValueTextEquals("completion_tokens"u8) && reader.Read() && reader.TokenType == JsonTokenType.Number)
+                    {
+                        completion = reader.GetInt64();
+                    }
+                    else if (reader.ValueTextEquals("prompt_tokens_details"u8) && reader.Read() && reader.TokenType == JsonTokenType.StartObject)
+                    {
+                        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+                        {
+                            var isCached = reader.ValueTextEquals("cached_tokens"u8);
+                            reader.Read();
+                            if (isCached && reader.TokenType == JsonTokenType.Number)
+                            {
+                                cached = reader.GetInt64();
+                            }
+                            else
+                            {
+                                reader.Skip();
+                            }
+                        }
+                    }
+                    else
+                    {
+                        if (reader.TokenType == JsonTokenType.PropertyName)
+                        {
+                            reader.Read();
+                        }
+
+                        reader.Skip();
+                    }
+                }
+
+                usage = new TokenUsage(prompt, completion, cached);
+                return true;
+            }
+        }
+        catch (JsonException)
+        {
+        }
+
+        return false;
+    }
+
+    /// <summary>True for a chunk that only carries usage (<c>"choices":[]</c>), which clients that did not ask for it never see.</summary>
+    public static bool IsUsageOnlyChunk(ReadOnlySpan<byte> json) => json.IndexOf("\"choices\":[]"u8) >= 0;
+}
