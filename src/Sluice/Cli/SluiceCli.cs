@@ -42,6 +42,8 @@ public static class SluiceCli
         root.Subcommands.Add(MigrateCommand.Create());
         root.Subcommands.Add(OrgsCommand.Create());
         root.Subcommands.Add(KeysCommand.Create());
+        root.Subcommands.Add(CatalogCommands.Providers());
+        root.Subcommands.Add(CatalogCommands.Models());
         root.Subcommands.Add(AuditCommand.Create());
         return root;
     }

@@ -12,7 +12,9 @@ public sealed record ChangePasswordRequest(string? CurrentPassword, string? NewP
 
 public sealed record CreateOrganizationRequest(string? Name, string? BillingEmail);
 
-public sealed record UpdateOrganizationRequest(string? Name, string? BillingEmail);
+public sealed record UpdateOrganizationRequest(string? Name, string? BillingEmail, bool? RequireZeroRetention = null, bool? RequireNoTraining = null);
+
+public sealed record OrganizationLimitsRequest(int? RequestsPerMinute, int? TokensPerMinute);
 
 public sealed record ChangeRoleRequest(string? Role);
 
@@ -43,7 +45,9 @@ public sealed record MembershipSummary(Guid OrganizationId, string OrganizationN
 
 public sealed record MeResponse(Guid Id, string Email, string? Name, bool IsPlatformOperator, DateTimeOffset CreatedAt, IReadOnlyList<MembershipSummary> Memberships);
 
-public sealed record OrganizationResponse(Guid Id, string Name, string? BillingEmail, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt);
+public sealed record OrganizationResponse(
+    Guid Id, string Name, string? BillingEmail, bool RequireZeroRetention, bool RequireNoTraining, int? RequestsPerMinute, int? TokensPerMinute,
+    DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt);
 
 public sealed record MemberResponse(Guid UserId, string Email, string? Name, string Role, DateTimeOffset JoinedAt);
 

@@ -61,6 +61,8 @@ internal static class IdentityEndpoints
         });
         api.MapGet("/admin/orgs", (OrganizationService service, CancellationToken ct) => service.ListAllAsync(ct))
             .WithTags("operators").RequireAuthorization(Policies.Operator);
+        api.MapPatch("/admin/orgs/{orgId:guid}/limits", (Guid orgId, OrganizationLimitsRequest request, OrganizationService service, CancellationToken ct) =>
+            service.SetLimitsAsync(orgId, request, ct)).WithTags("operators").RequireAuthorization(Policies.Operator);
         return endpoints;
     }
 

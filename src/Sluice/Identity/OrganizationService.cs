@@ -60,6 +60,9 @@ public sealed class OrganizationService(
             organization.BillingEmail = request.BillingEmail.Length == 0 ? null : AccountService.ValidEmail(request.BillingEmail, "billingEmail", errors);
         }
 
+        organization.RequireZeroRetention = request.RequireZeroRetention ?? organization.RequireZeroRetention;
+        organization.RequireNoTraining = request.RequireNoTraining ?? organization.RequireNoTraining;
+
         errors.ThrowIfAny();
         organization.UpdatedAt = time.GetUtcNow();
         audit.Record("org.update", $"org:{orgId}", orgId);
@@ -252,5 +255,23 @@ public sealed class OrganizationService(
         return name;
     }
 
-    private static OrganizationResponse Response(Organization o) => new(o.Id, o.Name, o.BillingEmail, o.CreatedAt, o.UpdatedAt);
+    private static OrganizationResponse Response(Organization o) =>
+        new(o.Id, o.Name, o.BillingEmail, o.RequireZeroRetention, o.RequireNoTraining, o.RequestsPerMinute, o.TokensPerMinute, o.CreatedAt, o.UpdatedAt);
+
+    /// <summary>An operator's rate limits for the whole organization (null removes a limit).</summary>
+    public async Task<OrganizationResponse> SetLimitsAsync(Guid orgId, OrganizationLimitsRequest request, CancellationToken cancellationToken)
+    {
+        var organization = await FindAsync(orgId, cancellationToken);
+        if (request.RequestsPerMinute is <= 0 || request.TokensPerMinute is <= 0)
+        {
+            throw ApiProblem.Invalid(request.RequestsPerMinute is <= 0 ? "requestsPerMinute" : "tokensPerMinute", "must be positive, or null for no limit");
+        }
+
+        organization.RequestsPerMinute = request.RequestsPerMinute;
+        organization.TokensPerMinute = request.TokensPerMinute;
+        organization.UpdatedAt = time.GetUtcNow();
+        audit.Record("org.limits", $"org:{orgId} rpm={request.RequestsPerMinute?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "none"} tpm={request.TokensPerMinute?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "none"}", orgId);
+        await db.SaveChangesAsync(cancellationToken);
+        return Response(organization);
+    }
 }

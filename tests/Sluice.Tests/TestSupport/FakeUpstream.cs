@@ -1,0 +1,215 @@
+using System.Collections.Concurrent;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+
+namespace Sluice.Tests.TestSupport;
+
+/// <summary>
+/// A model provider stand-in: a real HTTP server on 127.0.0.1 speaking the OpenAI API (and Anthropic's Messages API),
+/// whose behaviour a test sets: answer, fail with a status, stall, break mid-stream.
+/// </summary>
+public sealed class FakeUpstream : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+
+    private FakeUpstream(WebApplication app) => _app = app;
+
+    public ConcurrentQueue<(string Path, string Body, IHeaderDictionary Headers)> Requests { get; } = new();
+
+    /// <summary>Status to answer with instead of success (e.g. 503, 429, 400).</summary>
+    public int? FailWith { get; set; }
+
+    public TimeSpan DelayBeforeHeaders { get; set; }
+
+    /// <summary>Stream this many content chunks, then drop the connection.</summary>
+    public int? BreakStreamAfter { get; set; }
+
+    public TimeSpan DelayBetweenChunks { get; set; }
+
+    public int Chunks { get; set; } = 5;
+
+    public string Reply { get; set; } = "Hello from upstream";
+
+    public TaskCompletionSource StreamCancelled { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public Uri BaseUrl => new(_app.Urls.First() + "/v1/");
+
+    public int Hits => Requests.Count;
+
+    public static async Task<FakeUpstream> StartAsync()
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        var app = builder.Build();
+        var fake = new FakeUpstream(app);
+        app.MapPost("/v1/chat/completions", context => fake.OpenAiAsync(context, chat: true));
+        app.MapPost("/v1/completions", context => fake.OpenAiAsync(context, chat: false));
+        app.MapPost("/v1/embeddings", fake.EmbeddingsAsync);
+        app.MapPost("/v1/messages", fake.AnthropicAsync);
+        await app.StartAsync();
+        return fake;
+    }
+
+    private async Task<JsonObject?> ReceiveAsync(HttpContext context)
+    {
+        using var reader = new StreamReader(context.Request.Body);
+        var body = await reader.ReadToEndAsync();
+        Requests.Enqueue((context.Request.Path, body, context.Request.Headers));
+        if (DelayBeforeHeaders > TimeSpan.Zero)
+        {
+            await Task.Delay(DelayBeforeHeaders, context.RequestAborted);
+        }
+
+        if (FailWith is { } status)
+        {
+            context.Response.StatusCode = status;
+            context.Response.ContentType = "application/json";
+            await context.Response.WriteAsync(JsonSerializer.Serialize(new { error = new { message = $"upstream says {status}", type = "upstream", param = (string?)null, code = $"fake_{status}" } }));
+            return null;
+        }
+
+        return JsonNode.Parse(body)!.AsObject();
+    }
+
+    private async Task OpenAiAsync(HttpContext context, bool chat)
+    {
+        if (await ReceiveAsync(context) is not { } request)
+        {
+            return;
+        }
+
+        var model = request["model"]!.GetValue<string>();
+        if (request["stream"]?.GetValue<bool>() != true)
+        {
+            context.Response.ContentType = "application/json";
+            object choice = chat
+                ? new { index = 0, message = new { role = "assistant", content = Reply }, finish_reason = "stop" }
+                : new { index = 0, text = Reply, finish_reason = "stop" };
+            await context.Response.WriteAsync(JsonSerializer.Serialize(new
+            {
+                id = "up-1",
+                @object = chat ? "chat.completion" : "text_completion",
+                created = 1,
+                model,
+                choices = new[] { choice },
+                usage = new { prompt_tokens = 11, completion_tokens = 7, total_tokens = 18, prompt_tokens_details = new { cached_tokens = 3 } },
+            }));
+            return;
+        }
+
+        context.Response.ContentType = "text/event-stream";
+        try
+        {
+            for (var i = 0; i < Chunks; i++)
+            {
+                if (BreakStreamAfter == i)
+                {
+                    context.Abort();
+                    return;
+                }
+
+                var chunk = JsonSerializer.Serialize(new
+                {
+                    id = "up-1",
+                    @object = "chat.completion.chunk",
+                    created = 1,
+                    model,
+                    choices = new[] { new { index = 0, delta = new { content = $"w{i} " }, finish_reason = (string?)null } },
+                });
+                await context.Response.WriteAsync("data: " + chunk + "\n\n", context.RequestAborted);
+                await context.Response.Body.FlushAsync(context.RequestAborted);
+                if (DelayBetweenChunks > TimeSpan.Zero)
+                {
+                    await Task.Delay(DelayBetweenChunks, context.RequestAborted);
+                }
+            }
+
+            if (request["stream_options"]?["include_usage"]?.GetValue<bool>() == true)
+            {
+                var usage = JsonSerializer.Serialize(new
+                {
+                    id = "up-1",
+                    @object = "chat.completion.chunk",
+                    created = 1,
+                    model,
+                    choices = Array.Empty<object>(),
+                    usage = new { prompt_tokens = 11, completion_tokens = Chunks, total_tokens = 11 + Chunks },
+                });
+                await context.Response.WriteAsync("data: " + usage + "\n\n");
+            }
+
+            await context.Response.WriteAsync("data: [DONE]\n\n");
+        }
+        catch (OperationCanceledException)
+        {
+            StreamCancelled.TrySetResult();
+        }
+    }
+
+    private async Task EmbeddingsAsync(HttpContext context)
+    {
+        if (await ReceiveAsync(context) is not { } request)
+        {
+            return;
+        }
+
+        context.Response.ContentType = "application/json";
+        await context.Response.WriteAsync(JsonSerializer.Serialize(new
+        {
+            @object = "list",
+            data = new[] { new { @object = "embedding", index = 0, embedding = new[] { 0.1, 0.2, 0.3 } } },
+            model = request["model"]!.GetValue<string>(),
+            usage = new { prompt_tokens = 4, total_tokens = 4 },
+        }));
+    }
+
+    private async Task AnthropicAsync(HttpContext context)
+    {
+        if (await ReceiveAsync(context) is not { } request)
+        {
+            return;
+        }
+
+        if (request["stream"]?.GetValue<bool>() != true)
+        {
+            context.Response.ContentType = "application/json";
+            await context.Response.WriteAsync(JsonSerializer.Serialize(new
+            {
+                id = "msg_1",
+                type = "message",
+                role = "assistant",
+                model = request["model"]!.GetValue<string>(),
+                content = new[] { new { type = "text", text = Reply } },
+                stop_reason = "end_turn",
+                usage = new { input_tokens = 9, output_tokens = 4, cache_read_input_tokens = 2 },
+            }));
+            return;
+        }
+
+        context.Response.ContentType = "text/event-stream";
+        var events = new StringBuilder();
+        events.Append("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"claude\",\"usage\":{\"input_tokens\":9,\"output_tokens\":1}}}\n\n");
+        events.Append("event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n");
+        foreach (var word in new[] { "Hello", " from", " Claude" })
+        {
+            events.Append($"event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"{word}\"}}}}\n\n");
+        }
+
+        events.Append("event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n");
+        events.Append("event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":3}}\n\n");
+        events.Append("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+        await context.Response.WriteAsync(events.ToString());
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _app.StopAsync();
+        await _app.DisposeAsync();
+    }
+}
