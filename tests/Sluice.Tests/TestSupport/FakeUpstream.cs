@@ -60,7 +60,7 @@ public sealed class FakeUpstream : IAsyncDisposable
     {
         using var reader = new StreamReader(context.Request.Body);
         var body = await reader.ReadToEndAsync();
-        Requests.Enqueue((context.Request.Path, body, context.Request.Headers));
+        Requests.Enqueue((context.Request.Path, body, new HeaderDictionary(context.Request.Headers.ToDictionary(h => h.Key, h => h.Value))));
         if (DelayBeforeHeaders > TimeSpan.Zero)
         {
             await Task.Delay(DelayBeforeHeaders, context.RequestAborted);
@@ -110,6 +110,8 @@ public sealed class FakeUpstream : IAsyncDisposable
             {
                 if (BreakStreamAfter == i)
                 {
+                    // Let the chunks already sent be read before the connection is reset (a reset can discard them).
+                    await Task.Delay(300, context.RequestAborted);
                     context.Abort();
                     return;
                 }
