@@ -94,11 +94,13 @@ public sealed class GatewayHandler(
     {
         var body = await ReadBodyAsync(context, trace);
         var request = InferenceRequest.Parse(endpoint, body);
-        trace.Model = request.Model;
         trace.Stream = request.Stream;
 
         var model = catalog.Find(request.Model)
             ?? throw new OpenAiException(404, $"The model '{Truncate(request.Model)}' does not exist or you do not have access to it.", "invalid_request_error", "model_not_found", "model");
+
+        // Only a catalog id is metered: an unknown model name is client input and could be anything.
+        trace.Model = model.Id;
         var key = caller.KeyId!.Value;
         var grants = context.Items[typeof(VerifiedKey)] as VerifiedKey
             ?? throw new OpenAiException(401, "The API key could not be read.", "invalid_request_error", "invalid_api_key");

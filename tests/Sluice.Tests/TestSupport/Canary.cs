@@ -31,6 +31,20 @@ public static class Canary
         }
     }
 
+    /// <summary>Every file under <paramref name="directory"/>, as bytes read as Latin-1 (so any encoding of the canary shows).</summary>
+    public static async Task<string> DumpDirectoryAsync(string directory)
+    {
+        var text = new StringBuilder();
+        foreach (var path in Directory.EnumerateFiles(directory, "*", SearchOption.AllDirectories))
+        {
+            await using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            using var reader = new StreamReader(stream, Encoding.Latin1);
+            text.Append(path).Append('\n').Append(await reader.ReadToEndAsync()).Append('\n');
+        }
+
+        return text.ToString();
+    }
+
     /// <summary>Everything stored: the SQLite file and its WAL as bytes, or every PostgreSQL row as text.</summary>
     public static async Task<string> DumpDatabaseAsync(TestDatabase database)
     {
