@@ -69,19 +69,16 @@ public sealed class Catalog(IServiceScopeFactory scopes, IOptions<GatewayOptions
         provider.ExtraHeaders is { } headers ? JsonSerializer.Deserialize<Dictionary<string, string>>(headers)!.ToList() : []);
 }
 
-/// <summary>Reloads the catalog periodically (changes made by other replicas).</summary>
-internal sealed class CatalogRefresher(Catalog catalog, IOptions<GatewayOptions> options, TimeProvider time, ILogger<CatalogRefresher> logger) : IHostedService, IDisposable
+/// <summary>Loads the catalog before the server starts, then reloads it periodically (changes made by other replicas).</summary>
+internal sealed class CatalogRefresher(Catalog catalog, IOptions<GatewayOptions> options, TimeProvider time, ILogger<CatalogRefresher> logger) : BackgroundService
 {
-    private readonly CancellationTokenSource _stopping = new();
-    private Task? _loop;
-
-    public async Task StartAsync(CancellationToken cancellationToken)
+    public override async Task StartAsync(CancellationToken cancellationToken)
     {
         await catalog.RefreshAsync(cancellationToken);
-        _loop = Task.Run(() => LoopAsync(_stopping.Token), CancellationToken.None);
+        await base.StartAsync(cancellationToken);
     }
 
-    private async Task LoopAsync(CancellationToken stoppingToken)
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         using var timer = new PeriodicTimer(options.Value.CatalogRefreshInterval, time);
         try
@@ -102,15 +99,4 @@ internal sealed class CatalogRefresher(Catalog catalog, IOptions<GatewayOptions>
         {
         }
     }
-
-    public async Task StopAsync(CancellationToken cancellationToken)
-    {
-        await _stopping.CancelAsync();
-        if (_loop is not null)
-        {
-            await _loop.WaitAsync(cancellationToken);
-        }
-    }
-
-    public void Dispose() => _stopping.Dispose();
 }

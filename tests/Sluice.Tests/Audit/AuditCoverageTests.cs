@@ -18,6 +18,9 @@ public sealed class AuditCoverageTests
         ["POST /api/v1/auth/login"] = "sign-ins are recorded as login events (metadata), not administrative actions",
         ["POST /api/v1/auth/logout"] = "ends the caller's own session",
         ["POST /api/v1/audit/checkpoint"] = "signs the log itself; the checkpoint is its own record",
+        ["POST /v1/chat/completions"] = "inference: metered as usage events (metadata only), not administrative",
+        ["POST /v1/completions"] = "inference: metered as usage events",
+        ["POST /v1/embeddings"] = "inference: metered as usage events",
     };
 
     [Fact]
@@ -83,6 +86,28 @@ public sealed class AuditCoverageTests
         await Expect(covered, "POST /api/v1/operators", "operator.grant", database, () => operatorClient.PostAsJsonAsync("/api/v1/operators", new { email = "owner@example.com" }));
         var ownerId = (await owner.GetFromJsonAsync<JsonElement>("/api/v1/me")).GetProperty("id").GetGuid();
         await Expect(covered, "DELETE /api/v1/operators/{userId:guid}", "operator.revoke", database, () => operatorClient.DeleteAsync($"/api/v1/operators/{ownerId}"));
+
+        Guid providerId = Guid.Empty, routeId = Guid.Empty;
+        await Expect(covered, "POST /api/v1/providers", "provider.create", database, async () =>
+        {
+            var response = await operatorClient.PostAsJsonAsync("/api/v1/providers", new { name = "local", kind = "openai-compatible", baseUrl = "http://127.0.0.1:9/v1/", apiKey = "k" });
+            providerId = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+            return response;
+        });
+        await Expect(covered, "PATCH /api/v1/providers/{id:guid}", "provider.update", database,
+            () => operatorClient.PatchAsJsonAsync($"/api/v1/providers/{providerId}", new { baseUrl = "http://127.0.0.1:10/v1/" }));
+        await Expect(covered, "POST /api/v1/catalog/models", "model.create", database, () => operatorClient.PostAsJsonAsync("/api/v1/catalog/models", new { id = "llama" }));
+        await Expect(covered, "POST /api/v1/catalog/routes", "route.create", database, async () =>
+        {
+            var response = await operatorClient.PostAsJsonAsync("/api/v1/catalog/routes", new { model = "llama", provider = "local", upstreamModel = "l", retainsData = false, trainsOnData = false });
+            routeId = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+            return response;
+        });
+        await Expect(covered, "DELETE /api/v1/catalog/routes/{routeId:guid}", "route.delete", database, () => operatorClient.DeleteAsync($"/api/v1/catalog/routes/{routeId}"));
+        await Expect(covered, "DELETE /api/v1/catalog/models/{*id}", "model.delete", database, () => operatorClient.DeleteAsync("/api/v1/catalog/models/llama"));
+        await Expect(covered, "DELETE /api/v1/providers/{id:guid}", "provider.delete", database, () => operatorClient.DeleteAsync($"/api/v1/providers/{providerId}"));
+        await Expect(covered, "PATCH /api/v1/admin/orgs/{orgId:guid}/limits", "org.limits", database,
+            () => operatorClient.PatchAsJsonAsync($"/api/v1/admin/orgs/{orgId}/limits", new { requestsPerMinute = 100 }), () => orgId);
 
         // Every state-changing endpoint is either covered above or deliberately not audited.
         var stateChanging = sluice.Services.GetRequiredService<EndpointDataSource>().Endpoints.OfType<RouteEndpoint>()

@@ -104,3 +104,39 @@ public sealed class AdminCommandTests
         return await db.ApiKeys.Select(k => k.Id).SingleAsync();
     }
 }
+
+/// <summary>`sluice providers …` and `sluice models …`.</summary>
+public sealed class CatalogCommandTests
+{
+    [Fact]
+    public async Task An_operator_adds_a_provider_with_a_key_from_the_environment_and_routes_a_model_to_it()
+    {
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        string[] Db(params string[] args) => [.. args, "--database", database.ConnectionString, "--data-dir", database.Directory];
+        var env = new Dictionary<string, string?> { ["OLLAMA_KEY"] = "secret-from-env-42" };
+
+        var (added, addedOut, addedErr) = await SluiceProcess.RunAsync(Db("providers", "add", "--name", "ollama", "--kind", "openai-compatible", "--base-url", "http://127.0.0.1:11434/v1", "--api-key-env", "OLLAMA_KEY", "--header", "X-Team=ml"), env);
+        Assert.True(added == ExitCodes.Success, addedErr);
+        Assert.Contains("with an encrypted API key", addedOut, StringComparison.Ordinal);
+        Assert.Equal(ExitCodes.Success, (await SluiceProcess.RunAsync(Db("models", "add", "llama3.1:8b", "--description", "Llama on Ollama"))).ExitCode);
+        var (routed, routedOut, routedErr) = await SluiceProcess.RunAsync(Db("models", "route", "llama3.1:8b", "--provider", "ollama", "--upstream-model", "llama3.1:8b", "--retains-data", "false", "--trains-on-data", "false"));
+        Assert.True(routed == ExitCodes.Success, routedErr);
+        Assert.Contains("ollama/llama3.1:8b", routedOut, StringComparison.Ordinal);
+        var (_, listed, _) = await SluiceProcess.RunAsync(Db("models", "list"));
+        Assert.Contains("llama3.1:8b", listed, StringComparison.Ordinal);
+        Assert.Contains("echo (test model)", listed, StringComparison.Ordinal);
+        var (_, providers, _) = await SluiceProcess.RunAsync(Db("providers", "list"));
+        Assert.Contains("ollama", providers, StringComparison.Ordinal);
+        Assert.DoesNotContain("secret-from-env-42", providers + listed + addedOut, StringComparison.Ordinal);
+        Assert.DoesNotContain("secret-from-env-42", await Canary.DumpDatabaseAsync(database), StringComparison.Ordinal);
+
+        var (inUse, _, inUseErr) = await SluiceProcess.RunAsync(Db("providers", "remove", "ollama"));
+        Assert.Equal(ExitCodes.Failure, inUse);
+        Assert.Contains("routes still use this provider", inUseErr, StringComparison.Ordinal);
+        var (missingEnv, _, missingEnvErr) = await SluiceProcess.RunAsync(Db("providers", "add", "--name", "x", "--kind", "openai-compatible", "--base-url", "http://x/v1", "--api-key-env", "NOPE_NOT_SET"));
+        Assert.Equal(ExitCodes.Failure, missingEnv);
+        Assert.Contains("NOPE_NOT_SET is not set", missingEnvErr, StringComparison.Ordinal);
+        var (badKind, _, _) = await SluiceProcess.RunAsync(Db("providers", "add", "--name", "x", "--kind", "mystery"));
+        Assert.Equal(ExitCodes.Usage, badKind);
+    }
+}
