@@ -366,6 +366,7 @@ public sealed class GatewayHandler(
             throw TooLarge(limit);
         }
 
+        var reading = Stopwatch.GetTimestamp();
         try
         {
             var body = await ReadAllAsync(context.Request.Body, limit, context.RequestAborted);
@@ -379,6 +380,11 @@ public sealed class GatewayHandler(
         catch (BadHttpRequestException)
         {
             throw TooLarge(limit);
+        }
+        finally
+        {
+            // Waiting for the client to send its body is not time spent in Sluice.
+            trace.ClientTicks += Stopwatch.GetTimestamp() - reading;
         }
     }
 
@@ -449,6 +455,8 @@ public sealed class GatewayHandler(
 
         public long UpstreamTicks { get; set; }
 
+        public long ClientTicks { get; set; }
+
         public string? Model { get; set; }
 
         public bool Stream { get; set; }
@@ -470,6 +478,6 @@ public sealed class GatewayHandler(
         public string? ErrorType { get; set; }
 
         public long OverheadMicros() =>
-            (long)Math.Max(0, Stopwatch.GetElapsedTime(Started).TotalMicroseconds - Stopwatch.GetElapsedTime(0, UpstreamTicks).TotalMicroseconds);
+            (long)Math.Max(0, Stopwatch.GetElapsedTime(Started).TotalMicroseconds - Stopwatch.GetElapsedTime(0, UpstreamTicks + ClientTicks).TotalMicroseconds);
     }
 }

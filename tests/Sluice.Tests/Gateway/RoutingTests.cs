@@ -307,3 +307,30 @@ public sealed class RoutingTests
         Assert.Equal(HttpStatusCode.BadRequest, unsupported.StatusCode);
     }
 }
+
+public sealed class LoadBalancingTests
+{
+    [Fact]
+    public async Task Routes_of_equal_priority_share_concurrent_load()
+    {
+        await using var a = await FakeUpstream.StartAsync();
+        await using var b = await FakeUpstream.StartAsync();
+        a.DelayBeforeHeaders = b.DelayBeforeHeaders = TimeSpan.FromMilliseconds(300);
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        await using var sluice = new SluiceFactory(database);
+        using var op = await OperatorAsync(sluice);
+        await ProviderAsync(op, "a", a.BaseUrl);
+        await ProviderAsync(op, "b", b.BaseUrl);
+        await ModelAsync(op, "m");
+        await RouteAsync(op, "m", "a", "m");
+        await RouteAsync(op, "m", "b", "m");
+        var (_, _, key) = await TenantAsync(sluice);
+        using var client = sluice.WithKey(key);
+
+        var responses = await Task.WhenAll(Enumerable.Range(0, 10).Select(_ => client.PostAsync("/v1/chat/completions", Chat("m", "hi"))));
+
+        Assert.All(responses, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+        Assert.InRange(a.Hits, 3, 7); // fewest outstanding requests first: concurrent requests spread over both
+        Assert.Equal(10, a.Hits + b.Hits);
+    }
+}
