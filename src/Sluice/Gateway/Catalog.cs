@@ -1,4 +1,3 @@
-using System.Text.Json;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using Sluice.Crypto;
@@ -66,7 +65,7 @@ public sealed class Catalog(IServiceScopeFactory scopes, IOptions<GatewayOptions
         provider.Kind,
         new Uri(provider.BaseUrl.EndsWith('/') ? provider.BaseUrl : provider.BaseUrl + "/"),
         provider.ApiKeyCiphertext is { } sealedKey ? secrets.Open(sealedKey, provider.Id.ToString()) : null,
-        provider.ExtraHeaders is { } headers ? JsonSerializer.Deserialize<Dictionary<string, string>>(headers)!.ToList() : []);
+        CatalogAdmin.OpenHeaders(secrets, provider));
 }
 
 /// <summary>Loads the catalog before the server starts, then reloads it periodically (changes made by other replicas).</summary>

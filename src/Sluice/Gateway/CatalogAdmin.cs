@@ -66,7 +66,8 @@ public sealed partial class CatalogAdmin(SluiceDbContext db, AuditLog audit, Sec
         }
 
         var now = time.GetUtcNow();
-        var provider = new Provider { Id = Guid.CreateVersion7(now), Name = name!, Kind = kind, BaseUrl = baseUrl!, ExtraHeaders = headers, CreatedAt = now, UpdatedAt = now };
+        var provider = new Provider { Id = Guid.CreateVersion7(now), Name = name!, Kind = kind, BaseUrl = baseUrl!, CreatedAt = now, UpdatedAt = now };
+        provider.ExtraHeaders = SealHeaders(headers, provider.Id);
         if (!string.IsNullOrEmpty(request.ApiKey))
         {
             provider.ApiKeyCiphertext = secrets.Seal(request.ApiKey, provider.Id.ToString());
@@ -90,7 +91,7 @@ public sealed partial class CatalogAdmin(SluiceDbContext db, AuditLog audit, Sec
 
         if (request.Headers is not null)
         {
-            provider.ExtraHeaders = ValidHeaders(request.Headers, errors);
+            provider.ExtraHeaders = SealHeaders(ValidHeaders(request.Headers, errors), provider.Id);
         }
 
         errors.ThrowIfAny();
@@ -266,9 +267,19 @@ public sealed partial class CatalogAdmin(SluiceDbContext db, AuditLog audit, Sec
         return JsonSerializer.Serialize(headers);
     }
 
-    private static ProviderResponse Response(Provider p) => new(
+    private ProviderResponse Response(Provider p) => new(
         p.Id, p.Name, p.Kind == ProviderKind.Anthropic ? "anthropic" : "openai-compatible", p.BaseUrl, p.ApiKeyCiphertext is not null,
-        p.ExtraHeaders is { } h ? JsonSerializer.Deserialize<Dictionary<string, string>>(h)!.Keys.ToList() : [], p.CreatedAt);
+        OpenHeaders(secrets, p).Select(h => h.Key).ToList(), p.CreatedAt);
+
+    /// <summary>Extra headers can carry credentials too, so they are sealed like the API key.</summary>
+    private string? SealHeaders(string? json, Guid providerId) => json is null ? null : secrets.Seal(json, HeadersContext(providerId));
+
+    internal static IReadOnlyList<KeyValuePair<string, string>> OpenHeaders(SecretBox secrets, Provider provider) =>
+        provider.ExtraHeaders is { } sealedHeaders
+            ? JsonSerializer.Deserialize<Dictionary<string, string>>(secrets.Open(sealedHeaders, HeadersContext(provider.Id)))!.ToList()
+            : [];
+
+    private static string HeadersContext(Guid providerId) => $"{providerId}:headers";
 
     [GeneratedRegex("^[A-Za-z0-9._-]{1,100}$")]
     private static partial Regex NamePattern();

@@ -26,7 +26,7 @@ public sealed class Provider
     /// <summary>AES-256-GCM under the secrets key outside the database, bound to the provider id; null when none.</summary>
     public string? ApiKeyCiphertext { get; set; }
 
-    /// <summary>Extra request headers as a JSON object.</summary>
+    /// <summary>Extra request headers (a JSON object), sealed like the API key since they may carry credentials.</summary>
     public string? ExtraHeaders { get; set; }
 
     public DateTimeOffset CreatedAt { get; init; }

@@ -115,7 +115,7 @@ public sealed class CatalogCommandTests
         string[] Db(params string[] args) => [.. args, "--database", database.ConnectionString, "--data-dir", database.Directory];
         var env = new Dictionary<string, string?> { ["OLLAMA_KEY"] = "secret-from-env-42" };
 
-        var (added, addedOut, addedErr) = await SluiceProcess.RunAsync(Db("providers", "add", "--name", "ollama", "--kind", "openai-compatible", "--base-url", "http://127.0.0.1:11434/v1", "--api-key-env", "OLLAMA_KEY", "--header", "X-Team=ml"), env);
+        var (added, addedOut, addedErr) = await SluiceProcess.RunAsync(Db("providers", "add", "--name", "ollama", "--kind", "openai-compatible", "--base-url", "http://127.0.0.1:11434/v1", "--api-key-env", "OLLAMA_KEY", "--header", "X-Gateway-Token=header-secret-91"), env);
         Assert.True(added == ExitCodes.Success, addedErr);
         Assert.Contains("with an encrypted API key", addedOut, StringComparison.Ordinal);
         Assert.Equal(ExitCodes.Success, (await SluiceProcess.RunAsync(Db("models", "add", "llama3.1:8b", "--description", "Llama on Ollama"))).ExitCode);
@@ -128,7 +128,9 @@ public sealed class CatalogCommandTests
         var (_, providers, _) = await SluiceProcess.RunAsync(Db("providers", "list"));
         Assert.Contains("ollama", providers, StringComparison.Ordinal);
         Assert.DoesNotContain("secret-from-env-42", providers + listed + addedOut, StringComparison.Ordinal);
-        Assert.DoesNotContain("secret-from-env-42", await Canary.DumpDatabaseAsync(database), StringComparison.Ordinal);
+        var stored = await Canary.DumpDatabaseAsync(database);
+        Assert.DoesNotContain("secret-from-env-42", stored, StringComparison.Ordinal);
+        Assert.DoesNotContain("header-secret-91", stored, StringComparison.Ordinal); // extra headers are sealed too
 
         var (inUse, _, inUseErr) = await SluiceProcess.RunAsync(Db("providers", "remove", "ollama"));
         Assert.Equal(ExitCodes.Failure, inUse);

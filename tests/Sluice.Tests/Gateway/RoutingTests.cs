@@ -18,6 +18,8 @@ public sealed class RoutingTests
         await using var sluice = new SluiceFactory(database);
         using var op = await OperatorAsync(sluice);
         await ProviderAsync(op, "vllm", upstream.BaseUrl, apiKey: "upstream-secret-123");
+        var provider = (await (await op.GetAsync("/api/v1/providers")).Content.ReadFromJsonAsync<JsonElement>())[0].GetProperty("id").GetGuid();
+        Assert.Equal(HttpStatusCode.OK, (await op.PatchAsJsonAsync($"/api/v1/providers/{provider}", new { headers = new Dictionary<string, string> { ["X-Tenant-Token"] = "header-secret-55" } })).StatusCode);
         await ModelAsync(op, "llama-3");
         await RouteAsync(op, "llama-3", "vllm", "meta-llama/Llama-3-8B");
         var (_, _, key) = await TenantAsync(sluice);
@@ -32,6 +34,7 @@ public sealed class RoutingTests
         Assert.Equal(HttpStatusCode.OK, embedding.StatusCode);
         var requests = upstream.Requests.ToList();
         Assert.All(requests, r => Assert.Equal("Bearer upstream-secret-123", r.Headers.Authorization.ToString()));
+        Assert.All(requests, r => Assert.Equal("header-secret-55", r.Headers["X-Tenant-Token"].ToString()));
         Assert.All(requests, r => Assert.Equal("meta-llama/Llama-3-8B", JsonDocument.Parse(r.Body).RootElement.GetProperty("model").GetString()));
         Assert.True(JsonDocument.Parse(requests[1].Body).RootElement.GetProperty("stream_options").GetProperty("include_usage").GetBoolean());
         var events = Events(await stream.Content.ReadAsStringAsync());
@@ -41,7 +44,9 @@ public sealed class RoutingTests
         var usage = await UsageAsync(database, 3);
         Assert.Equal([(11L, 7L, 3L), (11L, 5L, 0L), (4L, 0L, 0L)], usage.Select(u => (u.PromptTokens, u.CompletionTokens, u.CachedTokens)));
         await using var db = database.CreateContext();
-        Assert.DoesNotContain("upstream-secret-123", await Canary.DumpDatabaseAsync(database), StringComparison.Ordinal);
+        var stored = await Canary.DumpDatabaseAsync(database);
+        Assert.DoesNotContain("upstream-secret-123", stored, StringComparison.Ordinal);
+        Assert.DoesNotContain("header-secret-55", stored, StringComparison.Ordinal);
     }
 
     [Fact]
