@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Options;
+using Sluice.Hosting;
 
 namespace Sluice.Audit;
 
@@ -7,7 +8,7 @@ internal sealed class CheckpointScheduler(IServiceScopeFactory scopes, IOptions<
     : BackgroundService
 {
     protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
-        AuditBackground.RunPeriodicallyAsync(options.Value.CheckpointInterval, time, logger, "checkpoint", async ct =>
+        PeriodicWork.RunAsync(options.Value.CheckpointInterval, time, logger, "Audit checkpoint", async ct =>
         {
             await using var scope = scopes.CreateAsyncScope();
             await scope.ServiceProvider.GetRequiredService<AuditService>().CheckpointAsync(ct);
@@ -19,38 +20,9 @@ internal sealed class AuditPruner(IServiceScopeFactory scopes, IOptions<AuditOpt
     : BackgroundService
 {
     protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
-        AuditBackground.RunPeriodicallyAsync(options.Value.PruneInterval, time, logger, "prune", async ct =>
+        PeriodicWork.RunAsync(options.Value.PruneInterval, time, logger, "Audit pruning", async ct =>
         {
             await using var scope = scopes.CreateAsyncScope();
             await scope.ServiceProvider.GetRequiredService<AuditService>().PruneAsync(ct);
         }, stoppingToken);
-}
-
-internal static partial class AuditBackground
-{
-    public static async Task RunPeriodicallyAsync(
-        TimeSpan interval, TimeProvider time, ILogger logger, string work, Func<CancellationToken, Task> run, CancellationToken stoppingToken)
-    {
-        using var timer = new PeriodicTimer(interval, time);
-        try
-        {
-            while (await timer.WaitForNextTickAsync(stoppingToken))
-            {
-                try
-                {
-                    await run(stoppingToken);
-                }
-                catch (Exception ex) when (ex is not OperationCanceledException)
-                {
-                    WorkFailed(logger, work, ex.GetType().Name);
-                }
-            }
-        }
-        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-        {
-        }
-    }
-
-    [LoggerMessage(200, LogLevel.Warning, "Audit {Work} failed ({ExceptionType}); will retry")]
-    private static partial void WorkFailed(ILogger logger, string work, string exceptionType);
 }

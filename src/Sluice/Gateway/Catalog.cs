@@ -1,6 +1,7 @@
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using Sluice.Crypto;
+using Sluice.Hosting;
 using Sluice.Storage;
 
 namespace Sluice.Gateway;
@@ -77,25 +78,6 @@ internal sealed class CatalogRefresher(Catalog catalog, IOptions<GatewayOptions>
         await base.StartAsync(cancellationToken);
     }
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        using var timer = new PeriodicTimer(options.Value.CatalogRefreshInterval, time);
-        try
-        {
-            while (await timer.WaitForNextTickAsync(stoppingToken))
-            {
-                try
-                {
-                    await catalog.RefreshAsync(stoppingToken);
-                }
-                catch (Exception ex) when (ex is not OperationCanceledException)
-                {
-                    GatewayLog.CatalogRefreshFailed(logger, ex.GetType().Name);
-                }
-            }
-        }
-        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-        {
-        }
-    }
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+        PeriodicWork.RunAsync(options.Value.CatalogRefreshInterval, time, logger, "Reloading the model catalog", catalog.RefreshAsync, stoppingToken);
 }

@@ -2,9 +2,6 @@ namespace Sluice.Gateway;
 
 internal static partial class GatewayLog
 {
-    [LoggerMessage(300, LogLevel.Warning, "Reloading the model catalog failed ({ExceptionType}); will retry")]
-    public static partial void CatalogRefreshFailed(ILogger logger, string exceptionType);
-
     [LoggerMessage(301, LogLevel.Warning, "Route {RouteId} ({Provider}) failed: {Failure}; trying the next route")]
     public static partial void RouteFailed(ILogger logger, Guid routeId, string provider, string failure);
 
