@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Options;
 using Sluice.Audit;
+using Sluice.Billing;
 using Sluice.Gateway;
 using Sluice.Hosting;
 using Sluice.Identity;
@@ -33,6 +34,7 @@ internal static class CliHost
             builder.Services.AddStorage();
             builder.Services.AddAuditCore();
             builder.Services.AddGatewayCore();
+            builder.Services.AddBilling();
             builder.Services.AddSluiceIdentityCore();
 
             using var host = builder.Build();

@@ -44,6 +44,8 @@ public static class SluiceCli
         root.Subcommands.Add(KeysCommand.Create());
         root.Subcommands.Add(CatalogCommands.Providers());
         root.Subcommands.Add(CatalogCommands.Models());
+        root.Subcommands.Add(BillingCommands.Wallet());
+        root.Subcommands.Add(BillingCommands.Prices());
         root.Subcommands.Add(AuditCommand.Create());
         return root;
     }

@@ -93,6 +93,7 @@ internal sealed partial class ApiProblemHandler(IProblemDetailsService problemDe
         var problem = exception switch
         {
             ApiProblemException api => new ProblemDetails { Status = api.Status, Title = api.Title, Detail = api.Message },
+            Billing.InsufficientFundsException => new ProblemDetails { Status = StatusCodes.Status402PaymentRequired, Title = "Insufficient funds.", Detail = "The wallet does not hold enough funds; top it up." },
             BadHttpRequestException bad => new ProblemDetails
             {
                 Status = bad.StatusCode,

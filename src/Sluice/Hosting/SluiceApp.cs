@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Options;
 using Sluice.Audit;
+using Sluice.Billing;
 using Sluice.Gateway;
 using Sluice.Health;
 using Sluice.Identity;
@@ -37,6 +38,7 @@ internal static class SluiceApp
         builder.Services.AddStorage();
         builder.Services.AddAudit();
         builder.Services.AddGateway();
+        builder.Services.AddBilling();
         builder.Services.AddSluiceIdentity();
         builder.Services.AddSluiceHealth();
         return builder;
@@ -58,6 +60,7 @@ internal static class SluiceApp
         app.MapAudit();
         app.MapGateway();
         app.MapGatewayAdmin();
+        app.MapBilling();
         return app;
     }
 

@@ -1,5 +1,6 @@
 using Microsoft.EntityFrameworkCore;
 using Sluice.Audit;
+using Sluice.Billing;
 using Sluice.Gateway;
 using Sluice.Identity;
 
@@ -29,6 +30,14 @@ public sealed class SluiceDbContext(DbContextOptions<SluiceDbContext> options) :
     public DbSet<ModelRoute> ModelRoutes => Set<ModelRoute>();
 
     public DbSet<UsageEvent> UsageEvents => Set<UsageEvent>();
+
+    public DbSet<LedgerAccount> LedgerAccounts => Set<LedgerAccount>();
+
+    public DbSet<LedgerTransaction> LedgerTransactions => Set<LedgerTransaction>();
+
+    public DbSet<LedgerEntry> LedgerEntries => Set<LedgerEntry>();
+
+    public DbSet<RoutePrice> RoutePrices => Set<RoutePrice>();
 
     public DbSet<AuditEntry> AuditEntries => Set<AuditEntry>();
 

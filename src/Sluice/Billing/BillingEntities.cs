@@ -1,0 +1,145 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Metadata.Builders;
+
+namespace Sluice.Billing;
+
+/// <summary>The kinds of ledger account. Customer accounts belong to an organization; platform accounts to nobody.</summary>
+public static class AccountTypes
+{
+    /// <summary>What an organization has paid in and not yet spent. Never negative.</summary>
+    public const string CustomerWallet = "customer_wallet";
+
+    /// <summary>Credit an organization was given rather than paid for. Never negative.</summary>
+    public const string PromotionalCredit = "promotional_credit";
+
+    /// <summary>Platform: income from settled usage.</summary>
+    public const string Revenue = "revenue";
+
+    /// <summary>Platform: money received from the payment processor, pending reconciliation.</summary>
+    public const string PaymentClearing = "payment_clearing";
+
+    /// <summary>Platform: the other side of promotional credit and redemption codes.</summary>
+    public const string Promotions = "promotions";
+
+    /// <summary>Platform: the other side of operators' manual credits and corrections.</summary>
+    public const string ManualAdjustments = "manual_adjustments";
+
+    public static bool IsCustomer(string type) => type is CustomerWallet or PromotionalCredit;
+}
+
+public sealed class LedgerAccount
+{
+    public Guid Id { get; init; }
+
+    public Guid? OrganizationId { get; init; }
+
+    public required string Type { get; init; }
+
+    public required string Currency { get; init; }
+
+    /// <summary>Cached sum of this account's entries, kept in the same transaction as the entries.</summary>
+    public long BalanceMicros { get; set; }
+
+    public DateTimeOffset CreatedAt { get; init; }
+}
+
+/// <summary>One balanced movement of money: its entries sum to zero. The idempotency key makes retries safe.</summary>
+public sealed class LedgerTransaction
+{
+    public Guid Id { get; init; }
+
+    public required string IdempotencyKey { get; init; }
+
+    /// <summary>SHA-256 of the request that created it, so a reused key with a different request is refused.</summary>
+    public required string RequestHash { get; init; }
+
+    public required string Type { get; init; }
+
+    public Guid? OrganizationId { get; init; }
+
+    public string? Reference { get; init; }
+
+    public required string Actor { get; init; }
+
+    public DateTimeOffset CreatedAt { get; init; }
+}
+
+public sealed class LedgerEntry
+{
+    public Guid Id { get; init; }
+
+    public Guid TransactionId { get; init; }
+
+    public Guid AccountId { get; init; }
+
+    public long AmountMicros { get; init; }
+
+    public DateTimeOffset CreatedAt { get; init; }
+}
+
+/// <summary>A route's prices from <see cref="EffectiveFrom"/> on; later versions supersede earlier ones.</summary>
+public sealed class RoutePrice
+{
+    public Guid Id { get; init; }
+
+    public Guid RouteId { get; init; }
+
+    public long InputPerMillionMicros { get; init; }
+
+    public long OutputPerMillionMicros { get; init; }
+
+    public long CachedInputPerMillionMicros { get; init; }
+
+    public long RequestFeeMicros { get; init; }
+
+    public DateTimeOffset EffectiveFrom { get; init; }
+
+    public DateTimeOffset CreatedAt { get; init; }
+}
+
+internal sealed class BillingConfiguration :
+    IEntityTypeConfiguration<LedgerAccount>, IEntityTypeConfiguration<LedgerTransaction>, IEntityTypeConfiguration<LedgerEntry>, IEntityTypeConfiguration<RoutePrice>
+{
+    public void Configure(EntityTypeBuilder<LedgerAccount> builder)
+    {
+        builder.ToTable("ledger_accounts");
+        builder.HasKey(a => a.Id);
+        builder.Property(a => a.Id).ValueGeneratedNever();
+        builder.Property(a => a.Type).HasMaxLength(32);
+        builder.Property(a => a.Currency).HasMaxLength(3);
+        builder.HasIndex(a => new { a.OrganizationId, a.Type, a.Currency }).IsUnique();
+    }
+
+    public void Configure(EntityTypeBuilder<LedgerTransaction> builder)
+    {
+        builder.ToTable("ledger_transactions");
+        builder.HasKey(t => t.Id);
+        builder.Property(t => t.Id).ValueGeneratedNever();
+        builder.Property(t => t.IdempotencyKey).HasMaxLength(200);
+        builder.HasIndex(t => t.IdempotencyKey).IsUnique();
+        builder.Property(t => t.RequestHash).HasMaxLength(64);
+        builder.Property(t => t.Type).HasMaxLength(32);
+        builder.Property(t => t.Reference).HasMaxLength(200);
+        builder.Property(t => t.Actor).HasMaxLength(64);
+        builder.HasIndex(t => new { t.OrganizationId, t.CreatedAt });
+    }
+
+    public void Configure(EntityTypeBuilder<LedgerEntry> builder)
+    {
+        builder.ToTable("ledger_entries");
+        builder.HasKey(e => e.Id);
+        builder.Property(e => e.Id).ValueGeneratedNever();
+        builder.HasIndex(e => e.TransactionId);
+        builder.HasIndex(e => e.AccountId);
+        builder.HasOne<LedgerTransaction>().WithMany().HasForeignKey(e => e.TransactionId).OnDelete(DeleteBehavior.Restrict);
+        builder.HasOne<LedgerAccount>().WithMany().HasForeignKey(e => e.AccountId).OnDelete(DeleteBehavior.Restrict);
+    }
+
+    public void Configure(EntityTypeBuilder<RoutePrice> builder)
+    {
+        builder.ToTable("route_prices");
+        builder.HasKey(p => p.Id);
+        builder.Property(p => p.Id).ValueGeneratedNever();
+        builder.HasIndex(p => new { p.RouteId, p.EffectiveFrom });
+    }
+}

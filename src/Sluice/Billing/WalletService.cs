@@ -1,0 +1,106 @@
+using Microsoft.EntityFrameworkCore;
+using Sluice.Audit;
+using Sluice.Hosting;
+using Sluice.Storage;
+
+namespace Sluice.Billing;
+
+public sealed record CreditRequest(decimal? AmountMicros, string? Currency, string? Reason, string? IdempotencyKey, bool? Promotional);
+
+public sealed record TransactionLine(string Account, long AmountMicros);
+
+public sealed record TransactionResponse(Guid Id, string Type, string? Reference, string Actor, DateTimeOffset CreatedAt, IReadOnlyList<TransactionLine> Lines);
+
+public sealed record WalletResponse(Guid OrganizationId, string Currency, long BalanceMicros, long PromotionalMicros, long AvailableMicros,
+    IReadOnlyList<TransactionResponse> Transactions, DateTimeOffset? NextBefore);
+
+/// <summary>Organizations' wallets: operators' credits and what an organization sees of its money.</summary>
+public sealed class WalletService(SluiceDbContext db, Ledger ledger, AuditLog audit)
+{
+    public const int MaxPage = 200;
+
+    /// <summary>An operator's credit (paid or promotional). Amounts are integer micro-units of the installation's currency.</summary>
+    public async Task<TransactionResponse> CreditAsync(Guid orgId, CreditRequest request, CancellationToken ct)
+    {
+        var errors = new FieldErrors();
+        long amount = 0;
+        if (request.AmountMicros is not { } value || value <= 0 || value != decimal.Truncate(value) || value > long.MaxValue / 4)
+        {
+            errors.Add("amountMicros", "must be a positive whole number of micro-units (1 USD = 1000000)");
+        }
+        else
+        {
+            amount = (long)value;
+        }
+
+        if (request.Currency is { } currency && currency != ledger.Currency)
+        {
+            errors.Add("currency", $"this installation bills in {ledger.Currency}");
+        }
+
+        if (string.IsNullOrWhiteSpace(request.Reason) || request.Reason.Length > 200)
+        {
+            errors.Add("reason", "is required (at most 200 characters): why the credit is given");
+        }
+
+        errors.ThrowIfAny();
+        if (!await db.Organizations.AnyAsync(o => o.Id == orgId, ct))
+        {
+            throw ApiProblem.NotFound("organization");
+        }
+
+        var promotional = request.Promotional == true;
+        var posting = new LedgerPosting(
+            request.IdempotencyKey ?? $"credit:{Guid.NewGuid():N}",
+            promotional ? "promotional_credit" : "manual_credit",
+            orgId,
+            request.Reason!.Trim(),
+            [
+                new LedgerLine(null, promotional ? AccountTypes.Promotions : AccountTypes.ManualAdjustments, -amount),
+                new LedgerLine(orgId, promotional ? AccountTypes.PromotionalCredit : AccountTypes.CustomerWallet, amount),
+            ]);
+        var (transaction, replayed) = await ledger.PostAsync(posting, ct);
+        if (!replayed)
+        {
+            audit.Record("wallet.credit", $"ledger:{transaction.Id} {amount} {ledger.Currency}{(promotional ? " promotional" : "")}", orgId);
+            await db.SaveChangesAsync(ct);
+        }
+
+        return (await TransactionsAsync(orgId, null, 1, transaction.Id, ct)).Single();
+    }
+
+    public async Task<WalletResponse> WalletAsync(Guid orgId, DateTimeOffset? before, int? limit, CancellationToken ct)
+    {
+        var take = Math.Clamp(limit ?? 50, 1, MaxPage);
+        var balance = await ledger.BalanceAsync(orgId, AccountTypes.CustomerWallet, ct);
+        var promotional = await ledger.BalanceAsync(orgId, AccountTypes.PromotionalCredit, ct);
+        var transactions = await TransactionsAsync(orgId, before, take + 1, null, ct);
+        var page = transactions.Take(take).ToList();
+        return new WalletResponse(orgId, ledger.Currency, balance, promotional, balance + promotional, page,
+            transactions.Count > take ? page[^1].CreatedAt : null);
+    }
+
+    private async Task<List<TransactionResponse>> TransactionsAsync(Guid orgId, DateTimeOffset? before, int take, Guid? only, CancellationToken ct)
+    {
+        var query = db.LedgerTransactions.AsNoTracking().Where(t => t.OrganizationId == orgId);
+        if (only is { } id)
+        {
+            query = query.Where(t => t.Id == id);
+        }
+
+        if (before is { } cursor)
+        {
+            query = query.Where(t => t.CreatedAt < cursor);
+        }
+
+        var transactions = await query.OrderByDescending(t => t.CreatedAt).Take(take).ToListAsync(ct);
+        var ids = transactions.Select(t => t.Id).ToList();
+        var lines = await db.LedgerEntries.AsNoTracking().Where(e => ids.Contains(e.TransactionId))
+            .Join(db.LedgerAccounts, e => e.AccountId, a => a.Id, (e, a) => new { e.TransactionId, a.OrganizationId, a.Type, e.AmountMicros })
+            .ToListAsync(ct);
+
+        // An organization sees its own accounts' lines; the platform side shows only as its account type.
+        return transactions.Select(t => new TransactionResponse(t.Id, t.Type, t.Reference, t.Actor, t.CreatedAt,
+            lines.Where(l => l.TransactionId == t.Id).Select(l => new TransactionLine(l.OrganizationId is null ? $"platform:{l.Type}" : l.Type, l.AmountMicros)).ToList())).ToList();
+    }
+}

@@ -1,0 +1,93 @@
+using System.CommandLine;
+using System.Globalization;
+using Sluice.Billing;
+
+namespace Sluice.Cli;
+
+/// <summary><c>sluice wallet credit|show</c> and <c>sluice prices set|list</c>.</summary>
+internal static class BillingCommands
+{
+    public static Command Wallet()
+    {
+        var command = new Command("wallet", "Credit and inspect organizations' prepaid wallets.");
+
+        var creditShared = new SharedOptions();
+        var org = new Option<Guid>("--org") { Description = "The organization's id.", Required = true };
+        var amount = new Option<decimal>("--amount") { Description = "Amount in currency units, e.g. 25.50 (stored as integer micro-units).", Required = true };
+        var currency = new Option<string?>("--currency") { Description = "Must match Billing:Currency (default USD)." };
+        var reason = new Option<string>("--reason") { Description = "Why the credit is given (kept on the ledger).", Required = true };
+        var promotional = new Option<bool>("--promotional") { Description = "Promotional credit rather than paid balance." };
+        var key = new Option<string?>("--idempotency-key") { Description = "Makes a retried command credit once." };
+        var credit = new Command("credit", "Credit a wallet (a balanced ledger transaction, audited).") { org, amount, currency, reason, promotional, key };
+        creditShared.AddTo(credit);
+        credit.SetAction((parse, cancellationToken) => CliHost.RunAsync(creditShared.Read(parse), null, async (services, ct) =>
+        {
+            var micros = parse.GetValue(amount) * 1_000_000m;
+            var response = await services.GetRequiredService<WalletService>().CreditAsync(parse.GetValue(org),
+                new CreditRequest(micros, parse.GetValue(currency), parse.GetValue(reason), parse.GetValue(key), parse.GetValue(promotional)), ct);
+            await Console.Out.WriteLineAsync($"Credited {Money(micros)} (ledger transaction {response.Id}).");
+            return ExitCodes.Success;
+        }, cancellationToken));
+        command.Subcommands.Add(credit);
+
+        var showShared = new SharedOptions();
+        var showOrg = new Option<Guid>("--org") { Description = "The organization's id.", Required = true };
+        var show = new Command("show", "Show a wallet's balance and latest transactions.") { showOrg };
+        showShared.AddTo(show);
+        show.SetAction((parse, cancellationToken) => CliHost.RunAsync(showShared.Read(parse), null, async (services, ct) =>
+        {
+            var wallet = await services.GetRequiredService<WalletService>().WalletAsync(parse.GetValue(showOrg), null, 20, ct);
+            await Console.Out.WriteLineAsync($"Balance {Money(wallet.BalanceMicros)} {wallet.Currency}, promotional {Money(wallet.PromotionalMicros)}, available {Money(wallet.AvailableMicros)}.");
+            foreach (var transaction in wallet.Transactions)
+            {
+                var own = transaction.Lines.Where(l => !l.Account.StartsWith("platform:", StringComparison.Ordinal)).Sum(l => l.AmountMicros);
+                await Console.Out.WriteLineAsync($"  {transaction.CreatedAt.UtcDateTime:yyyy-MM-dd HH:mm:ss}  {transaction.Type,-20} {Money(own),14}  {transaction.Reference}");
+            }
+
+            return ExitCodes.Success;
+        }, cancellationToken));
+        command.Subcommands.Add(show);
+        return command;
+    }
+
+    public static Command Prices()
+    {
+        var command = new Command("prices", "Set and list routes' prices (versioned by effective time).");
+
+        var setShared = new SharedOptions();
+        var route = new Option<Guid>("--route") { Description = "The route's id (see `sluice models list`).", Required = true };
+        var input = new Option<decimal>("--input") { Description = "Price per million input tokens, in currency units.", Required = true };
+        var output = new Option<decimal>("--output") { Description = "Price per million output tokens, in currency units.", Required = true };
+        var cached = new Option<decimal?>("--cached-input") { Description = "Price per million cached input tokens (default: the input price)." };
+        var fee = new Option<decimal?>("--request-fee") { Description = "A fixed fee per request, in currency units." };
+        var from = new Option<DateTimeOffset?>("--effective-from") { Description = "When the price takes effect (default now; never in the past)." };
+        var set = new Command("set", "Add a price version for a route (audited).") { route, input, output, cached, fee, from };
+        setShared.AddTo(set);
+        set.SetAction((parse, cancellationToken) => CliHost.RunAsync(setShared.Read(parse), null, async (services, ct) =>
+        {
+            var price = await services.GetRequiredService<PriceBook>().SetAsync(parse.GetValue(route), new SetPriceRequest(
+                parse.GetValue(input) * 1_000_000m, parse.GetValue(output) * 1_000_000m, parse.GetValue(cached) * 1_000_000m,
+                parse.GetValue(fee) * 1_000_000m, parse.GetValue(from)), ct);
+            await Console.Out.WriteLineAsync($"Route {price.RouteId}: {Money(price.InputPerMillionMicros)} in / {Money(price.OutputPerMillionMicros)} out per million tokens from {price.EffectiveFrom.UtcDateTime:yyyy-MM-dd HH:mm:ss}Z.");
+            return ExitCodes.Success;
+        }, cancellationToken));
+        command.Subcommands.Add(set);
+
+        var listShared = new SharedOptions();
+        var list = new Command("list", "List every price version; * marks those in force.");
+        listShared.AddTo(list);
+        list.SetAction((parse, cancellationToken) => CliHost.RunAsync(listShared.Read(parse), null, async (services, ct) =>
+        {
+            foreach (var price in await services.GetRequiredService<PriceBook>().ListAsync(null, ct))
+            {
+                await Console.Out.WriteLineAsync($"{(price.Current ? "*" : " ")} {price.RouteId}  in {Money(price.InputPerMillionMicros)}  out {Money(price.OutputPerMillionMicros)}  cached {Money(price.CachedInputPerMillionMicros)}  fee {Money(price.RequestFeeMicros)}  from {price.EffectiveFrom.UtcDateTime:yyyy-MM-dd HH:mm:ss}Z");
+            }
+
+            return ExitCodes.Success;
+        }, cancellationToken));
+        command.Subcommands.Add(list);
+        return command;
+    }
+
+    private static string Money(decimal micros) => (micros / 1_000_000m).ToString("0.00####", CultureInfo.InvariantCulture);
+}
