@@ -31,6 +31,7 @@ public sealed class LedgerAccount
 {
     public Guid Id { get; init; }
 
+    /// <summary>The owning organization; <see cref="Guid.Empty"/> for platform accounts.</summary>
     public Guid? OrganizationId { get; init; }
 
     public required string Type { get; init; }

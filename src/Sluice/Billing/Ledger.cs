@@ -93,10 +93,13 @@ public sealed class Ledger(SluiceDbContext db, AuditActor actor, IOptions<Billin
         }
     }
 
-    public async Task<long> BalanceAsync(Guid? organizationId, string accountType, CancellationToken ct) =>
-        await db.LedgerAccounts.AsNoTracking()
+    public async Task<long> BalanceAsync(Guid? owner, string accountType, CancellationToken ct)
+    {
+        Guid? organizationId = Owner(owner);
+        return await db.LedgerAccounts.AsNoTracking()
             .Where(a => a.OrganizationId == organizationId && a.Type == accountType && a.Currency == Currency)
             .Select(a => (long?)a.BalanceMicros).SingleOrDefaultAsync(ct) ?? 0;
+    }
 
     private async Task<LedgerTransaction?> FindAsync(string key, string hash, CancellationToken ct)
     {
@@ -109,8 +112,12 @@ public sealed class Ledger(SluiceDbContext db, AuditActor actor, IOptions<Billin
         return existing;
     }
 
-    private async Task<Guid> AccountIdAsync(Guid? organizationId, string type, CancellationToken ct)
+    /// <summary>Platform accounts belong to no organization; they use <see cref="Guid.Empty"/> so the unique index covers them (NULLs never collide).</summary>
+    public static Guid Owner(Guid? organizationId) => organizationId ?? Guid.Empty;
+
+    private async Task<Guid> AccountIdAsync(Guid? owner, string type, CancellationToken ct)
     {
+        Guid? organizationId = Owner(owner);
         var currency = Currency;
         var id = await db.LedgerAccounts.AsNoTracking()
             .Where(a => a.OrganizationId == organizationId && a.Type == type && a.Currency == currency)

@@ -101,6 +101,6 @@ public sealed class WalletService(SluiceDbContext db, Ledger ledger, AuditLog au
 
         // An organization sees its own accounts' lines; the platform side shows only as its account type.
         return transactions.Select(t => new TransactionResponse(t.Id, t.Type, t.Reference, t.Actor, t.CreatedAt,
-            lines.Where(l => l.TransactionId == t.Id).Select(l => new TransactionLine(l.OrganizationId is null ? $"platform:{l.Type}" : l.Type, l.AmountMicros)).ToList())).ToList();
+            lines.Where(l => l.TransactionId == t.Id).Select(l => new TransactionLine(l.OrganizationId == Guid.Empty ? $"platform:{l.Type}" : l.Type, l.AmountMicros)).ToList())).ToList();
     }
 }

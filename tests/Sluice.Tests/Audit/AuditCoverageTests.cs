@@ -103,9 +103,13 @@ public sealed class AuditCoverageTests
             routeId = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
             return response;
         });
+        await Expect(covered, "POST /api/v1/catalog/routes/{routeId:guid}/prices", "price.set", database,
+            () => operatorClient.PostAsJsonAsync($"/api/v1/catalog/routes/{routeId}/prices", new { inputPerMillionMicros = 100, outputPerMillionMicros = 200 }));
         await Expect(covered, "DELETE /api/v1/catalog/routes/{routeId:guid}", "route.delete", database, () => operatorClient.DeleteAsync($"/api/v1/catalog/routes/{routeId}"));
         await Expect(covered, "DELETE /api/v1/catalog/models/{*id}", "model.delete", database, () => operatorClient.DeleteAsync("/api/v1/catalog/models/llama"));
         await Expect(covered, "DELETE /api/v1/providers/{id:guid}", "provider.delete", database, () => operatorClient.DeleteAsync($"/api/v1/providers/{providerId}"));
+        await Expect(covered, "POST /api/v1/admin/orgs/{orgId:guid}/wallet/credits", "wallet.credit", database,
+            () => operatorClient.PostAsJsonAsync($"/api/v1/admin/orgs/{orgId}/wallet/credits", new { amountMicros = 1_000_000, reason = "test" }), () => orgId);
         await Expect(covered, "PATCH /api/v1/admin/orgs/{orgId:guid}/limits", "org.limits", database,
             () => operatorClient.PatchAsJsonAsync($"/api/v1/admin/orgs/{orgId}/limits", new { requestsPerMinute = 100 }), () => orgId);
 
