@@ -142,3 +142,33 @@ public sealed class CatalogCommandTests
         Assert.Equal(ExitCodes.Usage, badKind);
     }
 }
+
+/// <summary>`sluice wallet …` and `sluice prices …`.</summary>
+public sealed class BillingCommandTests
+{
+    [Fact]
+    public async Task An_operator_credits_a_wallet_once_per_idempotency_key_and_bad_amounts_change_nothing()
+    {
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        string[] Db(params string[] args) => [.. args, "--database", database.ConnectionString, "--data-dir", database.Directory];
+        var (_, createdOut, _) = await SluiceProcess.RunAsync(Db("orgs", "create", "--name", "Acme"));
+        var orgId = createdOut.Split(' ')[2];
+
+        var (first, firstOut, firstErr) = await SluiceProcess.RunAsync(Db("wallet", "credit", "--org", orgId, "--amount", "25.50", "--reason", "launch", "--idempotency-key", "k1"));
+        var (again, _, _) = await SluiceProcess.RunAsync(Db("wallet", "credit", "--org", orgId, "--amount", "25.50", "--reason", "launch", "--idempotency-key", "k1"));
+        var (reused, _, reusedErr) = await SluiceProcess.RunAsync(Db("wallet", "credit", "--org", orgId, "--amount", "30", "--reason", "launch", "--idempotency-key", "k1"));
+        var (tiny, _, tinyErr) = await SluiceProcess.RunAsync(Db("wallet", "credit", "--org", orgId, "--amount", "0.0000001", "--reason", "x"));
+        var (negative, _, _) = await SluiceProcess.RunAsync(Db("wallet", "credit", "--org", orgId, "--amount", "-3", "--reason", "x"));
+        var (_, shown, _) = await SluiceProcess.RunAsync(Db("wallet", "show", "--org", orgId));
+
+        Assert.True(first == ExitCodes.Success, firstErr);
+        Assert.Contains("Credited 25.50", firstOut, StringComparison.Ordinal);
+        Assert.Equal(ExitCodes.Success, again);
+        Assert.Equal(ExitCodes.Failure, reused);
+        Assert.Contains("idempotencyKey", reusedErr, StringComparison.Ordinal);
+        Assert.Equal(ExitCodes.Failure, tiny);
+        Assert.Contains("amountMicros", tinyErr, StringComparison.Ordinal);
+        Assert.Equal(ExitCodes.Failure, negative);
+        Assert.Contains("Balance 25.50 USD", shown, StringComparison.Ordinal);
+    }
+}
