@@ -12,6 +12,9 @@ public static class AccountTypes
     /// <summary>Credit an organization was given rather than paid for. Never negative.</summary>
     public const string PromotionalCredit = "promotional_credit";
 
+    /// <summary>Money a replica has leased from the wallet to hold against requests in flight. Never negative.</summary>
+    public const string CustomerHolds = "customer_holds";
+
     /// <summary>Platform: income from settled usage.</summary>
     public const string Revenue = "revenue";
 
@@ -24,7 +27,7 @@ public static class AccountTypes
     /// <summary>Platform: the other side of operators' manual credits and corrections.</summary>
     public const string ManualAdjustments = "manual_adjustments";
 
-    public static bool IsCustomer(string type) => type is CustomerWallet or PromotionalCredit;
+    public static bool IsCustomer(string type) => type is CustomerWallet or PromotionalCredit or CustomerHolds;
 }
 
 public sealed class LedgerAccount
@@ -98,9 +101,44 @@ public sealed class RoutePrice
     public DateTimeOffset CreatedAt { get; init; }
 }
 
-internal sealed class BillingConfiguration :
-    IEntityTypeConfiguration<LedgerAccount>, IEntityTypeConfiguration<LedgerTransaction>, IEntityTypeConfiguration<LedgerEntry>, IEntityTypeConfiguration<RoutePrice>
+/// <summary>
+/// A slice of an organization's wallet moved to its holds account for one replica to spend locally. What is neither
+/// settled nor returned is returned by the sweeper once the lease expires (its replica stopped renewing it).
+/// </summary>
+public sealed class WalletLease
 {
+    public Guid Id { get; init; }
+
+    public Guid OrganizationId { get; init; }
+
+    public required string Replica { get; init; }
+
+    public long AmountMicros { get; set; }
+
+    public long SettledMicros { get; set; }
+
+    public long ReturnedMicros { get; set; }
+
+    public DateTimeOffset ExpiresAt { get; set; }
+
+    public bool Released { get; set; }
+
+    public DateTimeOffset CreatedAt { get; init; }
+}
+
+internal sealed class BillingConfiguration :
+    IEntityTypeConfiguration<LedgerAccount>, IEntityTypeConfiguration<LedgerTransaction>, IEntityTypeConfiguration<LedgerEntry>, IEntityTypeConfiguration<RoutePrice>,
+    IEntityTypeConfiguration<WalletLease>
+{
+    public void Configure(EntityTypeBuilder<WalletLease> builder)
+    {
+        builder.ToTable("wallet_leases");
+        builder.HasKey(l => l.Id);
+        builder.Property(l => l.Id).ValueGeneratedNever();
+        builder.Property(l => l.Replica).HasMaxLength(64);
+        builder.HasIndex(l => new { l.Released, l.ExpiresAt });
+    }
+
     public void Configure(EntityTypeBuilder<LedgerAccount> builder)
     {
         builder.ToTable("ledger_accounts");

@@ -15,4 +15,20 @@ public sealed record BillingOptions
     /// <summary>Discount on batch traffic, in percent.</summary>
     [Range(0, 100, ErrorMessage = "must be between {1} and {2}")]
     public int BatchDiscountPercent { get; init; } = 50;
+
+    /// <summary>How much of a wallet a replica leases at a time (at least one request's worst case).</summary>
+    [Range(1, long.MaxValue, ErrorMessage = "must be positive")]
+    public long LeaseSliceMicros { get; init; } = 1_000_000;
+
+    /// <summary>How long a lease survives without renewal; after it, the sweeper returns what its replica did not settle.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "01:00:00", ErrorMessage = "must be between {1} and {2}")]
+    public TimeSpan LeaseTtl { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How often settled spend is written to the ledger and leases renewed.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.050", "00:01:00", ErrorMessage = "must be between {1} and {2}")]
+    public TimeSpan SettleInterval { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Completion tokens assumed for the worst case when a request sets no max_tokens.</summary>
+    [Range(1, 10_000_000, ErrorMessage = "must be between {1} and {2}")]
+    public int DefaultMaxTokens { get; init; } = 4096;
 }

@@ -59,7 +59,9 @@ public sealed class Ledger(SluiceDbContext db, AuditActor actor, IOptions<Billin
             CreatedAt = now,
         };
 
-        await using var dbTransaction = await db.Database.BeginTransactionAsync(ct);
+        // Joins the caller's transaction when there is one (a lease and its ledger movement commit together).
+        var outer = db.Database.CurrentTransaction;
+        await using var dbTransaction = outer is null ? await db.Database.BeginTransactionAsync(ct) : null;
         try
         {
             foreach (var line in posting.Lines.OrderBy(l => accounts[(l.OrganizationId, l.AccountType)]))
@@ -81,13 +83,17 @@ public sealed class Ledger(SluiceDbContext db, AuditActor actor, IOptions<Billin
 
             db.LedgerTransactions.Add(transaction);
             await db.SaveChangesAsync(ct);
-            await dbTransaction.CommitAsync(ct);
+            if (dbTransaction is not null)
+            {
+                await dbTransaction.CommitAsync(ct);
+            }
+
             return (transaction, false);
         }
-        catch (DbUpdateException)
+        catch (DbUpdateException) when (outer is null)
         {
             // The same idempotency key committed concurrently: answer as a replay (or a conflict if the request differs).
-            await dbTransaction.RollbackAsync(ct);
+            await dbTransaction!.RollbackAsync(ct);
             db.ChangeTracker.Clear();
             return (await FindAsync(posting.IdempotencyKey, hash, ct) ?? throw new InvalidOperationException("The ledger transaction could not be saved."), true);
         }

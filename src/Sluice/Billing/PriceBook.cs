@@ -9,6 +9,21 @@ namespace Sluice.Billing;
 
 public sealed record SetPriceRequest(decimal? InputPerMillionMicros, decimal? OutputPerMillionMicros, decimal? CachedInputPerMillionMicros, decimal? RequestFeeMicros, DateTimeOffset? EffectiveFrom);
 
+/// <summary>A route's prices in force, as the hot path holds them in memory.</summary>
+public sealed record RoutePricing(long InputPerMillionMicros, long OutputPerMillionMicros, long CachedInputPerMillionMicros, long RequestFeeMicros)
+{
+    /// <summary>The cost of <paramref name="usage"/> in micro-units, rounded up; <paramref name="discountPercent"/> off the token part.</summary>
+    public long Cost(TokenUsage usage, int discountPercent = 0)
+    {
+        var cached = Math.Min(usage.Cached, usage.Prompt);
+        var tokens = ((decimal)(usage.Prompt - cached) * InputPerMillionMicros)
+            + ((decimal)cached * CachedInputPerMillionMicros)
+            + ((decimal)usage.Completion * OutputPerMillionMicros);
+        var tokenCost = tokens / 1_000_000m * (100 - discountPercent) / 100;
+        return (long)decimal.Ceiling(tokenCost) + RequestFeeMicros;
+    }
+}
+
 public sealed record PriceResponse(Guid Id, Guid RouteId, long InputPerMillionMicros, long OutputPerMillionMicros, long CachedInputPerMillionMicros, long RequestFeeMicros, DateTimeOffset EffectiveFrom, bool Current);
 
 /// <summary>Prices per route, versioned by effective time; and what a request costs under them.</summary>
@@ -66,20 +81,9 @@ public sealed class PriceBook(SluiceDbContext db, AuditLog audit, IOptions<Billi
     /// What <paramref name="usage"/> costs at <paramref name="price"/>, in micro-units, rounded up to the next micro-unit;
     /// batch traffic gets <see cref="BillingOptions.BatchDiscountPercent"/> off the token part.
     /// </summary>
-    public long Cost(PriceResponse price, TokenUsage usage, bool batch)
-    {
-        var cached = Math.Min(usage.Cached, usage.Prompt);
-        var tokens = ((decimal)(usage.Prompt - cached) * price.InputPerMillionMicros)
-            + ((decimal)cached * price.CachedInputPerMillionMicros)
-            + ((decimal)usage.Completion * price.OutputPerMillionMicros);
-        var tokenCost = tokens / 1_000_000m;
-        if (batch)
-        {
-            tokenCost = tokenCost * (100 - options.Value.BatchDiscountPercent) / 100;
-        }
-
-        return (long)decimal.Ceiling(tokenCost) + price.RequestFeeMicros;
-    }
+    public long Cost(PriceResponse price, TokenUsage usage, bool batch) =>
+        new RoutePricing(price.InputPerMillionMicros, price.OutputPerMillionMicros, price.CachedInputPerMillionMicros, price.RequestFeeMicros)
+            .Cost(usage, batch ? options.Value.BatchDiscountPercent : 0);
 
     private static long? Micros(decimal? value, string field, bool required, FieldErrors errors)
     {

@@ -34,7 +34,7 @@ internal static class CliHost
             builder.Services.AddStorage();
             builder.Services.AddAuditCore();
             builder.Services.AddGatewayCore();
-            builder.Services.AddBilling();
+            builder.Services.AddBillingCore();
             builder.Services.AddSluiceIdentityCore();
 
             using var host = builder.Build();

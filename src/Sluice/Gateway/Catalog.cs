@@ -12,7 +12,11 @@ public sealed record ProviderInfo(Guid Id, string Name, ProviderKind Kind, Uri B
     public bool Supports(InferenceEndpoint endpoint) => Kind != ProviderKind.Anthropic || endpoint == InferenceEndpoint.ChatCompletions;
 }
 
-public sealed record RouteInfo(Guid Id, string ModelId, ProviderInfo Provider, string UpstreamModel, int Priority, int Weight, bool RetainsData, bool TrainsOnData);
+public sealed record RouteInfo(Guid Id, string ModelId, ProviderInfo Provider, string UpstreamModel, int Priority, int Weight, bool RetainsData, bool TrainsOnData)
+{
+    /// <summary>The prices in force when the catalog was loaded; null means the route is free.</summary>
+    public Billing.RoutePricing? Pricing { get; init; }
+}
 
 public sealed record ModelInfo(string Id, string? Description, DateTimeOffset CreatedAt, bool IsTestModel, IReadOnlyList<RouteInfo> Routes);
 
@@ -40,12 +44,22 @@ public sealed class Catalog(IServiceScopeFactory scopes, IOptions<GatewayOptions
         var providers = (await db.Providers.AsNoTracking().ToListAsync(cancellationToken)).ToDictionary(p => p.Id, ToInfo);
         var routes = await db.ModelRoutes.AsNoTracking().ToListAsync(cancellationToken);
         var models = await db.CatalogModels.AsNoTracking().ToListAsync(cancellationToken);
+        var now = DateTimeOffset.UtcNow;
+        var prices = (await db.RoutePrices.AsNoTracking().ToListAsync(cancellationToken))
+            .Where(p => p.EffectiveFrom <= now)
+            .GroupBy(p => p.RouteId)
+            .ToDictionary(g => g.Key, g => g.OrderByDescending(p => p.EffectiveFrom).ThenByDescending(p => p.CreatedAt).First());
 
         var catalog = new Dictionary<string, ModelInfo>(StringComparer.Ordinal);
         foreach (var model in models)
         {
             var modelRoutes = routes.Where(r => r.ModelId == model.Id && providers.ContainsKey(r.ProviderId))
-                .Select(r => new RouteInfo(r.Id, r.ModelId, providers[r.ProviderId], r.UpstreamModel, r.Priority, Math.Max(1, r.Weight), r.RetainsData, r.TrainsOnData))
+                .Select(r => new RouteInfo(r.Id, r.ModelId, providers[r.ProviderId], r.UpstreamModel, r.Priority, Math.Max(1, r.Weight), r.RetainsData, r.TrainsOnData)
+                {
+                    Pricing = prices.TryGetValue(r.Id, out var p)
+                        ? new Billing.RoutePricing(p.InputPerMillionMicros, p.OutputPerMillionMicros, p.CachedInputPerMillionMicros, p.RequestFeeMicros)
+                        : null,
+                })
                 .OrderBy(r => r.Priority).ThenBy(r => r.Id)
                 .ToList();
             catalog[model.Id] = new ModelInfo(model.Id, model.Description, model.CreatedAt, false, modelRoutes);

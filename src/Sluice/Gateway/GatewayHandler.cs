@@ -16,6 +16,8 @@ namespace Sluice.Gateway;
 /// </summary>
 public sealed class GatewayHandler(
     Catalog catalog,
+    Billing.SpendGuard spend,
+    IOptions<Billing.BillingOptions> billing,
     RouteSelector selector,
     GatewayRateLimiter limiter,
     OrganizationPolicies policies,
@@ -135,6 +137,18 @@ public sealed class GatewayHandler(
                 "requests", "rate_limit_exceeded", retryAfter: decision.RetryAfter);
         }
 
+        // Hold the worst case before forwarding, from this replica's lease of the wallet (no database round trip
+        // unless the lease needs topping up); free routes need no hold.
+        Billing.SpendGuard.Hold? hold = null;
+        if (routes.Any(r => r.Pricing is not null))
+        {
+            var worst = new TokenUsage(body.Length / 4, request.MaxTokens ?? billing.Value.DefaultMaxTokens, 0);
+            var worstCost = routes.Max(r => r.Pricing?.Cost(worst) ?? 0);
+            hold = await spend.TryHoldAsync(org.Id, worstCost, context.RequestAborted)
+                ?? throw new OpenAiException(402, "You exceeded your current quota: the organization's wallet cannot cover this request. Top it up and retry.",
+                    "insufficient_quota", "insufficient_quota");
+        }
+
         try
         {
             await ForwardAsync(context, request, routes, trace);
@@ -142,6 +156,12 @@ public sealed class GatewayHandler(
         finally
         {
             limiter.Settle(key, org.Id, trace.Usage.Prompt + trace.Usage.Completion - estimate);
+            if (hold is not null)
+            {
+                // What was produced is charged (also when the client left mid-stream); a request that produced nothing is free.
+                var produced = trace.Usage.Prompt + trace.Usage.Completion > 0;
+                spend.Settle(hold, produced ? trace.Route?.Pricing?.Cost(trace.Usage) ?? 0 : 0);
+            }
         }
     }
 

@@ -39,9 +39,21 @@ public sealed class UsageMeter(IOptions<GatewayOptions> options, ILogger<UsageMe
     internal void CountWritten(int count) => Interlocked.Add(ref _written, count);
 }
 
-/// <summary>Writes queued usage events in batches; on shutdown it drains what is queued first.</summary>
-internal sealed class UsageWriter(UsageMeter meter, IServiceScopeFactory scopes, IOptions<GatewayOptions> options, ILogger<UsageWriter> logger) : BackgroundService
+/// <summary>
+/// Writes queued usage events in batches. On shutdown it drains the queue once the server has finished its in-flight
+/// requests (<see cref="StoppedAsync"/> runs after every service stopped), so no acknowledged request goes unmetered.
+/// </summary>
+internal sealed class UsageWriter(UsageMeter meter, IServiceScopeFactory scopes, IOptions<GatewayOptions> options, ILogger<UsageWriter> logger)
+    : BackgroundService, IHostedLifecycleService
 {
+    public Task StoppedAsync(CancellationToken cancellationToken) => DrainAsync([], CancellationToken.None);
+
+    public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StoppingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
     private const int BatchSize = 500;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)

@@ -39,6 +39,8 @@ public sealed class SluiceDbContext(DbContextOptions<SluiceDbContext> options) :
 
     public DbSet<RoutePrice> RoutePrices => Set<RoutePrice>();
 
+    public DbSet<WalletLease> WalletLeases => Set<WalletLease>();
+
     public DbSet<AuditEntry> AuditEntries => Set<AuditEntry>();
 
     public DbSet<AuditCheckpoint> AuditCheckpoints => Set<AuditCheckpoint>();

@@ -35,6 +35,9 @@ public sealed class FakeUpstream : IAsyncDisposable
 
     public string Reply { get; set; } = "Hello from upstream";
 
+    /// <summary>The usage a non-streamed answer reports.</summary>
+    public (int Prompt, int Completion) Usage { get; set; } = (11, 7);
+
     public TaskCompletionSource StreamCancelled { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public Uri BaseUrl => new(_app.Urls.First() + "/v1/");
@@ -98,7 +101,7 @@ public sealed class FakeUpstream : IAsyncDisposable
                 created = 1,
                 model,
                 choices = new[] { choice },
-                usage = new { prompt_tokens = 11, completion_tokens = 7, total_tokens = 18, prompt_tokens_details = new { cached_tokens = 3 } },
+                usage = new { prompt_tokens = Usage.Prompt, completion_tokens = Usage.Completion, total_tokens = Usage.Prompt + Usage.Completion, prompt_tokens_details = new { cached_tokens = Usage == (11, 7) ? 3 : 0 } },
             }));
             return;
         }

@@ -1,0 +1,380 @@
+using System.Collections.Concurrent;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+using Sluice.Hosting;
+using Sluice.Storage;
+
+namespace Sluice.Billing;
+
+/// <summary>
+/// Holds and settles request costs without a database round trip per request (docs/billing.md). Each replica leases
+/// slices of an organization's wallet into its holds account (a conditional ledger debit, so leases never exceed the
+/// balance, whatever the number of replicas), reserves each request's worst case from its slice in memory, settles the
+/// actual cost when the request ends, and writes settled spend to the ledger every <see cref="BillingOptions.SettleInterval"/>.
+/// </summary>
+public sealed class SpendGuard(IServiceScopeFactory scopes, IOptions<BillingOptions> options, TimeProvider time)
+{
+    private readonly ConcurrentDictionary<Guid, Purse> _purses = new();
+
+    public string Replica { get; } = $"{Environment.MachineName}/{Environment.ProcessId}/{Guid.NewGuid():N}" is var r && r.Length > 64 ? r[..64] : r;
+
+    public sealed record Hold(Guid OrganizationId, long AmountMicros);
+
+    /// <summary>Reserves <paramref name="amount"/> for a request; null when the wallet cannot cover it (402).</summary>
+    public async ValueTask<Hold?> TryHoldAsync(Guid orgId, long amount, CancellationToken ct)
+    {
+        var purse = _purses.GetOrAdd(orgId, id => new Purse(id));
+        var now = time.GetUtcNow();
+        if (purse.TryTake(amount, now))
+        {
+            return new Hold(orgId, amount);
+        }
+
+        await purse.Gate.WaitAsync(ct);
+        try
+        {
+            if (purse.NeedsRenewal(time.GetUtcNow()))
+            {
+                await SettlePurseAsync(purse, returnUnused: false, ct); // renews the lease, or forgets it if it was swept
+            }
+
+            if (purse.TryTake(amount, time.GetUtcNow()))
+            {
+                return new Hold(orgId, amount);
+            }
+
+            var slice = Math.Max(amount, options.Value.LeaseSliceMicros);
+            if (!await LeaseAsync(purse, slice, ct) && (slice == amount || !await LeaseAsync(purse, amount, ct)))
+            {
+                return null;
+            }
+
+            return purse.TryTake(amount, time.GetUtcNow()) ? new Hold(orgId, amount) : null;
+        }
+        finally
+        {
+            purse.Gate.Release();
+        }
+    }
+
+    /// <summary>Turns a hold into its actual cost (never more than the hold) and frees the rest.</summary>
+    public void Settle(Hold hold, long costMicros)
+    {
+        if (_purses.TryGetValue(hold.OrganizationId, out var purse))
+        {
+            purse.Settle(hold.AmountMicros, Math.Clamp(costMicros, 0, hold.AmountMicros));
+        }
+    }
+
+    /// <summary>Writes settled spend to the ledger and renews leases; with <paramref name="returnUnused"/>, gives back idle slices.</summary>
+    public async Task SettleAsync(bool returnUnused, CancellationToken ct)
+    {
+        foreach (var purse in _purses.Values)
+        {
+            await purse.Gate.WaitAsync(ct);
+            try
+            {
+                await SettlePurseAsync(purse, returnUnused, ct);
+            }
+            finally
+            {
+                purse.Gate.Release();
+            }
+        }
+    }
+
+    /// <summary>Returns what expired leases (their replica died) did not settle. Safe on several replicas at once.</summary>
+    public async Task<int> SweepAsync(CancellationToken ct)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
+        var now = time.GetUtcNow();
+        var expired = await db.WalletLeases.AsNoTracking().Where(l => !l.Released && l.ExpiresAt < now).ToListAsync(ct);
+        var swept = 0;
+        foreach (var lease in expired)
+        {
+            await using var transaction = await db.Database.BeginTransactionAsync(ct);
+            var claimed = await db.WalletLeases.Where(l => l.Id == lease.Id && !l.Released && l.ExpiresAt < now)
+                .ExecuteUpdateAsync(set => set.SetProperty(l => l.Released, true), ct);
+            if (claimed == 0)
+            {
+                continue; // another replica swept it, or its owner renewed it
+            }
+
+            var current = await db.WalletLeases.AsNoTracking().SingleAsync(l => l.Id == lease.Id, ct);
+            var remaining = current.AmountMicros - current.SettledMicros - current.ReturnedMicros;
+            if (remaining > 0)
+            {
+                await scope.ServiceProvider.GetRequiredService<Ledger>().PostAsync(new LedgerPosting(
+                    $"lease-sweep:{lease.Id}", "lease_return", lease.OrganizationId, $"lease {lease.Id} expired",
+                    [new LedgerLine(lease.OrganizationId, AccountTypes.CustomerHolds, -remaining), new LedgerLine(lease.OrganizationId, AccountTypes.CustomerWallet, remaining)]), ct);
+                await db.WalletLeases.Where(l => l.Id == lease.Id).ExecuteUpdateAsync(set => set.SetProperty(l => l.ReturnedMicros, l => l.ReturnedMicros + remaining), ct);
+            }
+
+            await transaction.CommitAsync(ct);
+            swept++;
+        }
+
+        return swept;
+    }
+
+    private DateTimeOffset RenewBy(DateTimeOffset now) => now + (options.Value.LeaseTtl * 2 / 3);
+
+    private async Task<bool> LeaseAsync(Purse purse, long slice, CancellationToken ct)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
+        var now = time.GetUtcNow();
+        var expires = now + options.Value.LeaseTtl;
+        await using var transaction = await db.Database.BeginTransactionAsync(ct);
+        try
+        {
+            var leaseId = purse.LeaseId;
+            if (leaseId is { } existing && await db.WalletLeases.Where(l => l.Id == existing && !l.Released)
+                    .ExecuteUpdateAsync(set => set.SetProperty(l => l.AmountMicros, l => l.AmountMicros + slice).SetProperty(l => l.ExpiresAt, expires), ct) == 1)
+            {
+                // topped up the replica's lease
+            }
+            else
+            {
+                leaseId = Guid.CreateVersion7(now);
+                db.WalletLeases.Add(new WalletLease { Id = leaseId.Value, OrganizationId = purse.OrganizationId, Replica = Replica, AmountMicros = slice, ExpiresAt = expires, CreatedAt = now });
+                await db.SaveChangesAsync(ct);
+                purse.Reset(leaseId.Value);
+            }
+
+            await scope.ServiceProvider.GetRequiredService<Ledger>().PostAsync(new LedgerPosting(
+                $"lease:{leaseId}:{purse.NextSequence()}", "lease", purse.OrganizationId, null,
+                [new LedgerLine(purse.OrganizationId, AccountTypes.CustomerWallet, -slice), new LedgerLine(purse.OrganizationId, AccountTypes.CustomerHolds, slice)]), ct);
+            await transaction.CommitAsync(ct);
+            purse.AddLeased(slice, RenewBy(now));
+            return true;
+        }
+        catch (InsufficientFundsException)
+        {
+            await transaction.RollbackAsync(ct);
+            return false;
+        }
+    }
+
+    private async Task SettlePurseAsync(Purse purse, bool returnUnused, CancellationToken ct)
+    {
+        if (purse.LeaseId is not { } leaseId)
+        {
+            return;
+        }
+
+        var spent = purse.TakeUnsettled();
+        var returning = returnUnused ? purse.TakeIdle() : 0;
+        var closing = returnUnused && purse.IsEmpty; // nothing held, nothing left: the lease can be closed
+        var now = time.GetUtcNow();
+        var expires = now + options.Value.LeaseTtl;
+        try
+        {
+            await using var scope = scopes.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
+            var ledger = scope.ServiceProvider.GetRequiredService<Ledger>();
+            await using var transaction = await db.Database.BeginTransactionAsync(ct);
+            var renewed = await db.WalletLeases.Where(l => l.Id == leaseId && !l.Released)
+                .ExecuteUpdateAsync(set => set
+                    .SetProperty(l => l.SettledMicros, l => l.SettledMicros + spent)
+                    .SetProperty(l => l.ReturnedMicros, l => l.ReturnedMicros + returning)
+                    .SetProperty(l => l.ExpiresAt, expires)
+                    .SetProperty(l => l.Released, l => closing && l.AmountMicros == l.SettledMicros + spent + l.ReturnedMicros + returning), ct);
+            if (renewed == 0)
+            {
+                // Swept while this replica could not renew it: its holds were returned; start afresh.
+                await transaction.RollbackAsync(ct);
+                purse.Forget();
+                return;
+            }
+
+            if (spent > 0)
+            {
+                await ledger.PostAsync(new LedgerPosting($"settle:{leaseId}:{purse.NextSequence()}", "usage", purse.OrganizationId, null,
+                    [new LedgerLine(purse.OrganizationId, AccountTypes.CustomerHolds, -spent), new LedgerLine(null, AccountTypes.Revenue, spent)]), ct);
+            }
+
+            if (returning > 0)
+            {
+                await ledger.PostAsync(new LedgerPosting($"return:{leaseId}:{purse.NextSequence()}", "lease_return", purse.OrganizationId, null,
+                    [new LedgerLine(purse.OrganizationId, AccountTypes.CustomerHolds, -returning), new LedgerLine(purse.OrganizationId, AccountTypes.CustomerWallet, returning)]), ct);
+            }
+
+            await transaction.CommitAsync(ct);
+            purse.Renewed(RenewBy(now), released: closing);
+        }
+        catch (Exception) when (!ct.IsCancellationRequested)
+        {
+            purse.Restore(spent, returning); // written next round
+            throw;
+        }
+    }
+
+    /// <summary>One organization's money on this replica: leased, reserved by requests in flight, spent but not yet written.</summary>
+    private sealed class Purse(Guid organizationId)
+    {
+        private readonly Lock _lock = new();
+        private long _available;
+        private long _reserved;
+        private long _unsettled;
+        private long _sequence;
+        private DateTimeOffset _renewBy;
+
+        public Guid OrganizationId { get; } = organizationId;
+
+        public SemaphoreSlim Gate { get; } = new(1, 1);
+
+        public Guid? LeaseId { get; private set; }
+
+        public bool IsEmpty
+        {
+            get
+            {
+                lock (_lock)
+                {
+                    return _available == 0 && _reserved == 0 && _unsettled == 0;
+                }
+            }
+        }
+
+        public long NextSequence() => Interlocked.Increment(ref _sequence);
+
+        public bool TryTake(long amount, DateTimeOffset now)
+        {
+            lock (_lock)
+            {
+                // Past two thirds of its life the lease could soon be swept; the slow path renews it first.
+                if (LeaseId is null || _available < amount || now >= _renewBy)
+                {
+                    return false;
+                }
+
+                _available -= amount;
+                _reserved += amount;
+                return true;
+            }
+        }
+
+        public void Settle(long held, long cost)
+        {
+            lock (_lock)
+            {
+                _reserved -= held;
+                _available += held - cost;
+                _unsettled += cost;
+            }
+        }
+
+        public bool NeedsRenewal(DateTimeOffset now)
+        {
+            lock (_lock)
+            {
+                return LeaseId is not null && now >= _renewBy;
+            }
+        }
+
+        public void AddLeased(long slice, DateTimeOffset renewBy)
+        {
+            lock (_lock)
+            {
+                _available += slice;
+                _renewBy = renewBy;
+            }
+        }
+
+        public void Reset(Guid leaseId)
+        {
+            lock (_lock)
+            {
+                LeaseId = leaseId;
+                _available = 0;
+            }
+        }
+
+        public long TakeUnsettled()
+        {
+            lock (_lock)
+            {
+                var spent = _unsettled;
+                _unsettled = 0;
+                return spent;
+            }
+        }
+
+        public long TakeIdle()
+        {
+            lock (_lock)
+            {
+                if (_reserved > 0)
+                {
+                    return 0;
+                }
+
+                var idle = _available;
+                _available = 0;
+                return idle;
+            }
+        }
+
+        public void Restore(long spent, long returning)
+        {
+            lock (_lock)
+            {
+                _unsettled += spent;
+                _available += returning;
+            }
+        }
+
+        public void Renewed(DateTimeOffset renewBy, bool released)
+        {
+            lock (_lock)
+            {
+                _renewBy = renewBy;
+                if (released)
+                {
+                    LeaseId = null;
+                }
+            }
+        }
+
+        public void Forget()
+        {
+            lock (_lock)
+            {
+                LeaseId = null;
+                _available = 0;
+                _unsettled = 0;
+            }
+        }
+    }
+}
+
+/// <summary>
+/// Writes settled spend and renews leases; sweeps expired leases; on shutdown, once the server has drained its
+/// in-flight requests (<see cref="StoppedAsync"/> runs after every service stopped), settles and returns everything.
+/// </summary>
+internal sealed class SpendSettler(SpendGuard guard, IOptions<BillingOptions> options, TimeProvider time, ILogger<SpendSettler> logger)
+    : BackgroundService, IHostedLifecycleService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var round = 0;
+        await PeriodicWork.RunAsync(options.Value.SettleInterval, time, logger, "Settling spend", async ct =>
+        {
+            await guard.SettleAsync(returnUnused: ++round % 30 == 0, ct);
+            if (round % 5 == 0)
+            {
+                await guard.SweepAsync(ct);
+            }
+        }, stoppingToken);
+    }
+
+    public Task StoppedAsync(CancellationToken cancellationToken) => guard.SettleAsync(returnUnused: true, CancellationToken.None);
+
+    public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StoppingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}

@@ -1,0 +1,124 @@
+using System.Net;
+using System.Net.Http.Json;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Sluice.Billing;
+using Sluice.Storage;
+using Sluice.Tests.TestSupport;
+using static Sluice.Tests.TestSupport.GatewayKit;
+
+namespace Sluice.Tests.Billing;
+
+/// <summary>Holds never overspend, with concurrent clients on two replicas sharing one database, and crashes leave no hold behind.</summary>
+public sealed class HoldTests
+{
+    private const string Body = """{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":10}""";
+
+    [Fact]
+    public async Task Sixty_four_clients_on_two_replicas_never_spend_more_than_the_wallet_holds()
+    {
+        await using var upstream = await FakeUpstream.StartAsync();
+        upstream.DelayBeforeHeaders = TimeSpan.FromMilliseconds(400);
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Postgres);
+        var settings = new Dictionary<string, string?>
+        {
+            ["Billing:LeaseSliceMicros"] = "1", // leases as small as one request: replicas compete for every request's money
+            ["Billing:SettleInterval"] = "00:00:00.100",
+        };
+        var replicaA = new SluiceFactory(database, settings);
+        var replicaB = new SluiceFactory(database, settings);
+        using var op = await OperatorAsync(replicaA);
+        await ProviderAsync(op, "p", upstream.BaseUrl);
+        await ModelAsync(op, "m");
+        var route = await RouteAsync(op, "m", "p", "m");
+        // 1 micro-unit per input or output token: the worst case is body/4 + 10 tokens.
+        await op.PostAsJsonAsync($"/api/v1/catalog/routes/{route}/prices", new { inputPerMillionMicros = 1_000_000, outputPerMillionMicros = 1_000_000 });
+        var worstCase = (Body.Length / 4) + 10L;
+        upstream.Usage = ((int)worstCase - 10, 10); // every request really costs its worst case: exactly Affordable fit
+        const int Affordable = 20;
+        var (_, orgId, key) = await TenantAsync(replicaA);
+        await op.PostAsJsonAsync($"/api/v1/admin/orgs/{orgId}/wallet/credits", new { amountMicros = worstCase * Affordable, reason = "exactly twenty requests" });
+        await Task.Delay(2200); // both replicas' catalogs see the price
+        using var onA = replicaA.WithKey(key);
+        using var onB = replicaB.WithKey(key);
+
+        var statuses = await Task.WhenAll(Enumerable.Range(0, 64).Select(async i =>
+            (await (i % 2 == 0 ? onA : onB).PostAsync("/v1/chat/completions", Json(Body))).StatusCode));
+        await UsageAsync(database, 64); // every request has finished on the server (settled its hold, then metered)
+        await replicaA.DisposeAsync();
+        await replicaB.DisposeAsync(); // a clean stop settles and returns every lease
+
+        var succeeded = statuses.Count(s => s == HttpStatusCode.OK);
+        Assert.InRange(succeeded, 1, Affordable);
+        Assert.Equal(64 - succeeded, statuses.Count(s => s == HttpStatusCode.PaymentRequired));
+        await using var db = database.CreateContext();
+        var balances = await db.LedgerAccounts.Where(a => a.OrganizationId == orgId).ToDictionaryAsync(a => a.Type, a => a.BalanceMicros);
+        var revenue = await db.LedgerAccounts.Where(a => a.Type == AccountTypes.Revenue).SumAsync(a => a.BalanceMicros);
+        Assert.Equal(succeeded * worstCase, revenue);
+        Assert.Equal((worstCase * Affordable) - revenue, balances[AccountTypes.CustomerWallet]);
+        Assert.Equal(0, balances.GetValueOrDefault(AccountTypes.CustomerHolds));
+        Assert.Empty(await db.LedgerEntries.GroupBy(e => e.TransactionId).Where(g => g.Sum(e => e.AmountMicros) != 0).Select(g => g.Key).ToListAsync());
+        Assert.All(await db.WalletLeases.ToListAsync(), l => Assert.True(l.Released && l.AmountMicros == l.SettledMicros + l.ReturnedMicros));
+    }
+
+    [Fact]
+    public async Task A_lease_whose_replica_died_is_returned_after_its_ttl_and_nothing_is_charged_twice()
+    {
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        var clock = new ManualTimeProvider(DateTimeOffset.UtcNow);
+        await using var sluice = new SluiceFactory(database, new Dictionary<string, string?> { ["Billing:LeaseTtl"] = "00:00:05", ["Identity:SessionLifetime"] = "1.00:00:00" }, clock);
+        using var op = await OperatorAsync(sluice);
+        var (_, orgId, _) = await TenantAsync(sluice);
+        await op.PostAsJsonAsync($"/api/v1/admin/orgs/{orgId}/wallet/credits", new { amountMicros = 1_000, reason = "fund" });
+
+        // A "dead replica": it leased 600 and settled 100 before it vanished.
+        await using (var scope = sluice.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
+            var ledger = scope.ServiceProvider.GetRequiredService<Ledger>();
+            var lease = new WalletLease { Id = Guid.NewGuid(), OrganizationId = orgId, Replica = "dead", AmountMicros = 600, SettledMicros = 100, ExpiresAt = clock.GetUtcNow().AddSeconds(5), CreatedAt = clock.GetUtcNow() };
+            db.WalletLeases.Add(lease);
+            await db.SaveChangesAsync();
+            await ledger.PostAsync(new LedgerPosting("dead-lease", "lease", orgId, null, [new LedgerLine(orgId, AccountTypes.CustomerWallet, -600), new LedgerLine(orgId, AccountTypes.CustomerHolds, 600)]), default);
+            await ledger.PostAsync(new LedgerPosting("dead-settle", "usage", orgId, null, [new LedgerLine(orgId, AccountTypes.CustomerHolds, -100), new LedgerLine(null, AccountTypes.Revenue, 100)]), default);
+        }
+
+        var guard = sluice.Services.GetRequiredService<SpendGuard>();
+        Assert.Equal(0, await guard.SweepAsync(default)); // not expired yet
+        clock.Advance(TimeSpan.FromSeconds(6));
+        var swept = await Task.WhenAll(guard.SweepAsync(default), guard.SweepAsync(default)); // two replicas sweeping at once
+
+        Assert.Equal(1, swept.Sum());
+        await using var check = database.CreateContext();
+        var balances = await check.LedgerAccounts.Where(a => a.OrganizationId == orgId).ToDictionaryAsync(a => a.Type, a => a.BalanceMicros);
+        Assert.Equal(900, balances[AccountTypes.CustomerWallet]); // 1000 funded - 100 settled; the unsettled 500 came back
+        Assert.Equal(0, balances[AccountTypes.CustomerHolds]);
+        Assert.True((await check.WalletLeases.SingleAsync()).Released);
+        Assert.Equal(0, await guard.SweepAsync(default));
+    }
+
+    [Fact]
+    public async Task An_empty_wallet_gets_402_insufficient_quota_and_free_routes_need_no_wallet()
+    {
+        await using var upstream = await FakeUpstream.StartAsync();
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        await using var sluice = new SluiceFactory(database);
+        using var op = await OperatorAsync(sluice);
+        await ProviderAsync(op, "p", upstream.BaseUrl);
+        await ModelAsync(op, "priced");
+        var route = await RouteAsync(op, "priced", "p", "m");
+        await op.PostAsJsonAsync($"/api/v1/catalog/routes/{route}/prices", new { inputPerMillionMicros = 1_000_000, outputPerMillionMicros = 1_000_000 });
+        await Task.Delay(2200);
+        var (_, _, key) = await TenantAsync(sluice);
+        using var client = sluice.WithKey(key);
+
+        var refused = await client.PostAsync("/v1/chat/completions", Chat("priced", "hi"));
+        var free = await client.PostAsync("/v1/chat/completions", Chat("echo", "hi"));
+
+        Assert.Equal(HttpStatusCode.PaymentRequired, refused.StatusCode);
+        Assert.Contains("\"insufficient_quota\"", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.Equal(0, upstream.Hits);
+        Assert.Equal(HttpStatusCode.OK, free.StatusCode);
+        Assert.Contains(await UsageAsync(database, 2), u => u.Status == 402);
+    }
+}
