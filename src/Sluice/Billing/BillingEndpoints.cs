@@ -12,6 +12,24 @@ internal static class BillingEndpoints
             TypedResults.Created($"/api/v1/orgs/{orgId}/wallet", await wallets.CreditAsync(orgId, request, ct)))
             .WithTags("billing").RequireAuthorization(Policies.Operator);
 
+        endpoints.MapPost("/api/v1/orgs/{orgId:guid}/wallet/checkout", (Guid orgId, CheckoutRequest request, TopUpService topUps, CancellationToken ct) =>
+            topUps.CheckoutAsync(orgId, request, ct)).WithTags("billing").RequireAuthorization(Policies.Org(OrgAccess.BillingWrite));
+        endpoints.MapPost("/api/v1/orgs/{orgId:guid}/wallet/redeem", async (Guid orgId, RedeemRequest request, TopUpService topUps, CancellationToken ct) =>
+            new { creditedMicros = await topUps.RedeemAsync(orgId, request, ct) }).WithTags("billing").RequireAuthorization(Policies.Org(OrgAccess.BillingWrite));
+        endpoints.MapPost("/api/v1/admin/redemption-codes", async (CreateCodesRequest request, TopUpService topUps, CancellationToken ct) =>
+            TypedResults.Created("/api/v1/admin/redemption-codes", new { codes = await topUps.CreateCodesAsync(request, ct) }))
+            .WithTags("billing").RequireAuthorization(Policies.Operator);
+
+        // Stripe calls this; it proves itself with the Stripe-Signature header, not a session or key.
+        endpoints.MapPost("/api/v1/billing/stripe/webhook", async (HttpRequest http, TopUpService topUps, CancellationToken ct) =>
+        {
+            using var reader = new StreamReader(http.Body);
+            var payload = await reader.ReadToEndAsync(ct);
+            return await topUps.HandleStripeWebhookAsync(payload, http.Headers["Stripe-Signature"], ct)
+                ? Results.Ok()
+                : Results.Problem(statusCode: 400, title: "Invalid signature.", detail: "The Stripe-Signature header does not verify, or the event is too old.");
+        }).WithTags("billing").AllowAnonymous();
+
         var prices = endpoints.MapGroup("/api/v1/catalog").WithTags("billing").RequireAuthorization(Policies.Operator);
         prices.MapGet("/prices", (Guid? routeId, PriceBook book, CancellationToken ct) => book.ListAsync(routeId, ct));
         prices.MapPost("/routes/{routeId:guid}/prices", async (Guid routeId, SetPriceRequest request, PriceBook book, CancellationToken ct) =>

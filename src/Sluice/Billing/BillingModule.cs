@@ -11,6 +11,9 @@ internal static class BillingModule
         services.AddScoped<Ledger>();
         services.AddScoped<WalletService>();
         services.AddScoped<PriceBook>();
+        services.AddScoped<TopUpService>();
+        services.AddOptions<StripeOptions>().BindConfiguration(StripeOptions.Section);
+        services.AddHttpClient("stripe", client => client.Timeout = TimeSpan.FromSeconds(30));
         return services;
     }
 

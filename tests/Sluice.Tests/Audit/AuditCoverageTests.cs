@@ -19,6 +19,8 @@ public sealed class AuditCoverageTests
         ["POST /api/v1/auth/logout"] = "ends the caller's own session",
         ["POST /api/v1/audit/checkpoint"] = "signs the log itself; the checkpoint is its own record",
         ["POST /v1/chat/completions"] = "inference: metered as usage events (metadata only), not administrative",
+        ["POST /api/v1/orgs/{orgId:guid}/wallet/checkout"] = "creates a payment page at the processor; the credit, when paid, is audited as wallet.top_up (TopUpTests)",
+        ["POST /api/v1/billing/stripe/webhook"] = "signed by Stripe, not a user; audits wallet.top_up as system (TopUpTests)",
         ["POST /v1/completions"] = "inference: metered as usage events",
         ["POST /v1/embeddings"] = "inference: metered as usage events",
     };
@@ -110,6 +112,15 @@ public sealed class AuditCoverageTests
         await Expect(covered, "DELETE /api/v1/providers/{id:guid}", "provider.delete", database, () => operatorClient.DeleteAsync($"/api/v1/providers/{providerId}"));
         await Expect(covered, "POST /api/v1/admin/orgs/{orgId:guid}/wallet/credits", "wallet.credit", database,
             () => operatorClient.PostAsJsonAsync($"/api/v1/admin/orgs/{orgId}/wallet/credits", new { amountMicros = 1_000_000, reason = "test" }), () => orgId);
+        string? code = null;
+        await Expect(covered, "POST /api/v1/admin/redemption-codes", "redemption.create", database, async () =>
+        {
+            var response = await operatorClient.PostAsJsonAsync("/api/v1/admin/redemption-codes", new { amountMicros = 1_000, expiresAt = DateTimeOffset.UtcNow.AddDays(1) });
+            code = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("codes")[0].GetString();
+            return response;
+        });
+        await Expect(covered, "POST /api/v1/orgs/{orgId:guid}/wallet/redeem", "wallet.redeem", database,
+            () => owner.PostAsJsonAsync($"/api/v1/orgs/{orgId}/wallet/redeem", new { code }), () => orgId);
         await Expect(covered, "PATCH /api/v1/admin/orgs/{orgId:guid}/limits", "org.limits", database,
             () => operatorClient.PatchAsJsonAsync($"/api/v1/admin/orgs/{orgId}/limits", new { requestsPerMinute = 100 }), () => orgId);
 
