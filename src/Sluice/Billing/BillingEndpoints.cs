@@ -8,6 +8,8 @@ internal static class BillingEndpoints
     {
         endpoints.MapGet("/api/v1/orgs/{orgId:guid}/wallet", (Guid orgId, DateTimeOffset? before, int? limit, WalletService wallets, CancellationToken ct) =>
             wallets.WalletAsync(orgId, before, limit, ct)).WithTags("billing").RequireAuthorization(Policies.Org(OrgAccess.BillingRead));
+        endpoints.MapGet("/api/v1/orgs/{orgId:guid}/usage", (Guid orgId, DateTimeOffset? from, DateTimeOffset? to, string? groupBy, UsageReport report, CancellationToken ct) =>
+            report.ReportAsync(orgId, from, to, groupBy, ct)).WithTags("billing").RequireAuthorization(Policies.Org(OrgAccess.BillingRead));
         endpoints.MapPost("/api/v1/admin/orgs/{orgId:guid}/wallet/credits", async (Guid orgId, CreditRequest request, WalletService wallets, CancellationToken ct) =>
             TypedResults.Created($"/api/v1/orgs/{orgId}/wallet", await wallets.CreditAsync(orgId, request, ct)))
             .WithTags("billing").RequireAuthorization(Policies.Operator);

@@ -12,6 +12,7 @@ internal static class BillingModule
         services.AddScoped<WalletService>();
         services.AddScoped<PriceBook>();
         services.AddScoped<TopUpService>();
+        services.AddScoped<UsageReport>();
         services.AddOptions<StripeOptions>().BindConfiguration(StripeOptions.Section);
         services.AddHttpClient("stripe", client => client.Timeout = TimeSpan.FromSeconds(30));
         return services;

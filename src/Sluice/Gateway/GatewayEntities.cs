@@ -108,6 +108,9 @@ public sealed class UsageEvent
 
     public long? TimeToFirstTokenMicros { get; init; }
 
+    /// <summary>What the request was charged, in micro-units (0 for free routes and failures that produced nothing).</summary>
+    public long CostMicros { get; init; }
+
     public DateTimeOffset StartedAt { get; init; }
 }
 
@@ -156,6 +159,7 @@ internal sealed class GatewayConfiguration :
         builder.Property(e => e.Endpoint).HasMaxLength(32);
         builder.Property(e => e.Model).HasMaxLength(200);
         builder.Property(e => e.ErrorType).HasMaxLength(64);
+        builder.Property(e => e.CostMicros).HasDefaultValue(0L); // added to existing rows by a migration
         builder.HasIndex(e => new { e.OrganizationId, e.StartedAt });
         builder.HasIndex(e => e.StartedAt);
     }

@@ -87,6 +87,7 @@ public sealed class GatewayHandler(
                 ResponseBytes = trace.ResponseBytes,
                 LatencyMicros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds,
                 TimeToFirstTokenMicros = trace.FirstTokenMicros,
+                CostMicros = trace.CostMicros,
                 StartedAt = startedAt,
             });
         }
@@ -160,7 +161,8 @@ public sealed class GatewayHandler(
             {
                 // What was produced is charged (also when the client left mid-stream); a request that produced nothing is free.
                 var produced = trace.Usage.Prompt + trace.Usage.Completion > 0;
-                spend.Settle(hold, produced ? trace.Route?.Pricing?.Cost(trace.Usage) ?? 0 : 0);
+                trace.CostMicros = Math.Min(hold.AmountMicros, produced ? trace.Route?.Pricing?.Cost(trace.Usage) ?? 0 : 0);
+                spend.Settle(hold, trace.CostMicros);
             }
         }
     }
@@ -476,6 +478,8 @@ public sealed class GatewayHandler(
         public long UpstreamTicks { get; set; }
 
         public long ClientTicks { get; set; }
+
+        public long CostMicros { get; set; }
 
         public string? Model { get; set; }
 

@@ -1,0 +1,55 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Sluice.Storage;
+using Sluice.Tests.TestSupport;
+using static Sluice.Tests.TestSupport.GatewayKit;
+
+namespace Sluice.Tests.Billing;
+
+public sealed class UsageReportTests
+{
+    [Fact]
+    public async Task Usage_and_spend_group_by_model_key_and_day_with_what_each_request_was_charged()
+    {
+        await using var upstream = await FakeUpstream.StartAsync();
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        await using var sluice = new SluiceFactory(database);
+        using var op = await OperatorAsync(sluice);
+        await ProviderAsync(op, "p", upstream.BaseUrl);
+        await ModelAsync(op, "m");
+        var route = await RouteAsync(op, "m", "p", "m");
+        await op.PostAsJsonAsync($"/api/v1/catalog/routes/{route}/prices", new { inputPerMillionMicros = 1_000_000, outputPerMillionMicros = 2_000_000, cachedInputPerMillionMicros = 500_000 });
+        var (owner, orgId, keyA) = await TenantAsync(sluice);
+        var (_, keyB) = await SluiceFactory.CreateKeyAsync(owner, orgId, "inference");
+        await op.PostAsJsonAsync($"/api/v1/admin/orgs/{orgId}/wallet/credits", new { amountMicros = 1_000_000, reason = "fund" });
+        var (viewer, _) = await Identity.OrganizationTests.JoinAsync(sluice, owner, orgId, "viewer@example.com", "viewer");
+        await Task.Delay(2200); // the catalog sees the price
+        using var a = sluice.WithKey(keyA);
+        using var b = sluice.WithKey(keyB);
+
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.Equal(HttpStatusCode.OK, (await a.PostAsync("/v1/chat/completions", Chat("m", "hi"))).StatusCode);
+        }
+
+        Assert.Equal(HttpStatusCode.OK, (await b.PostAsync("/v1/chat/completions", Chat("m", "hi"))).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await b.PostAsync("/v1/chat/completions", Chat("echo", "hi"))).StatusCode);
+        await UsageAsync(database, 5);
+
+        var byModel = await owner.GetFromJsonAsync<JsonElement>($"/api/v1/orgs/{orgId}/usage?groupBy=model");
+        var byKey = await owner.GetFromJsonAsync<JsonElement>($"/api/v1/orgs/{orgId}/usage?groupBy=key");
+        var byDay = await owner.GetFromJsonAsync<JsonElement>($"/api/v1/orgs/{orgId}/usage");
+
+        // 11 prompt tokens of which 3 cached, 7 completion: 8×1 + 3×0.5 + 7×2 = 23.5 → 24 micro-units a request.
+        var rows = byModel.GetProperty("rows").EnumerateArray().ToDictionary(r => r.GetProperty("group").GetString()!, r => (Requests: r.GetProperty("requests").GetInt64(), Cost: r.GetProperty("costMicros").GetInt64()));
+        Assert.Equal((1L, 0L), rows["echo"]);
+        Assert.Equal((4L, 96L), rows["m"]);
+        Assert.Equal(2, byKey.GetProperty("rows").GetArrayLength());
+        Assert.Equal(5, Assert.Single(byDay.GetProperty("rows").EnumerateArray()).GetProperty("requests").GetInt64());
+        Assert.Equal(96, byDay.GetProperty("totals").GetProperty("costMicros").GetInt64());
+        Assert.Equal(HttpStatusCode.BadRequest, (await owner.GetAsync($"/api/v1/orgs/{orgId}/usage?groupBy=week")).StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, (await owner.GetAsync($"/api/v1/orgs/{orgId}/usage?from=2026-01-01T00:00:00Z&to=2025-01-01T00:00:00Z")).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await viewer.GetAsync($"/api/v1/orgs/{orgId}/usage")).StatusCode);
+    }
+}
