@@ -1,3 +1,4 @@
+using Sluice.Hosting;
 using Sluice.Identity;
 
 namespace Sluice.Billing;
@@ -10,6 +11,17 @@ internal static class BillingEndpoints
             wallets.WalletAsync(orgId, before, limit, ct)).WithTags("billing").RequireAuthorization(Policies.Org(OrgAccess.BillingRead));
         endpoints.MapGet("/api/v1/orgs/{orgId:guid}/usage", (Guid orgId, DateTimeOffset? from, DateTimeOffset? to, string? groupBy, UsageReport report, CancellationToken ct) =>
             report.ReportAsync(orgId, from, to, groupBy, ct)).WithTags("billing").RequireAuthorization(Policies.Org(OrgAccess.BillingRead));
+        endpoints.MapGet("/api/v1/orgs/{orgId:guid}/statements/{month}", async (Guid orgId, string month, string? format, Statements statements, CancellationToken ct) =>
+        {
+            var statement = await statements.MonthAsync(orgId, month, ct);
+            return format switch
+            {
+                null or "json" => Results.Json(statement),
+                "csv" => Results.Text(Statements.Csv(statement), "text/csv; charset=utf-8"),
+                "html" => Results.Text(Statements.Html(statement), "text/html; charset=utf-8"),
+                _ => throw ApiProblem.Invalid("format", "must be json, csv or html"),
+            };
+        }).WithTags("billing").RequireAuthorization(Policies.Org(OrgAccess.BillingRead));
         endpoints.MapPost("/api/v1/admin/orgs/{orgId:guid}/wallet/credits", async (Guid orgId, CreditRequest request, WalletService wallets, CancellationToken ct) =>
             TypedResults.Created($"/api/v1/orgs/{orgId}/wallet", await wallets.CreditAsync(orgId, request, ct)))
             .WithTags("billing").RequireAuthorization(Policies.Operator);

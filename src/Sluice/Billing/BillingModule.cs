@@ -13,6 +13,7 @@ internal static class BillingModule
         services.AddScoped<PriceBook>();
         services.AddScoped<TopUpService>();
         services.AddScoped<UsageReport>();
+        services.AddScoped<Statements>();
         services.AddOptions<StripeOptions>().BindConfiguration(StripeOptions.Section);
         services.AddHttpClient("stripe", client => client.Timeout = TimeSpan.FromSeconds(30));
         return services;

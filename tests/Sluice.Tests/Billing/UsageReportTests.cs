@@ -53,3 +53,39 @@ public sealed class UsageReportTests
         Assert.Equal(HttpStatusCode.Forbidden, (await viewer.GetAsync($"/api/v1/orgs/{orgId}/usage")).StatusCode);
     }
 }
+
+public sealed class StatementTests
+{
+    [Fact]
+    public async Task A_monthly_statement_comes_as_json_csv_and_printable_html()
+    {
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        await using var sluice = new SluiceFactory(database);
+        using var op = await OperatorAsync(sluice);
+        var (owner, _) = await sluice.SignUpAndLoginAsync("owner@example.com");
+        var orgId = await SluiceFactory.CreateOrganizationAsync(owner, "Acme <b>& Co</b>");
+        await op.PostAsJsonAsync($"/api/v1/admin/orgs/{orgId}/wallet/credits", new { amountMicros = 10_000_000, reason = "first, \"quoted\"" });
+        await op.PostAsJsonAsync($"/api/v1/admin/orgs/{orgId}/wallet/credits", new { amountMicros = 2_500_000, reason = "second" });
+        var month = DateTimeOffset.UtcNow.ToString("yyyy-MM", System.Globalization.CultureInfo.InvariantCulture);
+
+        var json = await owner.GetFromJsonAsync<JsonElement>($"/api/v1/orgs/{orgId}/statements/{month}");
+        var csv = await owner.GetStringAsync($"/api/v1/orgs/{orgId}/statements/{month}?format=csv");
+        var html = await owner.GetAsync($"/api/v1/orgs/{orgId}/statements/{month}?format=html");
+        var htmlText = await html.Content.ReadAsStringAsync();
+
+        Assert.Equal(0, json.GetProperty("openingMicros").GetInt64());
+        Assert.Equal(12_500_000, json.GetProperty("closingMicros").GetInt64());
+        Assert.Equal(12_500_000, json.GetProperty("creditsMicros").GetInt64());
+        Assert.Equal(2, json.GetProperty("lines").GetArrayLength());
+        var csvLines = csv.TrimEnd('\n').Split('\n');
+        Assert.Equal("time,type,reference,amount,balance", csvLines[0]);
+        Assert.Contains("\"first, \"\"quoted\"\"\"", csvLines[1], StringComparison.Ordinal);
+        Assert.EndsWith(",2.500000,12.500000", csvLines[2], StringComparison.Ordinal);
+        Assert.Equal("text/html", html.Content.Headers.ContentType?.MediaType);
+        Assert.Contains($"Statement for {month}", htmlText, StringComparison.Ordinal);
+        Assert.Contains("Acme &lt;b&gt;&amp; Co&lt;/b&gt;", htmlText, StringComparison.Ordinal);
+        Assert.DoesNotContain("<b>&", htmlText, StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.BadRequest, (await owner.GetAsync($"/api/v1/orgs/{orgId}/statements/2026-13")).StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, (await owner.GetAsync($"/api/v1/orgs/{orgId}/statements/{month}?format=pdf")).StatusCode);
+    }
+}
