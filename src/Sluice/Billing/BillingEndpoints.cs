@@ -22,6 +22,8 @@ internal static class BillingEndpoints
                 _ => throw ApiProblem.Invalid("format", "must be json, csv or html"),
             };
         }).WithTags("billing").RequireAuthorization(Policies.Org(OrgAccess.BillingRead));
+        endpoints.MapPut("/api/v1/orgs/{orgId:guid}/wallet/alert", (Guid orgId, LowBalanceAlertRequest request, LowBalanceAlerts alerts, CancellationToken ct) =>
+            alerts.ConfigureAsync(orgId, request, ct)).WithTags("billing").RequireAuthorization(Policies.Org(OrgAccess.BillingWrite));
         endpoints.MapPost("/api/v1/admin/orgs/{orgId:guid}/wallet/credits", async (Guid orgId, CreditRequest request, WalletService wallets, CancellationToken ct) =>
             TypedResults.Created($"/api/v1/orgs/{orgId}/wallet", await wallets.CreditAsync(orgId, request, ct)))
             .WithTags("billing").RequireAuthorization(Policies.Operator);

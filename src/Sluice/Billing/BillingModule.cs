@@ -14,6 +14,8 @@ internal static class BillingModule
         services.AddScoped<TopUpService>();
         services.AddScoped<UsageReport>();
         services.AddScoped<Statements>();
+        services.AddScoped<LowBalanceAlerts>();
+        services.AddHttpClient("webhooks", client => client.Timeout = TimeSpan.FromSeconds(10));
         services.AddOptions<StripeOptions>().BindConfiguration(StripeOptions.Section);
         services.AddHttpClient("stripe", client => client.Timeout = TimeSpan.FromSeconds(30));
         return services;
@@ -24,6 +26,7 @@ internal static class BillingModule
         services.AddBillingCore();
         services.AddSingleton<SpendGuard>();
         services.AddHostedService<SpendSettler>();
+        services.AddHostedService<LowBalanceAlertJob>();
         return services;
     }
 }

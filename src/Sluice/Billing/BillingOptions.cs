@@ -31,4 +31,8 @@ public sealed record BillingOptions
     /// <summary>Completion tokens assumed for the worst case when a request sets no max_tokens.</summary>
     [Range(1, 10_000_000, ErrorMessage = "must be between {1} and {2}")]
     public int DefaultMaxTokens { get; init; } = 4096;
+
+    /// <summary>How often low-balance alerts are checked.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.100", "01:00:00", ErrorMessage = "must be between {1} and {2}")]
+    public TimeSpan AlertInterval { get; init; } = TimeSpan.FromSeconds(10);
 }

@@ -22,6 +22,16 @@ public sealed class Organization
 
     public int? TokensPerMinute { get; set; }
 
+    /// <summary>Below this wallet balance a signed webhook goes to <see cref="LowBalanceWebhookUrl"/>, once per crossing.</summary>
+    public long? LowBalanceThresholdMicros { get; set; }
+
+    public string? LowBalanceWebhookUrl { get; set; }
+
+    /// <summary>The webhook signing secret, sealed under the secrets key.</summary>
+    public string? LowBalanceWebhookSecret { get; set; }
+
+    public bool LowBalanceAlerted { get; set; }
+
     public DateTimeOffset CreatedAt { get; init; }
 
     public DateTimeOffset UpdatedAt { get; set; }
@@ -61,6 +71,9 @@ internal sealed class OrganizationConfiguration : IEntityTypeConfiguration<Organ
         // Added to existing rows by a migration, hence the database default.
         builder.Property(o => o.RequireZeroRetention).HasDefaultValue(false);
         builder.Property(o => o.RequireNoTraining).HasDefaultValue(false);
+        builder.Property(o => o.LowBalanceAlerted).HasDefaultValue(false);
+        builder.Property(o => o.LowBalanceWebhookUrl).HasMaxLength(500);
+        builder.Property(o => o.LowBalanceWebhookSecret).HasMaxLength(500);
     }
 
     public void Configure(EntityTypeBuilder<Membership> builder)

@@ -121,6 +121,8 @@ public sealed class AuditCoverageTests
         });
         await Expect(covered, "POST /api/v1/orgs/{orgId:guid}/wallet/redeem", "wallet.redeem", database,
             () => owner.PostAsJsonAsync($"/api/v1/orgs/{orgId}/wallet/redeem", new { code }), () => orgId);
+        await Expect(covered, "PUT /api/v1/orgs/{orgId:guid}/wallet/alert", "wallet.alert", database,
+            () => owner.PutAsJsonAsync($"/api/v1/orgs/{orgId}/wallet/alert", new { thresholdMicros = 1_000, url = "http://127.0.0.1:9/hook" }), () => orgId);
         await Expect(covered, "PATCH /api/v1/admin/orgs/{orgId:guid}/limits", "org.limits", database,
             () => operatorClient.PatchAsJsonAsync($"/api/v1/admin/orgs/{orgId}/limits", new { requestsPerMinute = 100 }), () => orgId);
 
