@@ -111,6 +111,12 @@ public sealed class WalletLease
 
     public Guid OrganizationId { get; init; }
 
+    /// <summary>For a key's spend-limit budget: the key; null for the organization's wallet.</summary>
+    public Guid? KeyId { get; init; }
+
+    /// <summary>For a key budget: <c>total</c>, <c>m:yyyy-MM</c> or <c>d:yyyy-MM-dd</c> (UTC).</summary>
+    public string? Period { get; init; }
+
     public required string Replica { get; init; }
 
     public long AmountMicros { get; set; }
@@ -126,16 +132,36 @@ public sealed class WalletLease
     public DateTimeOffset CreatedAt { get; init; }
 }
 
+/// <summary>A key's spend in one limit period: settled spend plus what replicas have leased against the limit.</summary>
+public sealed class KeyBudget
+{
+    public Guid KeyId { get; init; }
+
+    public required string Period { get; init; }
+
+    public long SpentMicros { get; set; }
+
+    public long LeasedMicros { get; set; }
+}
+
 internal sealed class BillingConfiguration :
     IEntityTypeConfiguration<LedgerAccount>, IEntityTypeConfiguration<LedgerTransaction>, IEntityTypeConfiguration<LedgerEntry>, IEntityTypeConfiguration<RoutePrice>,
-    IEntityTypeConfiguration<WalletLease>
+    IEntityTypeConfiguration<WalletLease>, IEntityTypeConfiguration<KeyBudget>
 {
+    public void Configure(EntityTypeBuilder<KeyBudget> builder)
+    {
+        builder.ToTable("key_budgets");
+        builder.HasKey(b => new { b.KeyId, b.Period });
+        builder.Property(b => b.Period).HasMaxLength(16);
+    }
+
     public void Configure(EntityTypeBuilder<WalletLease> builder)
     {
         builder.ToTable("wallet_leases");
         builder.HasKey(l => l.Id);
         builder.Property(l => l.Id).ValueGeneratedNever();
         builder.Property(l => l.Replica).HasMaxLength(64);
+        builder.Property(l => l.Period).HasMaxLength(16);
         builder.HasIndex(l => new { l.Released, l.ExpiresAt });
     }
 

@@ -14,20 +14,79 @@ namespace Sluice.Billing;
 /// </summary>
 public sealed class SpendGuard(IServiceScopeFactory scopes, IOptions<BillingOptions> options, TimeProvider time)
 {
-    private readonly ConcurrentDictionary<Guid, Purse> _purses = new();
+    private readonly ConcurrentDictionary<(Guid Org, Guid? Key, string? Period), Purse> _purses = new();
 
     public string Replica { get; } = $"{Environment.MachineName}/{Environment.ProcessId}/{Guid.NewGuid():N}" is var r && r.Length > 64 ? r[..64] : r;
 
-    public sealed record Hold(Guid OrganizationId, long AmountMicros);
-
-    /// <summary>Reserves <paramref name="amount"/> for a request; null when the wallet cannot cover it (402).</summary>
-    public async ValueTask<Hold?> TryHoldAsync(Guid orgId, long amount, CancellationToken ct)
+    /// <summary>A request's reservation: on the organization's wallet and on each of the key's spend limits.</summary>
+    public sealed class Hold
     {
-        var purse = _purses.GetOrAdd(orgId, id => new Purse(id));
-        var now = time.GetUtcNow();
-        if (purse.TryTake(amount, now))
+        internal Hold(long amount, List<Purse> purses)
         {
-            return new Hold(orgId, amount);
+            AmountMicros = amount;
+            Purses = purses;
+        }
+
+        public long AmountMicros { get; }
+
+        internal List<Purse> Purses { get; }
+    }
+
+    /// <summary>A key's spend limits, in micro-units (null: no limit).</summary>
+    public sealed record KeyLimits(Guid KeyId, long? DailyMicros, long? MonthlyMicros, long? TotalMicros);
+
+    /// <summary>
+    /// Reserves <paramref name="amount"/> for a request on the organization's wallet and on every spend limit of the key;
+    /// returns the hold, or what refused it (the wallet, or which limit).
+    /// </summary>
+    public async ValueTask<(Hold? Hold, string? Refusal)> TryHoldAsync(Guid orgId, KeyLimits? key, long amount, CancellationToken ct)
+    {
+        var budgets = new List<(Guid? Key, string? Period, long? Limit, string Name)> { (null, null, null, "the organization's wallet") };
+        if (key is not null)
+        {
+            var today = time.GetUtcNow().UtcDateTime;
+            if (key.DailyMicros is { } daily)
+            {
+                budgets.Add((key.KeyId, "d:" + today.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture), daily, "the key's daily spend limit"));
+            }
+
+            if (key.MonthlyMicros is { } monthly)
+            {
+                budgets.Add((key.KeyId, "m:" + today.ToString("yyyy-MM", System.Globalization.CultureInfo.InvariantCulture), monthly, "the key's monthly spend limit"));
+            }
+
+            if (key.TotalMicros is { } total)
+            {
+                budgets.Add((key.KeyId, "total", total, "the key's total spend limit"));
+            }
+        }
+
+        var taken = new List<Purse>();
+        foreach (var (keyId, period, limit, name) in budgets)
+        {
+            var purse = _purses.GetOrAdd((orgId, keyId, period), b => new Purse(b.Org, b.Key, b.Period));
+            purse.Limit = limit;
+            if (!await TryHoldOneAsync(purse, amount, ct))
+            {
+                foreach (var held in taken)
+                {
+                    held.Settle(amount, 0);
+                }
+
+                return (null, name);
+            }
+
+            taken.Add(purse);
+        }
+
+        return (new Hold(amount, taken), null);
+    }
+
+    private async ValueTask<bool> TryHoldOneAsync(Purse purse, long amount, CancellationToken ct)
+    {
+        if (purse.TryTake(amount, time.GetUtcNow()))
+        {
+            return true;
         }
 
         await purse.Gate.WaitAsync(ct);
@@ -40,16 +99,16 @@ public sealed class SpendGuard(IServiceScopeFactory scopes, IOptions<BillingOpti
 
             if (purse.TryTake(amount, time.GetUtcNow()))
             {
-                return new Hold(orgId, amount);
+                return true;
             }
 
             var slice = Math.Max(amount, options.Value.LeaseSliceMicros);
             if (!await LeaseAsync(purse, slice, ct) && (slice == amount || !await LeaseAsync(purse, amount, ct)))
             {
-                return null;
+                return false;
             }
 
-            return purse.TryTake(amount, time.GetUtcNow()) ? new Hold(orgId, amount) : null;
+            return purse.TryTake(amount, time.GetUtcNow());
         }
         finally
         {
@@ -60,7 +119,7 @@ public sealed class SpendGuard(IServiceScopeFactory scopes, IOptions<BillingOpti
     /// <summary>Turns a hold into its actual cost (never more than the hold) and frees the rest.</summary>
     public void Settle(Hold hold, long costMicros)
     {
-        if (_purses.TryGetValue(hold.OrganizationId, out var purse))
+        foreach (var purse in hold.Purses)
         {
             purse.Settle(hold.AmountMicros, Math.Clamp(costMicros, 0, hold.AmountMicros));
         }
@@ -103,7 +162,13 @@ public sealed class SpendGuard(IServiceScopeFactory scopes, IOptions<BillingOpti
 
             var current = await db.WalletLeases.AsNoTracking().SingleAsync(l => l.Id == lease.Id, ct);
             var remaining = current.AmountMicros - current.SettledMicros - current.ReturnedMicros;
-            if (remaining > 0)
+            if (remaining > 0 && current.KeyId is { } keyId)
+            {
+                await db.Set<KeyBudget>().Where(b => b.KeyId == keyId && b.Period == current.Period)
+                    .ExecuteUpdateAsync(set => set.SetProperty(b => b.LeasedMicros, b => b.LeasedMicros - remaining), ct);
+                await db.WalletLeases.Where(l => l.Id == lease.Id).ExecuteUpdateAsync(set => set.SetProperty(l => l.ReturnedMicros, l => l.ReturnedMicros + remaining), ct);
+            }
+            else if (remaining > 0)
             {
                 await scope.ServiceProvider.GetRequiredService<Ledger>().PostAsync(new LedgerPosting(
                     $"lease-sweep:{lease.Id}", "lease_return", lease.OrganizationId, $"lease {lease.Id} expired",
@@ -126,9 +191,35 @@ public sealed class SpendGuard(IServiceScopeFactory scopes, IOptions<BillingOpti
         var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
         var now = time.GetUtcNow();
         var expires = now + options.Value.LeaseTtl;
+        if (purse.KeyId is { } budgetKey && !await db.Set<KeyBudget>().AnyAsync(b => b.KeyId == budgetKey && b.Period == purse.Period, ct))
+        {
+            try
+            {
+                db.Set<KeyBudget>().Add(new KeyBudget { KeyId = budgetKey, Period = purse.Period! });
+                await db.SaveChangesAsync(ct);
+            }
+            catch (DbUpdateException)
+            {
+                // created concurrently
+            }
+
+            db.ChangeTracker.Clear();
+        }
+
         await using var transaction = await db.Database.BeginTransactionAsync(ct);
         try
         {
+            if (purse.KeyId is { } keyId)
+            {
+                // The key's limit: spent and leased (by every replica) never exceed it.
+                var limit = purse.Limit ?? 0;
+                if (await db.Set<KeyBudget>().Where(b => b.KeyId == keyId && b.Period == purse.Period && b.SpentMicros + b.LeasedMicros + slice <= limit)
+                        .ExecuteUpdateAsync(set => set.SetProperty(b => b.LeasedMicros, b => b.LeasedMicros + slice), ct) == 0)
+                {
+                    throw new InsufficientFundsException();
+                }
+            }
+
             var leaseId = purse.LeaseId;
             if (leaseId is { } existing && await db.WalletLeases.Where(l => l.Id == existing && !l.Released)
                     .ExecuteUpdateAsync(set => set.SetProperty(l => l.AmountMicros, l => l.AmountMicros + slice).SetProperty(l => l.ExpiresAt, expires), ct) == 1)
@@ -138,14 +229,22 @@ public sealed class SpendGuard(IServiceScopeFactory scopes, IOptions<BillingOpti
             else
             {
                 leaseId = Guid.CreateVersion7(now);
-                db.WalletLeases.Add(new WalletLease { Id = leaseId.Value, OrganizationId = purse.OrganizationId, Replica = Replica, AmountMicros = slice, ExpiresAt = expires, CreatedAt = now });
+                db.WalletLeases.Add(new WalletLease
+                {
+                    Id = leaseId.Value, OrganizationId = purse.OrganizationId, KeyId = purse.KeyId, Period = purse.Period, Replica = Replica,
+                    AmountMicros = slice, ExpiresAt = expires, CreatedAt = now,
+                });
                 await db.SaveChangesAsync(ct);
                 purse.Reset(leaseId.Value);
             }
 
-            await scope.ServiceProvider.GetRequiredService<Ledger>().PostAsync(new LedgerPosting(
-                $"lease:{leaseId}:{purse.NextSequence()}", "lease", purse.OrganizationId, null,
-                [new LedgerLine(purse.OrganizationId, AccountTypes.CustomerWallet, -slice), new LedgerLine(purse.OrganizationId, AccountTypes.CustomerHolds, slice)]), ct);
+            if (purse.KeyId is null)
+            {
+                await scope.ServiceProvider.GetRequiredService<Ledger>().PostAsync(new LedgerPosting(
+                    $"lease:{leaseId}:{purse.NextSequence()}", "lease", purse.OrganizationId, null,
+                    [new LedgerLine(purse.OrganizationId, AccountTypes.CustomerWallet, -slice), new LedgerLine(purse.OrganizationId, AccountTypes.CustomerHolds, slice)]), ct);
+            }
+
             await transaction.CommitAsync(ct);
             purse.AddLeased(slice, RenewBy(now));
             return true;
@@ -189,13 +288,21 @@ public sealed class SpendGuard(IServiceScopeFactory scopes, IOptions<BillingOpti
                 return;
             }
 
-            if (spent > 0)
+            if (purse.KeyId is { } keyId)
+            {
+                if (spent + returning > 0)
+                {
+                    await db.Set<KeyBudget>().Where(b => b.KeyId == keyId && b.Period == purse.Period)
+                        .ExecuteUpdateAsync(set => set.SetProperty(b => b.SpentMicros, b => b.SpentMicros + spent).SetProperty(b => b.LeasedMicros, b => b.LeasedMicros - spent - returning), ct);
+                }
+            }
+            else if (spent > 0)
             {
                 await ledger.PostAsync(new LedgerPosting($"settle:{leaseId}:{purse.NextSequence()}", "usage", purse.OrganizationId, null,
                     [new LedgerLine(purse.OrganizationId, AccountTypes.CustomerHolds, -spent), new LedgerLine(null, AccountTypes.Revenue, spent)]), ct);
             }
 
-            if (returning > 0)
+            if (returning > 0 && purse.KeyId is null)
             {
                 await ledger.PostAsync(new LedgerPosting($"return:{leaseId}:{purse.NextSequence()}", "lease_return", purse.OrganizationId, null,
                     [new LedgerLine(purse.OrganizationId, AccountTypes.CustomerHolds, -returning), new LedgerLine(purse.OrganizationId, AccountTypes.CustomerWallet, returning)]), ct);
@@ -212,7 +319,7 @@ public sealed class SpendGuard(IServiceScopeFactory scopes, IOptions<BillingOpti
     }
 
     /// <summary>One organization's money on this replica: leased, reserved by requests in flight, spent but not yet written.</summary>
-    private sealed class Purse(Guid organizationId)
+    internal sealed class Purse(Guid organizationId, Guid? keyId, string? period)
     {
         private readonly Lock _lock = new();
         private long _available;
@@ -222,6 +329,13 @@ public sealed class SpendGuard(IServiceScopeFactory scopes, IOptions<BillingOpti
         private DateTimeOffset _renewBy;
 
         public Guid OrganizationId { get; } = organizationId;
+
+        /// <summary>Set for a key's spend-limit budget; null for the wallet.</summary>
+        public Guid? KeyId { get; } = keyId;
+
+        public string? Period { get; } = period;
+
+        public long? Limit { get; set; }
 
         public SemaphoreSlim Gate { get; } = new(1, 1);
 

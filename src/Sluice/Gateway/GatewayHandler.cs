@@ -145,9 +145,14 @@ public sealed class GatewayHandler(
         {
             var worst = new TokenUsage(body.Length / 4, request.MaxTokens ?? billing.Value.DefaultMaxTokens, 0);
             var worstCost = routes.Max(r => r.Pricing?.Cost(worst) ?? 0);
-            hold = await spend.TryHoldAsync(org.Id, worstCost, context.RequestAborted)
-                ?? throw new OpenAiException(402, "You exceeded your current quota: the organization's wallet cannot cover this request. Top it up and retry.",
-                    "insufficient_quota", "insufficient_quota");
+            var limits = grants.SpendLimitDailyMicros is null && grants.SpendLimitMonthlyMicros is null && grants.SpendLimitTotalMicros is null
+                ? null
+                : new Billing.SpendGuard.KeyLimits(grants.KeyId, grants.SpendLimitDailyMicros, grants.SpendLimitMonthlyMicros, grants.SpendLimitTotalMicros);
+            (hold, var refusal) = await spend.TryHoldAsync(org.Id, limits, worstCost, context.RequestAborted);
+            if (hold is null)
+            {
+                throw new OpenAiException(402, $"You exceeded your current quota: {refusal} cannot cover this request.", "insufficient_quota", "insufficient_quota");
+            }
         }
 
         try

@@ -62,6 +62,46 @@ public sealed class HoldTests
     }
 
     [Fact]
+    public async Task A_keys_spend_limit_holds_across_two_replicas_like_the_wallet()
+    {
+        await using var upstream = await FakeUpstream.StartAsync();
+        upstream.DelayBeforeHeaders = TimeSpan.FromMilliseconds(300);
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Postgres);
+        var settings = new Dictionary<string, string?> { ["Billing:LeaseSliceMicros"] = "1", ["Billing:SettleInterval"] = "00:00:00.100" };
+        var replicaA = new SluiceFactory(database, settings);
+        var replicaB = new SluiceFactory(database, settings);
+        using var op = await OperatorAsync(replicaA);
+        await ProviderAsync(op, "p", upstream.BaseUrl);
+        await ModelAsync(op, "m");
+        var route = await RouteAsync(op, "m", "p", "m");
+        await op.PostAsJsonAsync($"/api/v1/catalog/routes/{route}/prices", new { inputPerMillionMicros = 1_000_000, outputPerMillionMicros = 1_000_000 });
+        var worstCase = (Body.Length / 4) + 10L;
+        upstream.Usage = ((int)worstCase - 10, 10);
+        var (owner, orgId, _) = await TenantAsync(replicaA);
+        await op.PostAsJsonAsync($"/api/v1/admin/orgs/{orgId}/wallet/credits", new { amountMicros = 1_000_000, reason = "plenty" });
+        var created = await owner.PostAsJsonAsync($"/api/v1/orgs/{orgId}/keys", new { name = "capped", scopes = new[] { "inference" }, spendLimits = new { dailyMicros = worstCase * 5, totalMicros = worstCase * 100 } });
+        var key = (await created.Content.ReadFromJsonAsync<System.Text.Json.JsonElement>()).GetProperty("key").GetString()!;
+        await Task.Delay(2200);
+        using var onA = replicaA.WithKey(key);
+        using var onB = replicaB.WithKey(key);
+
+        var responses = await Task.WhenAll(Enumerable.Range(0, 20).Select(i => (i % 2 == 0 ? onA : onB).PostAsync("/v1/chat/completions", Json(Body))));
+        await UsageAsync(database, 20);
+        await replicaA.DisposeAsync();
+        await replicaB.DisposeAsync();
+
+        var succeeded = responses.Count(r => r.StatusCode == HttpStatusCode.OK);
+        Assert.InRange(succeeded, 1, 5);
+        var refused = responses.First(r => r.StatusCode == HttpStatusCode.PaymentRequired);
+        Assert.Contains("daily spend limit", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        await using var db = database.CreateContext();
+        var budgets = await db.Set<KeyBudget>().ToListAsync();
+        Assert.Equal(2, budgets.Count); // daily and total
+        Assert.All(budgets, b => Assert.Equal((succeeded * worstCase, 0L), (b.SpentMicros, b.LeasedMicros)));
+        Assert.Equal(1_000_000 - (succeeded * worstCase), await db.LedgerAccounts.Where(a => a.OrganizationId == orgId && a.Type == AccountTypes.CustomerWallet).Select(a => a.BalanceMicros).SingleAsync());
+    }
+
+    [Fact]
     public async Task A_lease_whose_replica_died_is_returned_after_its_ttl_and_nothing_is_charged_twice()
     {
         await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
