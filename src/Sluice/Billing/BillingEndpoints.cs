@@ -9,6 +9,11 @@ internal static class BillingEndpoints
     {
         endpoints.MapGet("/api/v1/orgs/{orgId:guid}/wallet", (Guid orgId, DateTimeOffset? before, int? limit, WalletService wallets, CancellationToken ct) =>
             wallets.WalletAsync(orgId, before, limit, ct)).WithTags("billing").RequireAuthorization(Policies.Org(OrgAccess.BillingRead));
+        // Short forms: the organization from ?orgId=, or from the API key making the call.
+        endpoints.MapGet("/api/v1/wallet", (HttpContext http, DateTimeOffset? before, int? limit, WalletService wallets, CancellationToken ct) =>
+            wallets.WalletAsync(OrgOf(http), before, limit, ct)).WithTags("billing").RequireAuthorization(Policies.Org(OrgAccess.BillingRead));
+        endpoints.MapGet("/api/v1/usage", (HttpContext http, DateTimeOffset? from, DateTimeOffset? to, string? groupBy, UsageReport report, CancellationToken ct) =>
+            report.ReportAsync(OrgOf(http), from, to, groupBy, ct)).WithTags("billing").RequireAuthorization(Policies.Org(OrgAccess.BillingRead));
         endpoints.MapGet("/api/v1/orgs/{orgId:guid}/usage", (Guid orgId, DateTimeOffset? from, DateTimeOffset? to, string? groupBy, UsageReport report, CancellationToken ct) =>
             report.ReportAsync(orgId, from, to, groupBy, ct)).WithTags("billing").RequireAuthorization(Policies.Org(OrgAccess.BillingRead));
         endpoints.MapGet("/api/v1/orgs/{orgId:guid}/statements/{month}", async (Guid orgId, string month, string? format, Statements statements, CancellationToken ct) =>
@@ -41,7 +46,7 @@ internal static class BillingEndpoints
         {
             using var reader = new StreamReader(http.Body);
             var payload = await reader.ReadToEndAsync(ct);
-            return await topUps.HandleStripeWebhookAsync(payload, http.Headers["Stripe-Signature"], ct)
+            return await topUps.HandlePaymentNotificationAsync(payload, http.Headers["Stripe-Signature"], ct)
                 ? Results.Ok()
                 : Results.Problem(statusCode: 400, title: "Invalid signature.", detail: "The Stripe-Signature header does not verify, or the event is too old.");
         }).WithTags("billing").AllowAnonymous();
@@ -52,4 +57,7 @@ internal static class BillingEndpoints
             TypedResults.Created($"/api/v1/catalog/prices?routeId={routeId}", await book.SetAsync(routeId, request, ct)));
         return endpoints;
     }
+
+    private static Guid OrgOf(HttpContext http) =>
+        OrgAccessHandler.TryGetOrganization(http, http.Caller(), out var orgId) ? orgId : throw ApiProblem.Invalid("orgId", "is required");
 }

@@ -9,9 +9,6 @@ public static class AccountTypes
     /// <summary>What an organization has paid in and not yet spent. Never negative.</summary>
     public const string CustomerWallet = "customer_wallet";
 
-    /// <summary>Credit an organization was given rather than paid for. Never negative.</summary>
-    public const string PromotionalCredit = "promotional_credit";
-
     /// <summary>Money a replica has leased from the wallet to hold against requests in flight. Never negative.</summary>
     public const string CustomerHolds = "customer_holds";
 
@@ -21,13 +18,13 @@ public static class AccountTypes
     /// <summary>Platform: money received from the payment processor, pending reconciliation.</summary>
     public const string PaymentClearing = "payment_clearing";
 
-    /// <summary>Platform: the other side of promotional credit and redemption codes.</summary>
+    /// <summary>Platform: the other side of promotional credit and redemption codes (paid and promotional credit both land in the wallet; the transaction type tells them apart).</summary>
     public const string Promotions = "promotions";
 
     /// <summary>Platform: the other side of operators' manual credits and corrections.</summary>
     public const string ManualAdjustments = "manual_adjustments";
 
-    public static bool IsCustomer(string type) => type is CustomerWallet or PromotionalCredit or CustomerHolds;
+    public static bool IsCustomer(string type) => type is CustomerWallet or CustomerHolds;
 }
 
 public sealed class LedgerAccount

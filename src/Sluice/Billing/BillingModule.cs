@@ -12,6 +12,7 @@ internal static class BillingModule
         services.AddScoped<WalletService>();
         services.AddScoped<PriceBook>();
         services.AddScoped<TopUpService>();
+        services.AddSingleton<IPaymentProvider, StripePaymentProvider>();
         services.AddScoped<UsageReport>();
         services.AddScoped<Statements>();
         services.AddScoped<LowBalanceAlerts>();

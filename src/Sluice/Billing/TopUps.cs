@@ -69,34 +69,35 @@ internal sealed class RedemptionCodeConfiguration : IEntityTypeConfiguration<Red
     }
 }
 
-/// <summary>
-/// Getting money into a wallet: card payments through a payment processor (Stripe Checkout; card data goes straight to
-/// the processor and never reaches Sluice) and single-use redemption codes. Every credit is an idempotent ledger posting.
-/// </summary>
-public sealed class TopUpService(
-    SluiceDbContext db,
-    Ledger ledger,
-    AuditLog audit,
-    IHttpClientFactory clients,
-    IOptions<StripeOptions> stripe,
-    TimeProvider time)
-{
-    private const string CodeAlphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+/// <summary>A verified "this organization paid this amount" from a payment processor, with the processor's payment id.</summary>
+public sealed record ConfirmedPayment(Guid OrganizationId, long AmountMicros, string Currency, string PaymentId);
 
-    public async Task<CheckoutResponse> CheckoutAsync(Guid orgId, CheckoutRequest request, CancellationToken ct)
+/// <summary>
+/// A payment processor: creates hosted checkout pages (card data stays with the processor) and turns its signed
+/// notifications into confirmed payments. <see cref="StripePaymentProvider"/> is the one built in.
+/// </summary>
+public interface IPaymentProvider
+{
+    string Name { get; }
+
+    bool IsConfigured { get; }
+
+    Task<CheckoutResponse> CreateCheckoutAsync(Guid orgId, long amountMicros, string currency, CancellationToken ct);
+
+    /// <summary>Null for a notification that is forged, stale or malformed; otherwise the payment, if it is a completed one.</summary>
+    (bool Authentic, ConfirmedPayment? Payment) ReadNotification(string payload, string? signature);
+}
+
+/// <summary>Stripe: Checkout Sessions over its HTTP API, and <c>checkout.session.completed</c> webhooks.</summary>
+public sealed class StripePaymentProvider(IHttpClientFactory clients, IOptions<StripeOptions> stripe, TimeProvider time) : IPaymentProvider
+{
+    public string Name => "stripe";
+
+    public bool IsConfigured => !string.IsNullOrEmpty(stripe.Value.SecretKey);
+
+    public async Task<CheckoutResponse> CreateCheckoutAsync(Guid orgId, long amountMicros, string currency, CancellationToken ct)
     {
         var settings = stripe.Value;
-        if (string.IsNullOrEmpty(settings.SecretKey))
-        {
-            throw ApiProblem.Forbidden("Card top-ups are not configured on this installation (Billing:Stripe:SecretKey).");
-        }
-
-        if (request.AmountMicros is not { } value || value < 500_000 || value > 100_000_000_000m || value % 10_000 != 0)
-        {
-            throw ApiProblem.Invalid("amountMicros", "must be whole cents (a multiple of 10000 micro-units) between 0.50 and 100000");
-        }
-
-        var amount = (long)value;
         var form = new Dictionary<string, string>
         {
             ["mode"] = "payment",
@@ -104,8 +105,8 @@ public sealed class TopUpService(
             ["success_url"] = settings.SuccessUrl,
             ["cancel_url"] = settings.CancelUrl,
             ["line_items[0][quantity]"] = "1",
-            ["line_items[0][price_data][currency]"] = ledger.Currency.ToLowerInvariant(),
-            ["line_items[0][price_data][unit_amount]"] = (amount / 10_000).ToString(CultureInfo.InvariantCulture),
+            ["line_items[0][price_data][currency]"] = currency.ToLowerInvariant(),
+            ["line_items[0][price_data][unit_amount]"] = (amountMicros / 10_000).ToString(CultureInfo.InvariantCulture),
             ["line_items[0][price_data][product_data][name]"] = "Sluice credit",
             ["metadata[organization_id]"] = orgId.ToString(),
         };
@@ -122,53 +123,40 @@ public sealed class TopUpService(
         return new CheckoutResponse(session.RootElement.GetProperty("id").GetString()!, session.RootElement.GetProperty("url").GetString()!);
     }
 
-    /// <summary>
-    /// Verifies a Stripe webhook (<c>Stripe-Signature</c>: HMAC-SHA256 of "timestamp.payload" under the endpoint secret,
-    /// within the tolerance window) and credits a paid checkout once per session, whatever the retries or replays.
-    /// Returns false for a forged, stale or malformed event.
-    /// </summary>
-    public async Task<bool> HandleStripeWebhookAsync(string payload, string? signatureHeader, CancellationToken ct)
+    public (bool Authentic, ConfirmedPayment? Payment) ReadNotification(string payload, string? signature)
     {
-        if (!VerifyStripeSignature(payload, signatureHeader, stripe.Value.WebhookSecret, stripe.Value.Tolerance, time.GetUtcNow()))
+        if (!VerifySignature(payload, signature, stripe.Value.WebhookSecret, stripe.Value.Tolerance, time.GetUtcNow()))
         {
-            return false;
+            return (false, null);
         }
 
-        using var document = JsonDocument.Parse(payload);
-        var root = document.RootElement;
-        if (root.GetProperty("type").GetString() != "checkout.session.completed")
+        try
         {
-            return true; // acknowledged, nothing to do
-        }
+            using var document = JsonDocument.Parse(payload);
+            var root = document.RootElement;
+            if (root.GetProperty("type").GetString() != "checkout.session.completed")
+            {
+                return (true, null);
+            }
 
-        var session = root.GetProperty("data").GetProperty("object");
-        if (session.GetProperty("payment_status").GetString() != "paid"
-            || !Guid.TryParse(session.GetProperty("client_reference_id").GetString(), out var orgId)
-            || !session.GetProperty("currency").GetString()!.Equals(ledger.Currency, StringComparison.OrdinalIgnoreCase))
+            var session = root.GetProperty("data").GetProperty("object");
+            if (session.GetProperty("payment_status").GetString() != "paid"
+                || !Guid.TryParse(session.GetProperty("client_reference_id").GetString(), out var orgId))
+            {
+                return (true, null);
+            }
+
+            return (true, new ConfirmedPayment(orgId, session.GetProperty("amount_total").GetInt64() * 10_000,
+                session.GetProperty("currency").GetString()!.ToUpperInvariant(), session.GetProperty("id").GetString()!));
+        }
+        catch (Exception ex) when (ex is JsonException or KeyNotFoundException or InvalidOperationException)
         {
-            return true;
+            return (true, null); // signed by Stripe but not a shape we act on
         }
-
-        var amount = session.GetProperty("amount_total").GetInt64() * 10_000;
-        var sessionId = session.GetProperty("id").GetString()!;
-        if (!await db.Organizations.AnyAsync(o => o.Id == orgId, ct))
-        {
-            return true;
-        }
-
-        var (transaction, replayed) = await ledger.PostAsync(new LedgerPosting(
-            $"stripe-session:{sessionId}", "card_top_up", orgId, $"stripe {sessionId}",
-            [new LedgerLine(null, AccountTypes.PaymentClearing, -amount), new LedgerLine(orgId, AccountTypes.CustomerWallet, amount)]), ct);
-        if (!replayed)
-        {
-            audit.Record("wallet.top_up", $"ledger:{transaction.Id} {amount} {ledger.Currency} card", orgId, actorOverride: "system");
-            await db.SaveChangesAsync(ct);
-        }
-
-        return true;
     }
 
-    public static bool VerifyStripeSignature(string payload, string? header, string? secret, TimeSpan tolerance, DateTimeOffset now)
+    /// <summary><c>Stripe-Signature: t=…,v1=…</c>: HMAC-SHA256 of "t.payload" under the endpoint secret, within the tolerance.</summary>
+    public static bool VerifySignature(string payload, string? header, string? secret, TimeSpan tolerance, DateTimeOffset now)
     {
         if (string.IsNullOrEmpty(secret) || string.IsNullOrEmpty(header))
         {
@@ -202,6 +190,65 @@ public sealed class TopUpService(
 
         var expected = HMACSHA256.HashData(Encoding.UTF8.GetBytes(secret), Encoding.UTF8.GetBytes($"{signedAt}.{payload}"));
         return signatures.Any(s => s.Length == 64 && s.All(char.IsAsciiHexDigit) && CryptographicOperations.FixedTimeEquals(Convert.FromHexString(s), expected));
+    }
+}
+
+/// <summary>
+/// Getting money into a wallet: card payments through a payment processor (Stripe Checkout; card data goes straight to
+/// the processor and never reaches Sluice) and single-use redemption codes. Every credit is an idempotent ledger posting.
+/// </summary>
+public sealed class TopUpService(
+    SluiceDbContext db,
+    Ledger ledger,
+    AuditLog audit,
+    IPaymentProvider payments,
+    TimeProvider time)
+{
+    private const string CodeAlphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+
+    public async Task<CheckoutResponse> CheckoutAsync(Guid orgId, CheckoutRequest request, CancellationToken ct)
+    {
+        if (!payments.IsConfigured)
+        {
+            throw ApiProblem.Forbidden("Card top-ups are not configured on this installation (Billing:Stripe:SecretKey).");
+        }
+
+        if (request.AmountMicros is not { } value || value < 500_000 || value > 100_000_000_000m || value % 10_000 != 0)
+        {
+            throw ApiProblem.Invalid("amountMicros", "must be whole cents (a multiple of 10000 micro-units) between 0.50 and 100000");
+        }
+
+        return await payments.CreateCheckoutAsync(orgId, (long)value, ledger.Currency, ct);
+    }
+
+    /// <summary>
+    /// Credits a payment the processor confirmed, once per payment however often the notification is retried or replayed.
+    /// Returns false for a forged, stale or malformed notification, which credits nothing.
+    /// </summary>
+    public async Task<bool> HandlePaymentNotificationAsync(string payload, string? signature, CancellationToken ct)
+    {
+        var (authentic, payment) = payments.ReadNotification(payload, signature);
+        if (!authentic)
+        {
+            return false;
+        }
+
+        if (payment is null || payment.Currency != ledger.Currency || payment.AmountMicros <= 0
+            || !await db.Organizations.AnyAsync(o => o.Id == payment.OrganizationId, ct))
+        {
+            return true;
+        }
+
+        var (transaction, replayed) = await ledger.PostAsync(new LedgerPosting(
+            $"{payments.Name}-payment:{payment.PaymentId}", "card_top_up", payment.OrganizationId, $"{payments.Name} {payment.PaymentId}",
+            [new LedgerLine(null, AccountTypes.PaymentClearing, -payment.AmountMicros), new LedgerLine(payment.OrganizationId, AccountTypes.CustomerWallet, payment.AmountMicros)]), ct);
+        if (!replayed)
+        {
+            audit.Record("wallet.top_up", $"ledger:{transaction.Id} {payment.AmountMicros} {ledger.Currency} card", payment.OrganizationId, actorOverride: "system");
+            await db.SaveChangesAsync(ct);
+        }
+
+        return true;
     }
 
     /// <summary>Creates single-use codes; returns them once (only their hashes are kept).</summary>

@@ -11,7 +11,11 @@ public sealed record TransactionLine(string Account, long AmountMicros);
 
 public sealed record TransactionResponse(Guid Id, string Type, string? Reference, string Actor, DateTimeOffset CreatedAt, IReadOnlyList<TransactionLine> Lines);
 
-public sealed record WalletResponse(Guid OrganizationId, string Currency, long BalanceMicros, long PromotionalMicros, long AvailableMicros,
+/// <summary>
+/// A wallet: <see cref="BalanceMicros"/> is spendable; <see cref="HeldMicros"/> is leased by servers against requests in
+/// flight and comes back, settled or unused, within seconds.
+/// </summary>
+public sealed record WalletResponse(Guid OrganizationId, string Currency, long BalanceMicros, long HeldMicros,
     IReadOnlyList<TransactionResponse> Transactions, DateTimeOffset? NextBefore);
 
 /// <summary>Organizations' wallets: operators' credits and what an organization sees of its money.</summary>
@@ -57,7 +61,7 @@ public sealed class WalletService(SluiceDbContext db, Ledger ledger, AuditLog au
             request.Reason!.Trim(),
             [
                 new LedgerLine(null, promotional ? AccountTypes.Promotions : AccountTypes.ManualAdjustments, -amount),
-                new LedgerLine(orgId, promotional ? AccountTypes.PromotionalCredit : AccountTypes.CustomerWallet, amount),
+                new LedgerLine(orgId, AccountTypes.CustomerWallet, amount),
             ]);
         var (transaction, replayed) = await ledger.PostAsync(posting, ct);
         if (!replayed)
@@ -73,10 +77,10 @@ public sealed class WalletService(SluiceDbContext db, Ledger ledger, AuditLog au
     {
         var take = Math.Clamp(limit ?? 50, 1, MaxPage);
         var balance = await ledger.BalanceAsync(orgId, AccountTypes.CustomerWallet, ct);
-        var promotional = await ledger.BalanceAsync(orgId, AccountTypes.PromotionalCredit, ct);
+        var held = await ledger.BalanceAsync(orgId, AccountTypes.CustomerHolds, ct);
         var transactions = await TransactionsAsync(orgId, before, take + 1, null, ct);
         var page = transactions.Take(take).ToList();
-        return new WalletResponse(orgId, ledger.Currency, balance, promotional, balance + promotional, page,
+        return new WalletResponse(orgId, ledger.Currency, balance, held, page,
             transactions.Count > take ? page[^1].CreatedAt : null);
     }
 

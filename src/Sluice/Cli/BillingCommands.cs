@@ -16,7 +16,7 @@ internal static class BillingCommands
         var amount = new Option<decimal>("--amount") { Description = "Amount in currency units, e.g. 25.50 (stored as integer micro-units).", Required = true };
         var currency = new Option<string?>("--currency") { Description = "Must match Billing:Currency (default USD)." };
         var reason = new Option<string>("--reason") { Description = "Why the credit is given (kept on the ledger).", Required = true };
-        var promotional = new Option<bool>("--promotional") { Description = "Promotional credit rather than paid balance." };
+        var promotional = new Option<bool>("--promotional") { Description = "Promotional credit (booked against the promotions account) rather than a paid credit." };
         var key = new Option<string?>("--idempotency-key") { Description = "Makes a retried command credit once." };
         var credit = new Command("credit", "Credit a wallet (a balanced ledger transaction, audited).") { org, amount, currency, reason, promotional, key };
         creditShared.AddTo(credit);
@@ -37,7 +37,7 @@ internal static class BillingCommands
         show.SetAction((parse, cancellationToken) => CliHost.RunAsync(showShared.Read(parse), null, async (services, ct) =>
         {
             var wallet = await services.GetRequiredService<WalletService>().WalletAsync(parse.GetValue(showOrg), null, 20, ct);
-            await Console.Out.WriteLineAsync($"Balance {Money(wallet.BalanceMicros)} {wallet.Currency}, promotional {Money(wallet.PromotionalMicros)}, available {Money(wallet.AvailableMicros)}.");
+            await Console.Out.WriteLineAsync($"Balance {Money(wallet.BalanceMicros)} {wallet.Currency}, held for requests in flight {Money(wallet.HeldMicros)}.");
             foreach (var transaction in wallet.Transactions)
             {
                 var own = transaction.Lines.Where(l => !l.Account.StartsWith("platform:", StringComparison.Ordinal)).Sum(l => l.AmountMicros);

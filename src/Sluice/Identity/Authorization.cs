@@ -30,12 +30,17 @@ internal sealed class OrgAccessHandler(SluiceDbContext db) : AuthorizationHandle
 {
     protected override async Task HandleRequirementAsync(AuthorizationHandlerContext context, OrgAccessRequirement requirement)
     {
-        if (context.Resource is not HttpContext http || !Guid.TryParse(http.GetRouteValue("orgId")?.ToString(), out var orgId))
+        if (context.Resource is not HttpContext http)
         {
             return;
         }
 
         var caller = Caller.From(context.User);
+        if (!TryGetOrganization(http, caller, out var orgId))
+        {
+            return;
+        }
+
         if (caller.IsKey)
         {
             if (caller.KeyOrganizationId == orgId)
@@ -69,6 +74,21 @@ internal sealed class OrgAccessHandler(SluiceDbContext db) : AuthorizationHandle
         {
             context.Succeed(requirement);
         }
+    }
+
+    /// <summary>
+    /// The organization a request is about: the route's <c>{orgId}</c>, else an <c>orgId</c> query parameter, else, for
+    /// an API key, the key's own organization (so <c>/api/v1/usage</c> works with just a key).
+    /// </summary>
+    public static bool TryGetOrganization(HttpContext http, Caller caller, out Guid orgId)
+    {
+        if (Guid.TryParse(http.GetRouteValue("orgId")?.ToString() ?? http.Request.Query["orgId"].ToString(), out orgId))
+        {
+            return true;
+        }
+
+        orgId = caller.KeyOrganizationId ?? Guid.Empty;
+        return caller.KeyOrganizationId is not null;
     }
 
     /// <summary>The caller's role in the org, read once per request.</summary>

@@ -115,8 +115,9 @@ public sealed class WalletApiTests
         Assert.Equal((await credited.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid(), (await replay.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid());
         Assert.Equal(HttpStatusCode.Created, promo.StatusCode);
         Assert.Equal([HttpStatusCode.BadRequest, HttpStatusCode.BadRequest, HttpStatusCode.BadRequest, HttpStatusCode.BadRequest, HttpStatusCode.Conflict], bad.Select(r => r.StatusCode));
-        Assert.Equal(25_500_000, wallet.GetProperty("balanceMicros").GetInt64());
-        Assert.Equal(1_000_000, wallet.GetProperty("promotionalMicros").GetInt64());
+        Assert.Equal(26_500_000, wallet.GetProperty("balanceMicros").GetInt64()); // paid and promotional credit are both spendable
+        Assert.Equal(0, wallet.GetProperty("heldMicros").GetInt64());
+        Assert.Contains(wallet.GetProperty("transactions").EnumerateArray(), t => t.GetProperty("type").GetString() == "promotional_credit");
         Assert.Equal(2, wallet.GetProperty("transactions").GetArrayLength());
         Assert.Equal(HttpStatusCode.Forbidden, (await viewer.GetAsync($"/api/v1/orgs/{orgId}/wallet")).StatusCode);
         Assert.Equal(HttpStatusCode.Forbidden, (await owner.PostAsJsonAsync($"/api/v1/admin/orgs/{orgId}/wallet/credits", new { amountMicros = 5, reason = "self-service" })).StatusCode);

@@ -89,3 +89,29 @@ public sealed class StatementTests
         Assert.Equal(HttpStatusCode.BadRequest, (await owner.GetAsync($"/api/v1/orgs/{orgId}/statements/{month}?format=pdf")).StatusCode);
     }
 }
+
+public sealed class ShortFormTests
+{
+    [Fact]
+    public async Task Usage_and_wallet_short_forms_take_the_organization_from_the_query_or_the_key()
+    {
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        await using var sluice = new SluiceFactory(database);
+        var (owner, orgId, _) = await TenantAsync(sluice);
+        var (_, otherOrg, _) = await TenantAsync(sluice, "other@example.com");
+        var (_, reader) = await SluiceFactory.CreateKeyAsync(owner, orgId, "management:read");
+        using var key = sluice.WithKey(reader);
+
+        var byKey = await key.GetFromJsonAsync<JsonElement>("/api/v1/usage");
+        var walletByKey = await key.GetFromJsonAsync<JsonElement>("/api/v1/wallet");
+        var byQuery = await owner.GetAsync($"/api/v1/usage?orgId={orgId}");
+        var foreign = await owner.GetAsync($"/api/v1/wallet?orgId={otherOrg}");
+        var keyForeign = await key.GetAsync($"/api/v1/usage?orgId={otherOrg}");
+
+        Assert.Equal(orgId, byKey.GetProperty("organizationId").GetGuid());
+        Assert.Equal(orgId, walletByKey.GetProperty("organizationId").GetGuid());
+        Assert.Equal(HttpStatusCode.OK, byQuery.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, foreign.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, keyForeign.StatusCode);
+    }
+}
