@@ -21,15 +21,16 @@ public sealed class SpendGuard(IServiceScopeFactory scopes, IOptions<BillingOpti
     /// <summary>A request's reservation: on the organization's wallet and on each of the key's spend limits.</summary>
     public sealed class Hold
     {
-        internal Hold(long amount, List<Purse> purses)
+        internal Hold(long amount, List<(Purse Purse, long Generation)> parts)
         {
             AmountMicros = amount;
-            Purses = purses;
+            Parts = parts;
         }
 
         public long AmountMicros { get; }
 
-        internal List<Purse> Purses { get; }
+        /// <summary>Each budget held, with the generation of its lease (a lease swept in the meantime is not refilled).</summary>
+        internal List<(Purse Purse, long Generation)> Parts { get; }
     }
 
     /// <summary>A key's spend limits, in micro-units (null: no limit).</summary>
@@ -61,32 +62,33 @@ public sealed class SpendGuard(IServiceScopeFactory scopes, IOptions<BillingOpti
             }
         }
 
-        var taken = new List<Purse>();
+        var taken = new List<(Purse Purse, long Generation)>();
         foreach (var (keyId, period, limit, name) in budgets)
         {
             var purse = _purses.GetOrAdd((orgId, keyId, period), b => new Purse(b.Org, b.Key, b.Period));
             purse.Limit = limit;
-            if (!await TryHoldOneAsync(purse, amount, ct))
+            if (await TryHoldOneAsync(purse, amount, ct) is not { } generation)
             {
-                foreach (var held in taken)
+                foreach (var (held, heldGeneration) in taken)
                 {
-                    held.Settle(amount, 0);
+                    held.Settle(amount, 0, heldGeneration);
                 }
 
                 return (null, name);
             }
 
-            taken.Add(purse);
+            taken.Add((purse, generation));
         }
 
         return (new Hold(amount, taken), null);
     }
 
-    private async ValueTask<bool> TryHoldOneAsync(Purse purse, long amount, CancellationToken ct)
+    /// <summary>The lease generation the hold was taken from, or null when the budget cannot cover it.</summary>
+    private async ValueTask<long?> TryHoldOneAsync(Purse purse, long amount, CancellationToken ct)
     {
-        if (purse.TryTake(amount, time.GetUtcNow()))
+        if (purse.TryTake(amount, time.GetUtcNow()) is { } fast)
         {
-            return true;
+            return fast;
         }
 
         await purse.Gate.WaitAsync(ct);
@@ -97,15 +99,15 @@ public sealed class SpendGuard(IServiceScopeFactory scopes, IOptions<BillingOpti
                 await SettlePurseAsync(purse, returnUnused: false, ct); // renews the lease, or forgets it if it was swept
             }
 
-            if (purse.TryTake(amount, time.GetUtcNow()))
+            if (purse.TryTake(amount, time.GetUtcNow()) is { } renewed)
             {
-                return true;
+                return renewed;
             }
 
             var slice = Math.Max(amount, options.Value.LeaseSliceMicros);
             if (!await LeaseAsync(purse, slice, ct) && (slice == amount || !await LeaseAsync(purse, amount, ct)))
             {
-                return false;
+                return null;
             }
 
             return purse.TryTake(amount, time.GetUtcNow());
@@ -119,9 +121,9 @@ public sealed class SpendGuard(IServiceScopeFactory scopes, IOptions<BillingOpti
     /// <summary>Turns a hold into its actual cost (never more than the hold) and frees the rest.</summary>
     public void Settle(Hold hold, long costMicros)
     {
-        foreach (var purse in hold.Purses)
+        foreach (var (purse, generation) in hold.Parts)
         {
-            purse.Settle(hold.AmountMicros, Math.Clamp(costMicros, 0, hold.AmountMicros));
+            purse.Settle(hold.AmountMicros, Math.Clamp(costMicros, 0, hold.AmountMicros), generation);
         }
     }
 
@@ -326,6 +328,7 @@ public sealed class SpendGuard(IServiceScopeFactory scopes, IOptions<BillingOpti
         private long _reserved;
         private long _unsettled;
         private long _sequence;
+        private long _generation;
         private DateTimeOffset _renewBy;
 
         public Guid OrganizationId { get; } = organizationId;
@@ -354,26 +357,34 @@ public sealed class SpendGuard(IServiceScopeFactory scopes, IOptions<BillingOpti
 
         public long NextSequence() => Interlocked.Increment(ref _sequence);
 
-        public bool TryTake(long amount, DateTimeOffset now)
+        /// <summary>The lease generation the amount was taken from, or null.</summary>
+        public long? TryTake(long amount, DateTimeOffset now)
         {
             lock (_lock)
             {
                 // Past two thirds of its life the lease could soon be swept; the slow path renews it first.
                 if (LeaseId is null || _available < amount || now >= _renewBy)
                 {
-                    return false;
+                    return null;
                 }
 
                 _available -= amount;
                 _reserved += amount;
-                return true;
+                return _generation;
             }
         }
 
-        public void Settle(long held, long cost)
+        public void Settle(long held, long cost, long generation)
         {
             lock (_lock)
             {
+                if (generation != _generation)
+                {
+                    // Taken from a lease that was swept (its money already returned): the cost goes unbilled, and
+                    // nothing flows into the current lease that it never had.
+                    return;
+                }
+
                 _reserved -= held;
                 _available += held - cost;
                 _unsettled += cost;
@@ -397,12 +408,16 @@ public sealed class SpendGuard(IServiceScopeFactory scopes, IOptions<BillingOpti
             }
         }
 
+        /// <summary>A new lease replaces one that was closed or swept: a new generation, nothing carried over.</summary>
         public void Reset(Guid leaseId)
         {
             lock (_lock)
             {
                 LeaseId = leaseId;
+                _generation++;
                 _available = 0;
+                _reserved = 0;
+                _unsettled = 0;
             }
         }
 
@@ -457,7 +472,9 @@ public sealed class SpendGuard(IServiceScopeFactory scopes, IOptions<BillingOpti
             lock (_lock)
             {
                 LeaseId = null;
+                _generation++;
                 _available = 0;
+                _reserved = 0;
                 _unsettled = 0;
             }
         }
