@@ -71,6 +71,7 @@ MOCK_PORT=$mock_port MOCK_CHUNKS=20 "$mock_bin" >"$work/mock.log" 2>&1 & pids+=(
 for _ in $(seq 1 150); do
   curl -fs -o /dev/null -X POST -d '{}' "http://127.0.0.1:$mock_port/v1/embeddings" && break; sleep 0.2
 done
+kill -0 "${pids[-1]}" 2>/dev/null || { echo "bench: the mock did not start (is port $mock_port taken?); see $work/mock.log" >&2; exit 1; }
 
 mkdir -p "$work/nginx/logs"
 cat >"$work/nginx/nginx.conf" <<EOF
