@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.Extensions.Options;
+using Sluice.Crypto;
 using Sluice.Hosting;
 
 namespace Sluice.Audit;
@@ -120,43 +121,7 @@ public sealed class CheckpointSigner : IDisposable
     private static ECDsa LoadOrCreate(string keyFile)
     {
         var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        if (File.Exists(keyFile))
-        {
-            key.ImportFromPem(File.ReadAllText(keyFile));
-            return key;
-        }
-
-        var directory = Path.GetDirectoryName(keyFile)!;
-        if (!OperatingSystem.IsWindows())
-        {
-            Directory.CreateDirectory(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        }
-        else
-        {
-            Directory.CreateDirectory(directory);
-        }
-
-        var pem = key.ExportPkcs8PrivateKeyPem();
-        try
-        {
-            var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
-            if (!OperatingSystem.IsWindows())
-            {
-                options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-            }
-
-            using var stream = new FileStream(keyFile, options);
-            using var writer = new StreamWriter(stream);
-            writer.Write(pem);
-        }
-        catch (IOException) when (File.Exists(keyFile))
-        {
-            // Another process created it first: use theirs, so every replica signs with one key.
-            key.Dispose();
-            key = ECDsa.Create();
-            key.ImportFromPem(File.ReadAllText(keyFile));
-        }
-
+        key.ImportFromPem(SecretFile.ReadOrCreate(keyFile, () => key.ExportPkcs8PrivateKeyPem()));
         return key;
     }
 

@@ -45,31 +45,7 @@ public sealed class SecretBox
 
     private static byte[] LoadOrCreate(string keyFile)
     {
-        if (File.Exists(keyFile))
-        {
-            var existing = Convert.FromBase64String(File.ReadAllText(keyFile).Trim());
-            return existing.Length == 32 ? existing : throw new CryptographicException($"{keyFile} does not hold a 256-bit key.");
-        }
-
-        Directory.CreateDirectory(Path.GetDirectoryName(keyFile)!);
-        var key = RandomNumberGenerator.GetBytes(32);
-        try
-        {
-            var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
-            if (!OperatingSystem.IsWindows())
-            {
-                options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-            }
-
-            using var stream = new FileStream(keyFile, options);
-            using var writer = new StreamWriter(stream);
-            writer.Write(Convert.ToBase64String(key));
-        }
-        catch (IOException) when (File.Exists(keyFile))
-        {
-            return LoadOrCreate(keyFile);
-        }
-
-        return key;
+        var key = Convert.FromBase64String(SecretFile.ReadOrCreate(keyFile, () => Convert.ToBase64String(RandomNumberGenerator.GetBytes(32))).Trim());
+        return key.Length == 32 ? key : throw new CryptographicException($"{keyFile} does not hold a 256-bit key.");
     }
 }
