@@ -45,46 +45,40 @@ internal static class AuditCommand
 
     private static Command ExportCommand()
     {
-        var shared = new SharedOptions();
         var output = new Option<string>("--out") { Description = "Directory to write the export to (created if missing).", Required = true };
         var command = new Command("export", "Write entries, checkpoints, pruned hashes and the public key as files for off-box archiving.") { output };
-        shared.AddTo(command);
-        command.SetAction((parse, cancellationToken) => CliHost.RunAsync(shared.Read(parse), null, async (services, ct) =>
+        command.RunsOnHost(async (parse, services, ct) =>
         {
             var directory = Path.GetFullPath(parse.GetValue(output)!);
             var snapshot = await services.GetRequiredService<AuditService>().SnapshotAsync(null, ct);
             await AuditExport.WriteAsync(directory, snapshot, services.GetRequiredService<CheckpointSigner>().PublicKeyPem, ct);
             await Console.Out.WriteLineAsync($"Exported {snapshot.Entries.Count} entries and {snapshot.Checkpoints.Count} checkpoints to {directory}.");
             return ExitCodes.Success;
-        }, cancellationToken));
+        });
         return command;
     }
 
     private static Command CheckpointCommand()
     {
-        var shared = new SharedOptions();
         var command = new Command("checkpoint", "Sign a checkpoint for the log as it stands now.");
-        shared.AddTo(command);
-        command.SetAction((parse, cancellationToken) => CliHost.RunAsync(shared.Read(parse), null, async (services, ct) =>
+        command.RunsOnHost(async (parse, services, ct) =>
         {
             var checkpoint = await services.GetRequiredService<AuditService>().CheckpointAsync(ct);
             await Console.Out.WriteAsync(checkpoint?.Note ?? "The log is empty; nothing to sign.\n");
             return ExitCodes.Success;
-        }, cancellationToken));
+        });
         return command;
     }
 
     private static Command PruneCommand()
     {
-        var shared = new SharedOptions();
         var command = new Command("prune", "Delete entries older than Audit:Retention, below a signed checkpoint, keeping the hashes that keep the rest verifiable.");
-        shared.AddTo(command);
-        command.SetAction((parse, cancellationToken) => CliHost.RunAsync(shared.Read(parse), null, async (services, ct) =>
+        command.RunsOnHost(async (parse, services, ct) =>
         {
             var prefix = await services.GetRequiredService<AuditService>().PruneAsync(ct);
             await Console.Out.WriteLineAsync(prefix == 0 ? "Nothing to prune." : $"Entries below {prefix} are pruned.");
             return ExitCodes.Success;
-        }, cancellationToken));
+        });
         return command;
     }
 

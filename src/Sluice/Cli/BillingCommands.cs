@@ -11,7 +11,6 @@ internal static class BillingCommands
     {
         var command = new Command("wallet", "Credit and inspect organizations' prepaid wallets.");
 
-        var creditShared = new SharedOptions();
         var org = new Option<Guid>("--org") { Description = "The organization's id.", Required = true };
         var amount = new Option<decimal>("--amount") { Description = "Amount in currency units, e.g. 25.50 (stored as integer micro-units).", Required = true };
         var currency = new Option<string?>("--currency") { Description = "Must match Billing:Currency (default USD)." };
@@ -19,22 +18,19 @@ internal static class BillingCommands
         var promotional = new Option<bool>("--promotional") { Description = "Promotional credit (booked against the promotions account) rather than a paid credit." };
         var key = new Option<string?>("--idempotency-key") { Description = "Makes a retried command credit once." };
         var credit = new Command("credit", "Credit a wallet (a balanced ledger transaction, audited).") { org, amount, currency, reason, promotional, key };
-        creditShared.AddTo(credit);
-        credit.SetAction((parse, cancellationToken) => CliHost.RunAsync(creditShared.Read(parse), null, async (services, ct) =>
+        credit.RunsOnHost(async (parse, services, ct) =>
         {
             var micros = parse.GetValue(amount) * 1_000_000m;
             var response = await services.GetRequiredService<WalletService>().CreditAsync(parse.GetValue(org),
                 new CreditRequest(micros, parse.GetValue(currency), parse.GetValue(reason), parse.GetValue(key), parse.GetValue(promotional)), ct);
             await Console.Out.WriteLineAsync($"Credited {Money(micros)} (ledger transaction {response.Id}).");
             return ExitCodes.Success;
-        }, cancellationToken));
+        });
         command.Subcommands.Add(credit);
 
-        var showShared = new SharedOptions();
         var showOrg = new Option<Guid>("--org") { Description = "The organization's id.", Required = true };
         var show = new Command("show", "Show a wallet's balance and latest transactions.") { showOrg };
-        showShared.AddTo(show);
-        show.SetAction((parse, cancellationToken) => CliHost.RunAsync(showShared.Read(parse), null, async (services, ct) =>
+        show.RunsOnHost(async (parse, services, ct) =>
         {
             var wallet = await services.GetRequiredService<WalletService>().WalletAsync(parse.GetValue(showOrg), null, 20, ct);
             await Console.Out.WriteLineAsync($"Balance {Money(wallet.BalanceMicros)} {wallet.Currency}, held for requests in flight {Money(wallet.HeldMicros)}.");
@@ -45,7 +41,7 @@ internal static class BillingCommands
             }
 
             return ExitCodes.Success;
-        }, cancellationToken));
+        });
         command.Subcommands.Add(show);
         return command;
     }
@@ -54,7 +50,6 @@ internal static class BillingCommands
     {
         var command = new Command("prices", "Set and list routes' prices (versioned by effective time).");
 
-        var setShared = new SharedOptions();
         var route = new Option<Guid>("--route") { Description = "The route's id (see `sluice models list`).", Required = true };
         var input = new Option<decimal>("--input") { Description = "Price per million input tokens, in currency units.", Required = true };
         var output = new Option<decimal>("--output") { Description = "Price per million output tokens, in currency units.", Required = true };
@@ -62,21 +57,18 @@ internal static class BillingCommands
         var fee = new Option<decimal?>("--request-fee") { Description = "A fixed fee per request, in currency units." };
         var from = new Option<DateTimeOffset?>("--effective-from") { Description = "When the price takes effect (default now; never in the past)." };
         var set = new Command("set", "Add a price version for a route (audited).") { route, input, output, cached, fee, from };
-        setShared.AddTo(set);
-        set.SetAction((parse, cancellationToken) => CliHost.RunAsync(setShared.Read(parse), null, async (services, ct) =>
+        set.RunsOnHost(async (parse, services, ct) =>
         {
             var price = await services.GetRequiredService<PriceBook>().SetAsync(parse.GetValue(route), new SetPriceRequest(
                 parse.GetValue(input) * 1_000_000m, parse.GetValue(output) * 1_000_000m, parse.GetValue(cached) * 1_000_000m,
                 parse.GetValue(fee) * 1_000_000m, parse.GetValue(from)), ct);
             await Console.Out.WriteLineAsync($"Route {price.RouteId}: {Money(price.InputPerMillionMicros)} in / {Money(price.OutputPerMillionMicros)} out per million tokens from {price.EffectiveFrom.UtcDateTime:yyyy-MM-dd HH:mm:ss}Z.");
             return ExitCodes.Success;
-        }, cancellationToken));
+        });
         command.Subcommands.Add(set);
 
-        var listShared = new SharedOptions();
         var list = new Command("list", "List every price version; * marks those in force.");
-        listShared.AddTo(list);
-        list.SetAction((parse, cancellationToken) => CliHost.RunAsync(listShared.Read(parse), null, async (services, ct) =>
+        list.RunsOnHost(async (parse, services, ct) =>
         {
             foreach (var price in await services.GetRequiredService<PriceBook>().ListAsync(null, ct))
             {
@@ -84,7 +76,7 @@ internal static class BillingCommands
             }
 
             return ExitCodes.Success;
-        }, cancellationToken));
+        });
         command.Subcommands.Add(list);
         return command;
     }

@@ -11,7 +11,6 @@ internal static class CatalogCommands
     {
         var command = new Command("providers", "Add, list and remove model providers (OpenAI-compatible servers, Anthropic).");
 
-        var addShared = new SharedOptions();
         var name = new Option<string>("--name") { Description = "A unique name, e.g. ollama or openai.", Required = true };
         var kind = new Option<string>("--kind") { Description = "openai-compatible or anthropic.", Required = true };
         kind.AcceptOnlyFromAmong("openai-compatible", "anthropic");
@@ -19,8 +18,7 @@ internal static class CatalogCommands
         var apiKeyEnv = new Option<string?>("--api-key-env") { Description = "Name of an environment variable holding the upstream API key (never pass secrets as arguments)." };
         var headers = new Option<string[]>("--header") { Description = "Repeatable extra request header, Name=value." };
         var add = new Command("add", "Add a provider; its API key is stored encrypted.") { name, kind, baseUrl, apiKeyEnv, headers };
-        addShared.AddTo(add);
-        add.SetAction((parse, cancellationToken) => CliHost.RunAsync(addShared.Read(parse), null, async (services, ct) =>
+        add.RunsOnHost(async (parse, services, ct) =>
         {
             string? apiKey = null;
             if (parse.GetValue(apiKeyEnv) is { } variable)
@@ -34,13 +32,11 @@ internal static class CatalogCommands
                 new CreateProviderRequest(parse.GetValue(name), parse.GetValue(kind), parse.GetValue(baseUrl), apiKey, headerMap), ct);
             await Console.Out.WriteLineAsync($"Added provider {provider.Name} ({provider.Kind}, {provider.BaseUrl}){(provider.HasApiKey ? " with an encrypted API key" : "")}.");
             return ExitCodes.Success;
-        }, cancellationToken));
+        });
         command.Subcommands.Add(add);
 
-        var listShared = new SharedOptions();
         var list = new Command("list", "List providers (never their keys).");
-        listShared.AddTo(list);
-        list.SetAction((parse, cancellationToken) => CliHost.RunAsync(listShared.Read(parse), null, async (services, ct) =>
+        list.RunsOnHost(async (parse, services, ct) =>
         {
             await Console.Out.WriteLineAsync($"{"NAME",-20}  {"KIND",-17}  {"KEY",-3}  BASE URL");
             foreach (var provider in await services.GetRequiredService<CatalogAdmin>().ProvidersAsync(ct))
@@ -49,21 +45,19 @@ internal static class CatalogCommands
             }
 
             return ExitCodes.Success;
-        }, cancellationToken));
+        });
         command.Subcommands.Add(list);
 
-        var removeShared = new SharedOptions();
         var removeName = new Argument<string>("name") { Description = "The provider's name." };
         var remove = new Command("remove", "Remove a provider that no route uses.") { removeName };
-        removeShared.AddTo(remove);
-        remove.SetAction((parse, cancellationToken) => CliHost.RunAsync(removeShared.Read(parse), null, async (services, ct) =>
+        remove.RunsOnHost(async (parse, services, ct) =>
         {
             var admin = services.GetRequiredService<CatalogAdmin>();
             var provider = (await admin.ProvidersAsync(ct)).FirstOrDefault(p => p.Name == parse.GetValue(removeName)) ?? throw ApiProblem.NotFound("provider");
             await admin.DeleteProviderAsync(provider.Id, ct);
             await Console.Out.WriteLineAsync($"Removed provider {provider.Name}.");
             return ExitCodes.Success;
-        }, cancellationToken));
+        });
         command.Subcommands.Add(remove);
         return command;
     }
@@ -72,20 +66,17 @@ internal static class CatalogCommands
     {
         var command = new Command("models", "Add, route, list and remove the public model ids clients ask for.");
 
-        var addShared = new SharedOptions();
         var id = new Argument<string>("id") { Description = "The public model id, e.g. llama-3.1-8b." };
         var description = new Option<string?>("--description") { Description = "A short description shown in /v1/models." };
         var add = new Command("add", "Add a model id to the catalog.") { id, description };
-        addShared.AddTo(add);
-        add.SetAction((parse, cancellationToken) => CliHost.RunAsync(addShared.Read(parse), null, async (services, ct) =>
+        add.RunsOnHost(async (parse, services, ct) =>
         {
             var model = await services.GetRequiredService<CatalogAdmin>().CreateModelAsync(new CreateModelRequest(parse.GetValue(id), parse.GetValue(description)), ct);
             await Console.Out.WriteLineAsync($"Added model {model.Id}; give it a route with `sluice models route {model.Id} --provider …`.");
             return ExitCodes.Success;
-        }, cancellationToken));
+        });
         command.Subcommands.Add(add);
 
-        var routeShared = new SharedOptions();
         var routeModel = new Argument<string>("id") { Description = "The public model id." };
         var provider = new Option<string>("--provider") { Description = "The provider's name.", Required = true };
         var upstream = new Option<string>("--upstream-model") { Description = "The provider's own name for the model.", Required = true };
@@ -94,21 +85,18 @@ internal static class CatalogCommands
         var retains = new Option<bool>("--retains-data") { Description = "Whether the provider keeps prompts or completions (true or false).", Required = true, Arity = ArgumentArity.ExactlyOne };
         var trains = new Option<bool>("--trains-on-data") { Description = "Whether the provider may train on what it receives (true or false).", Required = true, Arity = ArgumentArity.ExactlyOne };
         var route = new Command("route", "Add a route: serve the model from a provider.") { routeModel, provider, upstream, priority, weight, retains, trains };
-        routeShared.AddTo(route);
-        route.SetAction((parse, cancellationToken) => CliHost.RunAsync(routeShared.Read(parse), null, async (services, ct) =>
+        route.RunsOnHost(async (parse, services, ct) =>
         {
             var created = await services.GetRequiredService<CatalogAdmin>().CreateRouteAsync(new CreateRouteRequest(
                 parse.GetValue(routeModel), parse.GetValue(provider), parse.GetValue(upstream), parse.GetValue(priority), parse.GetValue(weight),
                 parse.GetValue(retains), parse.GetValue(trains)), ct);
             await Console.Out.WriteLineAsync($"Route {created.Id}: {created.Model} → {created.Provider}/{created.UpstreamModel} (priority {created.Priority}, weight {created.Weight}).");
             return ExitCodes.Success;
-        }, cancellationToken));
+        });
         command.Subcommands.Add(route);
 
-        var listShared = new SharedOptions();
         var list = new Command("list", "List models and their routes.");
-        listShared.AddTo(list);
-        list.SetAction((parse, cancellationToken) => CliHost.RunAsync(listShared.Read(parse), null, async (services, ct) =>
+        list.RunsOnHost(async (parse, services, ct) =>
         {
             foreach (var model in await services.GetRequiredService<CatalogAdmin>().ModelsAsync(ct))
             {
@@ -120,19 +108,17 @@ internal static class CatalogCommands
             }
 
             return ExitCodes.Success;
-        }, cancellationToken));
+        });
         command.Subcommands.Add(list);
 
-        var removeShared = new SharedOptions();
         var removeId = new Argument<string>("id") { Description = "The public model id." };
         var remove = new Command("remove", "Remove a model and its routes.") { removeId };
-        removeShared.AddTo(remove);
-        remove.SetAction((parse, cancellationToken) => CliHost.RunAsync(removeShared.Read(parse), null, async (services, ct) =>
+        remove.RunsOnHost(async (parse, services, ct) =>
         {
             await services.GetRequiredService<CatalogAdmin>().DeleteModelAsync(parse.GetValue(removeId)!, ct);
             await Console.Out.WriteLineAsync($"Removed model {parse.GetValue(removeId)}.");
             return ExitCodes.Success;
-        }, cancellationToken));
+        });
         command.Subcommands.Add(remove);
         return command;
     }

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using Microsoft.Extensions.Options;
 using Sluice.Audit;
 using Sluice.Billing;
@@ -15,6 +16,15 @@ namespace Sluice.Cli;
 /// </summary>
 internal static class CliHost
 {
+    /// <summary>Gives the command the shared options and, when it is invoked, runs <paramref name="work"/> on the host.</summary>
+    public static Command RunsOnHost(this Command command, Func<ParseResult, IServiceProvider, CancellationToken, Task<int>> work)
+    {
+        var shared = new SharedOptions();
+        shared.AddTo(command);
+        command.SetAction((parse, cancellationToken) => RunAsync(shared.Read(parse), null, (services, ct) => work(parse, services, ct), cancellationToken));
+        return command;
+    }
+
     public static async Task<int> RunAsync(
         CommandLineSettings settings,
         bool? applyMigrations,

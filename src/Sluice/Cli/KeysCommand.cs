@@ -28,7 +28,6 @@ internal static class KeysCommand
 
     private static Command CreateCommand()
     {
-        var shared = new SharedOptions();
         var org = OrgOption();
         var name = new Option<string>("--name") { Description = "A name to recognise the key by.", Required = true };
         var scopes = new Option<string[]>("--scope") { Description = $"Repeatable: {string.Join(", ", KeyScopeNames.All)} (default: inference, batch)." };
@@ -37,8 +36,7 @@ internal static class KeysCommand
         var rpm = new Option<int?>("--rpm") { Description = "Requests per minute limit." };
         var tpm = new Option<int?>("--tpm") { Description = "Tokens per minute limit." };
         var command = new Command("create", "Create a key and print its secret, once.") { org, name, scopes, models, expires, rpm, tpm };
-        shared.AddTo(command);
-        command.SetAction((parse, cancellationToken) => CliHost.RunAsync(shared.Read(parse), null, async (services, ct) =>
+        command.RunsOnHost(async (parse, services, ct) =>
         {
             var orgId = parse.GetValue(org);
             await EnsureOrganizationAsync(services, orgId, ct);
@@ -54,17 +52,15 @@ internal static class KeysCommand
             await Console.Out.WriteLineAsync($"Created key {created.Details.Id} ({created.Details.Name}). Its secret, shown once:");
             await Console.Out.WriteLineAsync(created.Key);
             return ExitCodes.Success;
-        }, cancellationToken));
+        });
         return command;
     }
 
     private static Command ListCommand()
     {
-        var shared = new SharedOptions();
         var org = OrgOption();
         var command = new Command("list", "List an organization's keys (never their secrets).") { org };
-        shared.AddTo(command);
-        command.SetAction((parse, cancellationToken) => CliHost.RunAsync(shared.Read(parse), null, async (services, ct) =>
+        command.RunsOnHost(async (parse, services, ct) =>
         {
             var orgId = parse.GetValue(org);
             await EnsureOrganizationAsync(services, orgId, ct);
@@ -77,34 +73,30 @@ internal static class KeysCommand
             }
 
             return ExitCodes.Success;
-        }, cancellationToken));
+        });
         return command;
     }
 
     private static Command RevokeCommand()
     {
-        var shared = new SharedOptions();
         var keyId = KeyArgument();
         var command = new Command("revoke", "Revoke a key at once, on every replica within two seconds.") { keyId };
-        shared.AddTo(command);
-        command.SetAction((parse, cancellationToken) => CliHost.RunAsync(shared.Read(parse), null, async (services, ct) =>
+        command.RunsOnHost(async (parse, services, ct) =>
         {
             var id = parse.GetValue(keyId);
             var key = await services.GetRequiredService<ApiKeyService>().RevokeAsync(await OrganizationOfAsync(services, id, ct), id, ServerConsole, OrgRole.Owner, ct);
             await Console.Out.WriteLineAsync($"Revoked key {key.Id} ({key.Name}).");
             return ExitCodes.Success;
-        }, cancellationToken));
+        });
         return command;
     }
 
     private static Command RotateCommand()
     {
-        var shared = new SharedOptions();
         var keyId = KeyArgument();
         var grace = new Option<int?>("--grace-seconds") { Description = "How long the old secret keeps working (default: Identity:KeyRotationGracePeriod)." };
         var command = new Command("rotate", "Issue a new secret for a key, keeping its id; print the new secret once.") { keyId, grace };
-        shared.AddTo(command);
-        command.SetAction((parse, cancellationToken) => CliHost.RunAsync(shared.Read(parse), null, async (services, ct) =>
+        command.RunsOnHost(async (parse, services, ct) =>
         {
             var id = parse.GetValue(keyId);
             var rotated = await services.GetRequiredService<ApiKeyService>()
@@ -113,7 +105,7 @@ internal static class KeysCommand
             await Console.Out.WriteLineAsync($"Rotated key {rotated.Details.Id}; the old secret works {until}. The new secret, shown once:");
             await Console.Out.WriteLineAsync(rotated.Key);
             return ExitCodes.Success;
-        }, cancellationToken));
+        });
         return command;
     }
 

@@ -19,13 +19,11 @@ internal static class OrgsCommand
 
     private static Command CreateCommand()
     {
-        var shared = new SharedOptions();
         var name = new Option<string>("--name") { Description = "The organization's name.", Required = true };
         var owner = new Option<string?>("--owner") { Description = "Email of an existing account to make its owner." };
         var billingEmail = new Option<string?>("--billing-email") { Description = "Billing contact email." };
         var command = new Command("create", "Create an organization.") { name, owner, billingEmail };
-        shared.AddTo(command);
-        command.SetAction((parse, cancellationToken) => CliHost.RunAsync(shared.Read(parse), null, async (services, ct) =>
+        command.RunsOnHost(async (parse, services, ct) =>
         {
             Guid? ownerId = null;
             if (parse.GetValue(owner) is { } ownerEmail)
@@ -39,16 +37,14 @@ internal static class OrgsCommand
                 .CreateAsync(new CreateOrganizationRequest(parse.GetValue(name), parse.GetValue(billingEmail)), ownerId, ct);
             await Console.Out.WriteLineAsync($"Created organization {organization.Id} ({organization.Name}).");
             return ExitCodes.Success;
-        }, cancellationToken));
+        });
         return command;
     }
 
     private static Command ListCommand()
     {
-        var shared = new SharedOptions();
         var command = new Command("list", "List every organization.");
-        shared.AddTo(command);
-        command.SetAction((parse, cancellationToken) => CliHost.RunAsync(shared.Read(parse), null, async (services, ct) =>
+        command.RunsOnHost(async (parse, services, ct) =>
         {
             var organizations = await services.GetRequiredService<OrganizationService>().ListAllAsync(ct);
             await Console.Out.WriteLineAsync($"{"ID",-36}  {"CREATED",-20}  NAME");
@@ -58,7 +54,7 @@ internal static class OrgsCommand
             }
 
             return ExitCodes.Success;
-        }, cancellationToken));
+        });
         return command;
     }
 }
