@@ -8,12 +8,12 @@ using Sluice.Storage;
 
 namespace Sluice.Gateway;
 
-public sealed record CreateProviderRequest(string? Name, string? Kind, string? BaseUrl, string? ApiKey, IReadOnlyDictionary<string, string>? Headers);
+public sealed record CreateProviderRequest(string? Name, string? Kind, string? BaseUrl, string? ApiKey, IReadOnlyDictionary<string, string>? Headers, int? MaxConcurrentRequests = null);
 
-public sealed record UpdateProviderRequest(string? BaseUrl, string? ApiKey, IReadOnlyDictionary<string, string>? Headers);
+public sealed record UpdateProviderRequest(string? BaseUrl, string? ApiKey, IReadOnlyDictionary<string, string>? Headers, int? MaxConcurrentRequests = null);
 
 /// <summary>A provider as operators see it: never its API key, and only the names of its extra headers.</summary>
-public sealed record ProviderResponse(Guid Id, string Name, string Kind, string BaseUrl, bool HasApiKey, IReadOnlyList<string> HeaderNames, DateTimeOffset CreatedAt);
+public sealed record ProviderResponse(Guid Id, string Name, string Kind, string BaseUrl, bool HasApiKey, IReadOnlyList<string> HeaderNames, DateTimeOffset CreatedAt, int? MaxConcurrentRequests = null);
 
 public sealed record CreateModelRequest(string? Id, string? Description);
 
@@ -59,6 +59,7 @@ public sealed partial class CatalogAdmin(SluiceDbContext db, AuditLog audit, Sec
             errors.Add("apiKey", "must be at most 4000 characters");
         }
 
+        ValidConcurrency(request.MaxConcurrentRequests, errors);
         errors.ThrowIfAny();
         if (await db.Providers.AnyAsync(p => p.Name == name, ct))
         {
@@ -66,7 +67,7 @@ public sealed partial class CatalogAdmin(SluiceDbContext db, AuditLog audit, Sec
         }
 
         var now = time.GetUtcNow();
-        var provider = new Provider { Id = Guid.CreateVersion7(now), Name = name!, Kind = kind, BaseUrl = baseUrl!, CreatedAt = now, UpdatedAt = now };
+        var provider = new Provider { Id = Guid.CreateVersion7(now), Name = name!, Kind = kind, BaseUrl = baseUrl!, MaxConcurrentRequests = request.MaxConcurrentRequests, CreatedAt = now, UpdatedAt = now };
         provider.ExtraHeaders = SealHeaders(headers, provider.Id);
         if (!string.IsNullOrEmpty(request.ApiKey))
         {
@@ -92,6 +93,13 @@ public sealed partial class CatalogAdmin(SluiceDbContext db, AuditLog audit, Sec
         if (request.Headers is not null)
         {
             provider.ExtraHeaders = SealHeaders(ValidHeaders(request.Headers, errors), provider.Id);
+        }
+
+        if (request.MaxConcurrentRequests is not null)
+        {
+            // 0 removes the limit.
+            ValidConcurrency(request.MaxConcurrentRequests == 0 ? null : request.MaxConcurrentRequests, errors);
+            provider.MaxConcurrentRequests = request.MaxConcurrentRequests == 0 ? null : request.MaxConcurrentRequests;
         }
 
         errors.ThrowIfAny();
@@ -269,7 +277,15 @@ public sealed partial class CatalogAdmin(SluiceDbContext db, AuditLog audit, Sec
 
     private ProviderResponse Response(Provider p) => new(
         p.Id, p.Name, p.Kind == ProviderKind.Anthropic ? "anthropic" : "openai-compatible", p.BaseUrl, p.ApiKeyCiphertext is not null,
-        OpenHeaders(secrets, p).Select(h => h.Key).ToList(), p.CreatedAt);
+        OpenHeaders(secrets, p).Select(h => h.Key).ToList(), p.CreatedAt, p.MaxConcurrentRequests);
+
+    private static void ValidConcurrency(int? value, FieldErrors errors)
+    {
+        if (value is < 1 or > 100_000)
+        {
+            errors.Add("maxConcurrentRequests", "must be between 1 and 100000 (0 on update removes the limit)");
+        }
+    }
 
     /// <summary>Extra headers can carry credentials too, so they are sealed like the API key.</summary>
     private string? SealHeaders(string? json, Guid providerId) => json is null ? null : secrets.Seal(json, HeadersContext(providerId));

@@ -29,6 +29,9 @@ public sealed class Provider
     /// <summary>Extra request headers (a JSON object), sealed like the API key since they may carry credentials.</summary>
     public string? ExtraHeaders { get; set; }
 
+    /// <summary>The most requests batch runners send it at once (per replica); null means no limit.</summary>
+    public int? MaxConcurrentRequests { get; set; }
+
     public DateTimeOffset CreatedAt { get; init; }
 
     public DateTimeOffset UpdatedAt { get; set; }
@@ -110,6 +113,9 @@ public sealed class UsageEvent
 
     /// <summary>What the request was charged, in micro-units (0 for free routes and failures that produced nothing).</summary>
     public long CostMicros { get; init; }
+
+    /// <summary>The batch this request was a line of; null for real-time traffic.</summary>
+    public Guid? BatchId { get; init; }
 
     public DateTimeOffset StartedAt { get; init; }
 }

@@ -22,6 +22,7 @@ public sealed class GatewayHandler(
     GatewayRateLimiter limiter,
     OrganizationPolicies policies,
     UsageMeter meter,
+    ProviderConcurrency concurrency,
     IServiceProvider services,
     IOptions<GatewayOptions> options,
     TimeProvider time,
@@ -43,6 +44,7 @@ public sealed class GatewayHandler(
         });
 
         var caller = context.Caller();
+        var batch = context.Items.TryGetValue(typeof(BatchLine), out var line) ? (BatchLine?)line : null;
         var status = 200;
         string? errorType = null;
         try
@@ -88,9 +90,46 @@ public sealed class GatewayHandler(
                 LatencyMicros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds,
                 TimeToFirstTokenMicros = trace.FirstTokenMicros,
                 CostMicros = trace.CostMicros,
+                BatchId = batch?.BatchId,
                 StartedAt = startedAt,
             });
+            if (batch is not null)
+            {
+                batch.Status = status;
+                batch.Usage = trace.Usage;
+            }
         }
+    }
+
+    /// <summary>
+    /// Runs one line of a batch through the same path as a real-time request (model, key grants, data policy, routes,
+    /// fallback, holds, metering), without the key's real-time rate limits and at batch prices. The hold is left for
+    /// the caller to settle (<see cref="BatchLine.Settle"/>) once the result is durably recorded, so a line is never
+    /// charged twice. The response stays in memory.
+    /// </summary>
+    public async Task<BatchLine> ExecuteBatchLineAsync(
+        InferenceEndpoint endpoint, byte[] body, VerifiedKey key, Guid batchId, string requestId, CancellationToken cancellationToken)
+    {
+        var line = new BatchLine(batchId, spend);
+        var context = new DefaultHttpContext { RequestAborted = cancellationToken };
+        context.Request.Method = HttpMethods.Post;
+        context.Request.ContentType = "application/json";
+        context.Request.ContentLength = body.Length;
+        context.Request.Body = new MemoryStream(body, writable: false);
+        context.Request.Headers["x-request-id"] = requestId;
+        var response = new MemoryStream();
+        context.Response.Body = response;
+        context.User = new System.Security.Claims.ClaimsPrincipal(new System.Security.Claims.ClaimsIdentity(
+        [
+            new(Caller.KeyClaim, key.KeyId.ToString()),
+            new(Caller.KeyOrganizationClaim, key.OrganizationId.ToString()),
+            new(Caller.KeyScopesClaim, ((int)key.Scopes).ToString(CultureInfo.InvariantCulture)),
+        ], "batch"));
+        context.Items[typeof(VerifiedKey)] = key;
+        context.Items[typeof(BatchLine)] = line;
+        await HandleAsync(context, endpoint);
+        line.Body = response.ToArray();
+        return line;
     }
 
     private async Task RunAsync(HttpContext context, InferenceEndpoint endpoint, Caller caller, Trace trace)
@@ -128,6 +167,16 @@ public sealed class GatewayHandler(
                 "invalid_request_error", "no_compliant_route", "model");
         }
 
+        var batch = context.Items.TryGetValue(typeof(BatchLine), out var line) ? (BatchLine?)line : null;
+        var discount = batch is null ? 0 : billing.Value.BatchDiscountPercent;
+        if (batch is not null)
+        {
+            // Batch lines are paced by the runner's concurrency limits, not by the key's real-time rate limits.
+            trace.Model = model.Id;
+            await HoldAndForwardAsync(context, request, routes, trace, org.Id, grants, body.Length, discount, batch);
+            return;
+        }
+
         var estimate = (body.Length / 4) + (request.MaxTokens ?? 256);
         var decision = limiter.TryAcquire(key, grants.RequestsPerMinute ?? options.Value.DefaultRequestsPerMinute, grants.TokensPerMinute ?? options.Value.DefaultTokensPerMinute,
             org.Id, org.RequestsPerMinute ?? options.Value.DefaultRequestsPerMinute, org.TokensPerMinute ?? options.Value.DefaultTokensPerMinute, estimate);
@@ -138,17 +187,30 @@ public sealed class GatewayHandler(
                 "requests", "rate_limit_exceeded", retryAfter: decision.RetryAfter);
         }
 
+        try
+        {
+            await HoldAndForwardAsync(context, request, routes, trace, org.Id, grants, body.Length, 0, null);
+        }
+        finally
+        {
+            limiter.Settle(key, org.Id, trace.Usage.Prompt + trace.Usage.Completion - estimate);
+        }
+    }
+
+    private async Task HoldAndForwardAsync(
+        HttpContext context, InferenceRequest request, List<RouteInfo> routes, Trace trace, Guid orgId, VerifiedKey grants, int bodyLength, int discount, BatchLine? batch)
+    {
         // Hold the worst case before forwarding, from this replica's lease of the wallet (no database round trip
         // unless the lease needs topping up); free routes need no hold.
         Billing.SpendGuard.Hold? hold = null;
         if (routes.Any(r => r.Pricing is not null))
         {
-            var worst = new TokenUsage(body.Length / 4, request.MaxTokens ?? billing.Value.DefaultMaxTokens, 0);
-            var worstCost = routes.Max(r => r.Pricing?.Cost(worst) ?? 0);
+            var worst = new TokenUsage(bodyLength / 4, request.MaxTokens ?? billing.Value.DefaultMaxTokens, 0);
+            var worstCost = routes.Max(r => r.Pricing?.Cost(worst, discount) ?? 0);
             var limits = grants.SpendLimitDailyMicros is null && grants.SpendLimitMonthlyMicros is null && grants.SpendLimitTotalMicros is null
                 ? null
                 : new Billing.SpendGuard.KeyLimits(grants.KeyId, grants.SpendLimitDailyMicros, grants.SpendLimitMonthlyMicros, grants.SpendLimitTotalMicros);
-            (hold, var refusal) = await spend.TryHoldAsync(org.Id, limits, worstCost, context.RequestAborted);
+            (hold, var refusal) = await spend.TryHoldAsync(orgId, limits, worstCost, context.RequestAborted);
             if (hold is null)
             {
                 throw new OpenAiException(402, $"You exceeded your current quota: {refusal} cannot cover this request.", "insufficient_quota", "insufficient_quota");
@@ -157,22 +219,28 @@ public sealed class GatewayHandler(
 
         try
         {
-            await ForwardAsync(context, request, routes, trace);
+            await ForwardAsync(context, request, routes, trace, batch is not null);
         }
         finally
         {
-            limiter.Settle(key, org.Id, trace.Usage.Prompt + trace.Usage.Completion - estimate);
             if (hold is not null)
             {
                 // What was produced is charged (also when the client left mid-stream); a request that produced nothing is free.
                 var produced = trace.Usage.Prompt + trace.Usage.Completion > 0;
-                trace.CostMicros = Math.Min(hold.AmountMicros, produced ? trace.Route?.Pricing?.Cost(trace.Usage) ?? 0 : 0);
-                spend.Settle(hold, trace.CostMicros);
+                trace.CostMicros = Math.Min(hold.AmountMicros, produced ? trace.Route?.Pricing?.Cost(trace.Usage, discount) ?? 0 : 0);
+                if (batch is null)
+                {
+                    spend.Settle(hold, trace.CostMicros);
+                }
+                else
+                {
+                    batch.Defer(hold, trace.CostMicros);
+                }
             }
         }
     }
 
-    private async Task ForwardAsync(HttpContext context, InferenceRequest request, List<RouteInfo> routes, Trace trace)
+    private async Task ForwardAsync(HttpContext context, InferenceRequest request, List<RouteInfo> routes, Trace trace, bool batch)
     {
         var settings = options.Value;
         using var total = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
@@ -184,6 +252,12 @@ public sealed class GatewayHandler(
             tried.Add(route.Id);
             trace.Attempts++;
             trace.Route = route;
+            using var slot = batch ? await concurrency.AcquireAsync(route.Provider, context.RequestAborted) : null;
+            if (slot is not null)
+            {
+                total.CancelAfter(settings.TotalTimeout); // waiting for a slot is not the provider's time
+            }
+
             var upstreamStarted = Stopwatch.GetTimestamp();
             UpstreamResponse response;
             try

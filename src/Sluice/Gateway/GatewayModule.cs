@@ -30,6 +30,7 @@ internal static class GatewayModule
         services.AddSingleton<GatewayRateLimiter>();
         services.AddSingleton<OrganizationPolicies>();
         services.AddSingleton<UsageMeter>();
+        services.AddSingleton<ProviderConcurrency>();
         services.AddSingleton<GatewayHandler>();
         services.AddSingleton<EchoUpstream>();
         services.AddSingleton<OpenAiCompatibleUpstream>();

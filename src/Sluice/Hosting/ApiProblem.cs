@@ -79,6 +79,12 @@ internal sealed partial class ApiProblemHandler(IProblemDetailsService problemDe
     {
         if (Gateway.OpenAiError.IsV1(httpContext))
         {
+            if (exception is Gateway.OpenAiException openAi)
+            {
+                await Gateway.OpenAiError.WriteAsync(httpContext, openAi);
+                return true;
+            }
+
             if (exception is not BadHttpRequestException)
             {
                 LogUnexpected(logger, exception.GetType().FullName ?? "exception", httpContext.Request.Method, httpContext.Request.Path);

@@ -1,6 +1,8 @@
 using Microsoft.Extensions.Options;
 using Sluice.Audit;
+using Sluice.Batches;
 using Sluice.Billing;
+using Sluice.Files;
 using Sluice.Gateway;
 using Sluice.Health;
 using Sluice.Identity;
@@ -39,6 +41,8 @@ internal static class SluiceApp
         builder.Services.AddAudit();
         builder.Services.AddGateway();
         builder.Services.AddBilling();
+        builder.Services.AddFiles();
+        builder.Services.AddBatches();
         builder.Services.AddSluiceIdentity();
         builder.Services.AddSluiceHealth();
         return builder;
@@ -61,6 +65,8 @@ internal static class SluiceApp
         app.MapGateway();
         app.MapGatewayAdmin();
         app.MapBilling();
+        app.MapFiles();
+        app.MapBatches();
         return app;
     }
 

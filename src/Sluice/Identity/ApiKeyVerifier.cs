@@ -135,13 +135,16 @@ public sealed class ApiKeyVerifier(IServiceScopeFactory scopes, TimeProvider tim
 
     private VerifiedKey Remember(CacheKey cacheKey, ApiKey key, DateTimeOffset? validUntil, DateTimeOffset now)
     {
-        var verified = new VerifiedKey(
-            key.Id, key.OrganizationId, key.CreatedByUserId, key.Scopes, key.AllowedModels, key.RequestsPerMinute,
-            key.TokensPerMinute, key.SpendLimitDailyMicros, key.SpendLimitMonthlyMicros, key.SpendLimitTotalMicros,
-            key.UpdatedAt, validUntil);
+        var verified = Describe(key, validUntil);
         _verified[cacheKey] = new CachedKey(verified, now + options.Value.KeyCacheTtl);
         return verified;
     }
+
+    /// <summary>What a stored key grants, as the gateway reads it (also for work a key started earlier, such as a batch).</summary>
+    public static VerifiedKey Describe(ApiKey key, DateTimeOffset? validUntil) => new(
+        key.Id, key.OrganizationId, key.CreatedByUserId, key.Scopes, key.AllowedModels, key.RequestsPerMinute,
+        key.TokensPerMinute, key.SpendLimitDailyMicros, key.SpendLimitMonthlyMicros, key.SpendLimitTotalMicros,
+        key.UpdatedAt, validUntil);
 
     private CacheKey Hmac(string presented)
     {

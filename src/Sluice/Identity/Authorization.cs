@@ -20,6 +20,9 @@ public static class Policies
     /// <summary>An API key with the <c>inference</c> scope (the <c>/v1</c> API).</summary>
     public const string Inference = "inference";
 
+    /// <summary>An API key with the <c>batch</c> or <c>inference</c> scope (<c>/v1/files</c>, <c>/v1/batches</c>).</summary>
+    public const string Batch = "batch";
+
     public static string Org(OrgAccess permission) => Permissions.PolicyName(permission);
 }
 
@@ -129,7 +132,7 @@ internal sealed class ProblemAuthorizationResultHandler(IProblemDetailsService p
             }
             else
             {
-                await Gateway.OpenAiError.WriteAsync(context, 403, "This API key lacks the 'inference' scope, or the caller is not an API key.", "invalid_request_error", "insufficient_scope");
+                await Gateway.OpenAiError.WriteAsync(context, 403, "This API key lacks the scope this endpoint needs ('inference'; 'batch' or 'inference' for files and batches), or the caller is not an API key.", "invalid_request_error", "insufficient_scope");
             }
 
             return;

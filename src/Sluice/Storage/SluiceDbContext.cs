@@ -41,6 +41,10 @@ public sealed class SluiceDbContext(DbContextOptions<SluiceDbContext> options) :
 
     public DbSet<WalletLease> WalletLeases => Set<WalletLease>();
 
+    public DbSet<Files.StoredFile> Files => Set<Files.StoredFile>();
+
+    public DbSet<Batches.Batch> Batches => Set<Batches.Batch>();
+
     public DbSet<AuditEntry> AuditEntries => Set<AuditEntry>();
 
     public DbSet<AuditCheckpoint> AuditCheckpoints => Set<AuditCheckpoint>();

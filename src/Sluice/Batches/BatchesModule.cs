@@ -1,0 +1,14 @@
+using Sluice.Hosting;
+
+namespace Sluice.Batches;
+
+internal static class BatchesModule
+{
+    public static IServiceCollection AddBatches(this IServiceCollection services)
+    {
+        services.AddSettings<BatchesOptions>(BatchesOptions.Section);
+        services.AddSingleton<BatchRunner>();
+        services.AddHostedService(provider => provider.GetRequiredService<BatchRunner>());
+        return services;
+    }
+}
