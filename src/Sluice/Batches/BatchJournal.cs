@@ -106,7 +106,12 @@ public sealed class BatchJournal : IAsyncDisposable
         BinaryPrimitives.WriteInt32BigEndian(frame, plain.Length);
         var nonce = frame.AsSpan(4, NonceSize);
         RandomNumberGenerator.Fill(nonce);
-        _aes.Encrypt(nonce, plain, frame.AsSpan(4 + NonceSize, plain.Length), frame.AsSpan(4 + NonceSize + plain.Length, TagSize), _context);
+        lock (_aes)
+        {
+            // One AesGcm instance is not safe for concurrent use, and lines finish concurrently.
+            _aes.Encrypt(nonce, plain, frame.AsSpan(4 + NonceSize, plain.Length), frame.AsSpan(4 + NonceSize + plain.Length, TagSize), _context);
+        }
+
         CryptographicOperations.ZeroMemory(plain);
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         if (!_appends.Writer.TryWrite((frame, done)))

@@ -360,10 +360,15 @@ public sealed partial class BatchRunner(
                 return;
             }
 
-            var status = await db.Batches.Where(b => b.Id == batch.Id).Select(b => b.Status).SingleAsync(cancellationToken);
-            if (status == Batch.Cancelling)
+            var state = await db.Batches.Where(b => b.Id == batch.Id).Select(b => new { b.Status, b.ExpiresAt }).SingleAsync(cancellationToken);
+            if (state.Status == Batch.Cancelling)
             {
                 run.Stop(Stop.Cancelled);
+            }
+
+            if (time.GetUtcNow() >= state.ExpiresAt)
+            {
+                run.Stop(Stop.Expired);
             }
 
             if (KeyProblem(await db.ApiKeys.AsNoTracking().FirstOrDefaultAsync(k => k.Id == batch.KeyId, cancellationToken)) is not null)

@@ -2,6 +2,7 @@ using System.CommandLine;
 using Microsoft.Extensions.Options;
 using Sluice.Audit;
 using Sluice.Billing;
+using Sluice.Files;
 using Sluice.Gateway;
 using Sluice.Hosting;
 using Sluice.Identity;
@@ -45,6 +46,7 @@ internal static class CliHost
             builder.Services.AddAuditCore();
             builder.Services.AddGatewayCore();
             builder.Services.AddBillingCore();
+            builder.Services.AddFilesCore();
             builder.Services.AddSluiceIdentityCore();
 
             using var host = builder.Build();

@@ -47,6 +47,7 @@ public static class SluiceCli
         root.Subcommands.Add(BillingCommands.Wallet());
         root.Subcommands.Add(BillingCommands.Prices());
         root.Subcommands.Add(AuditCommand.Create());
+        root.Subcommands.Add(FilesCommand.Create());
         return root;
     }
 

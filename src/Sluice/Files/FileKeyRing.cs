@@ -12,21 +12,44 @@ public sealed class FileKeyRing
 {
     public const int KeyIdSize = 8;
     private const int KeySize = 32;
-    private readonly object _lock = new();
-    private IReadOnlyList<(byte[] Id, byte[] Key)> _keys;
+    private readonly Lock _lock = new();
+    private IReadOnlyList<(byte[] Id, byte[] Key)> _loaded;
+    private DateTime _loadedStamp;
 
     private FileKeyRing(string? file, IReadOnlyList<(byte[] Id, byte[] Key)> keys)
     {
         File = file;
-        _keys = keys;
+        _loaded = keys;
+        _loadedStamp = file is null ? default : System.IO.File.GetLastWriteTimeUtc(file);
+    }
+
+    /// <summary>The ring, reread when its file changed (a rotation by the CLI reaches running servers at their next file operation).</summary>
+    private IReadOnlyList<(byte[] Id, byte[] Key)> Ring
+    {
+        get
+        {
+            if (File is not null && System.IO.File.GetLastWriteTimeUtc(File) is var stamp && stamp != _loadedStamp)
+            {
+                lock (_lock)
+                {
+                    if (stamp != _loadedStamp)
+                    {
+                        _loaded = Parse(System.IO.File.ReadAllText(File), File);
+                        _loadedStamp = stamp;
+                    }
+                }
+            }
+
+            return _loaded;
+        }
     }
 
     /// <summary>The ring's file, or null when it comes from a setting (and then cannot be rotated by Sluice).</summary>
     public string? File { get; }
 
-    public int Count => _keys.Count;
+    public int Count => Ring.Count;
 
-    public string CurrentId => Convert.ToHexStringLower(_keys[^1].Id);
+    public string CurrentId => Convert.ToHexStringLower(Ring[^1].Id);
 
     public static FileKeyRing FromFile(string path) =>
         new(path, Parse(Crypto.SecretFile.ReadOrCreate(path, NewLine), path));
@@ -41,7 +64,6 @@ public sealed class FileKeyRing
         {
             var text = System.IO.File.ReadAllText(file).TrimEnd() + "\n" + NewLine();
             Replace(file, text);
-            _keys = Parse(text, file);
         }
     }
 
@@ -51,17 +73,16 @@ public sealed class FileKeyRing
         var file = File ?? throw new InvalidOperationException("The key ring comes from the Files:KeyEncryptionKeys setting; edit it there.");
         lock (_lock)
         {
-            var current = _keys[^1];
+            var current = Ring[^1];
             var text = $"{Convert.ToHexStringLower(current.Id)}:{Convert.ToBase64String(current.Key)}\n";
             Replace(file, text);
-            _keys = Parse(text, file);
         }
     }
 
     /// <summary>Wraps a data key under the current KEK: key id, nonce, wrapped key and tag into <paramref name="slot"/>.</summary>
     public void Wrap(ReadOnlySpan<byte> dataKey, ReadOnlySpan<byte> associatedData, Span<byte> slot)
     {
-        var (id, key) = _keys[^1];
+        var (id, key) = Ring[^1];
         id.CopyTo(slot);
         var nonce = slot.Slice(KeyIdSize, 12);
         RandomNumberGenerator.Fill(nonce);
@@ -73,7 +94,7 @@ public sealed class FileKeyRing
     public bool TryUnwrap(ReadOnlySpan<byte> slot, ReadOnlySpan<byte> associatedData, Span<byte> dataKey, out bool underCurrent)
     {
         underCurrent = false;
-        var keys = _keys;
+        var keys = Ring;
         for (var i = 0; i < keys.Count; i++)
         {
             if (!slot[..KeyIdSize].SequenceEqual(keys[i].Id))

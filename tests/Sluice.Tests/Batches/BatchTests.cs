@@ -1,4 +1,7 @@
+using System.Net;
+using System.Net.Http.Json;
 using System.Text.Json;
+using Microsoft.EntityFrameworkCore;
 using Sluice.Storage;
 using Sluice.Tests.TestSupport;
 using static Sluice.Tests.TestSupport.BatchKit;
@@ -62,6 +65,141 @@ public abstract class BatchTests(DatabaseProvider provider)
         Assert.True(output.GetProperty("expires_at").GetInt64() - output.GetProperty("created_at").GetInt64() <= 30 * 86_400);
         Assert.Empty(Directory.EnumerateFiles(Path.Combine(database.Directory, "files", "journals")));
         _ = orgId;
+    }
+
+    [Fact]
+    public async Task A_restarted_server_resumes_a_batch_without_running_or_charging_a_finished_line_again()
+    {
+        await using var upstream = await FakeUpstream.StartAsync();
+        upstream.DelayBeforeHeaders = TimeSpan.FromMilliseconds(150);
+        upstream.Usage = (10, 50); // within each line's worst case (body / 4 prompt tokens, max_tokens 50), so charged in full
+        await using var database = await TestDatabase.CreateAsync(provider);
+        var settings = new Dictionary<string, string?> { ["Batches:MaxConcurrency"] = "2", ["Batches:PollInterval"] = "00:00:00.050", ["Gateway:CatalogRefreshInterval"] = "00:00:00.100", ["Billing:SettleInterval"] = "00:00:05" }; // see docs/billing.md: short settle rounds can drop a settlement in flight
+        var first = new SluiceFactory(database, settings);
+        using var op = await OperatorAsync(first);
+        await ProviderAsync(op, "p", upstream.BaseUrl);
+        await ModelAsync(op, "m");
+        var route = await RouteAsync(op, "m", "p", "m");
+        await op.PostAsJsonAsync($"/api/v1/catalog/routes/{route}/prices", new { inputPerMillionMicros = 10_000_000, outputPerMillionMicros = 20_000_000 });
+        var (_, orgId, key) = await TenantAsync(first);
+        await op.PostAsJsonAsync($"/api/v1/admin/orgs/{orgId}/wallet/credits", new { amountMicros = 100_000_000, reason = "batch" });
+        await Task.Delay(300); // the catalog sees the price
+        string batchId;
+        using (var client = first.WithKey(key))
+        {
+            var fileId = await UploadIdAsync(client, ChatLines(30, model: "m"));
+            batchId = (await CreateAsync(client, fileId)).GetProperty("id").GetString()!;
+            var deadline = DateTime.UtcNow.AddSeconds(30);
+            while ((await GetAsync(client, batchId)).GetProperty("request_counts").GetProperty("completed").GetInt32() < 4)
+            {
+                Assert.True(DateTime.UtcNow < deadline);
+                await Task.Delay(20);
+            }
+        }
+
+        await first.DisposeAsync(); // a clean stop: lines in flight finish and are recorded; the rest wait
+        var seenBeforeRestart = upstream.Hits;
+        Assert.InRange(seenBeforeRestart, 4, 29);
+
+        await using var second = new SluiceFactory(database, settings);
+        using var resumed = second.WithKey(key);
+        var batch = await WaitAsync(resumed, batchId);
+        Assert.DoesNotContain("Warning Sluice.Batches.BatchRunner", first.Logs.All + second.Logs.All, StringComparison.Ordinal); // no line or batch failed
+
+        Assert.Equal("completed", batch.GetProperty("status").GetString());
+        Assert.Equal(30, batch.GetProperty("request_counts").GetProperty("completed").GetInt32());
+        var asked = upstream.Requests.Select(r => JsonDocument.Parse(r.Body).RootElement.GetProperty("messages")[0].GetProperty("content").GetString()).ToList();
+        Assert.Equal(30, asked.Count);
+        Assert.Equal(30, asked.Distinct().Count()); // every line ran exactly once across the restart
+        Assert.Equal(30, (await LinesAsync(resumed, batch.GetProperty("output_file_id").GetString()!)).Count);
+
+        await second.DisposeAsync();
+        await using var db = database.CreateContext();
+        const long lineCost = ((10 * 10) + (50 * 20)) / 2; // micro-units per line at the 50% batch discount
+        Assert.Equal(Enumerable.Repeat(lineCost, 30), (await db.UsageEvents.Where(e => e.Status == 200).ToListAsync()).OrderBy(e => e.StartedAt).Select(e => e.CostMicros));
+        var revenue = await db.LedgerAccounts.Where(a => a.Type == Sluice.Billing.AccountTypes.Revenue).SumAsync(a => a.BalanceMicros);
+        Assert.Equal(30 * lineCost, revenue);
+        Assert.Equal(100_000_000 - (30 * lineCost), await db.LedgerAccounts.Where(a => a.OrganizationId == orgId && a.Type == Sluice.Billing.AccountTypes.CustomerWallet).Select(a => a.BalanceMicros).SingleAsync());
+    }
+
+    [Fact]
+    public async Task A_cancelled_batch_stops_dispatching_and_keeps_what_finished()
+    {
+        await using var upstream = await FakeUpstream.StartAsync();
+        upstream.DelayBeforeHeaders = TimeSpan.FromMilliseconds(100);
+        await using var database = await TestDatabase.CreateAsync(provider);
+        await using var sluice = new SluiceFactory(database, new Dictionary<string, string?> { ["Batches:MaxConcurrency"] = "1", ["Batches:PollInterval"] = "00:00:00.100" });
+        using var op = await OperatorAsync(sluice);
+        await ProviderAsync(op, "p", upstream.BaseUrl);
+        await ModelAsync(op, "m");
+        await RouteAsync(op, "m", "p", "m");
+        var (_, _, key) = await TenantAsync(sluice);
+        using var client = sluice.WithKey(key);
+        var batchId = (await CreateAsync(client, await UploadIdAsync(client, ChatLines(40, model: "m")))).GetProperty("id").GetString()!;
+        await WaitUntilCompletedAsync(client, batchId, 2);
+
+        var cancel = await client.PostAsync($"/v1/batches/{batchId}/cancel", null);
+        Assert.Equal(HttpStatusCode.OK, cancel.StatusCode);
+        Assert.Contains(JsonDocument.Parse(await cancel.Content.ReadAsStringAsync()).RootElement.GetProperty("status").GetString(), new[] { "cancelling", "cancelled" });
+        var batch = await WaitAsync(client, batchId);
+
+        Assert.Equal("cancelled", batch.GetProperty("status").GetString());
+        Assert.Equal(JsonValueKind.Number, batch.GetProperty("cancelling_at").ValueKind);
+        Assert.Equal(JsonValueKind.Number, batch.GetProperty("cancelled_at").ValueKind);
+        var completed = batch.GetProperty("request_counts").GetProperty("completed").GetInt32();
+        Assert.InRange(completed, 2, 39);
+        Assert.Equal(completed, (await LinesAsync(client, batch.GetProperty("output_file_id").GetString()!)).Count);
+        Assert.Equal(completed, upstream.Hits);
+
+        var finished = await WaitAsync(client, (await CreateAsync(client, await UploadIdAsync(client, ChatLines(1)))).GetProperty("id").GetString()!);
+        var late = await client.PostAsync($"/v1/batches/{finished.GetProperty("id").GetString()}/cancel", null);
+        Assert.Equal(HttpStatusCode.Conflict, late.StatusCode);
+        Assert.Equal("batch_not_cancellable", JsonDocument.Parse(await late.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
+    }
+
+    [Fact]
+    public async Task A_batch_past_its_completion_window_expires_with_batch_expired_errors_for_unfinished_lines()
+    {
+        await using var upstream = await FakeUpstream.StartAsync();
+        upstream.DelayBeforeHeaders = TimeSpan.FromMilliseconds(100);
+        await using var database = await TestDatabase.CreateAsync(provider);
+        await using var sluice = new SluiceFactory(database, new Dictionary<string, string?> { ["Batches:MaxConcurrency"] = "1" });
+        using var op = await OperatorAsync(sluice);
+        await ProviderAsync(op, "p", upstream.BaseUrl);
+        await ModelAsync(op, "m");
+        await RouteAsync(op, "m", "p", "m");
+        var (_, _, key) = await TenantAsync(sluice);
+        using var client = sluice.WithKey(key);
+        var batchId = (await CreateAsync(client, await UploadIdAsync(client, ChatLines(40, model: "m")))).GetProperty("id").GetString()!;
+        await WaitUntilCompletedAsync(client, batchId, 2);
+
+        // The 24-hour window ends now: the runner rereads the deadline with its lease.
+        var id = Guid.ParseExact(batchId["batch_".Length..], "N");
+        await using (var db = database.CreateContext())
+        {
+            await db.Batches.Where(b => b.Id == id).ExecuteUpdateAsync(u => u.SetProperty(b => b.ExpiresAt, DateTimeOffset.UtcNow.AddSeconds(-1)));
+        }
+
+        var batch = await WaitAsync(client, batchId);
+
+        Assert.Equal("expired", batch.GetProperty("status").GetString());
+        var counts = batch.GetProperty("request_counts");
+        Assert.Equal(40, counts.GetProperty("completed").GetInt32() + counts.GetProperty("failed").GetInt32());
+        var errors = await LinesAsync(client, batch.GetProperty("error_file_id").GetString()!);
+        Assert.Equal(counts.GetProperty("failed").GetInt32(), errors.Count);
+        Assert.All(errors, e => Assert.Equal("batch_expired", e.GetProperty("error").GetProperty("code").GetString()));
+        Assert.All(errors, e => Assert.Equal(JsonValueKind.Null, e.GetProperty("response").ValueKind));
+        Assert.Equal(40, errors.Select(e => e.GetProperty("custom_id").GetString()).Concat((await LinesAsync(client, batch.GetProperty("output_file_id").GetString()!)).Select(l => l.GetProperty("custom_id").GetString())).Distinct().Count());
+    }
+
+    private static async Task WaitUntilCompletedAsync(HttpClient client, string batchId, int completed)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while ((await GetAsync(client, batchId)).GetProperty("request_counts").GetProperty("completed").GetInt32() < completed)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the batch made no progress");
+            await Task.Delay(20);
+        }
     }
 }
 

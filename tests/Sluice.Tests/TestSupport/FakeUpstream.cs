@@ -44,6 +44,30 @@ public sealed class FakeUpstream : IAsyncDisposable
 
     public int Hits => Requests.Count;
 
+    /// <summary>The most OpenAI-API requests this server was answering at one moment.</summary>
+    public int PeakInFlight => Volatile.Read(ref _peakInFlight);
+
+    private int _inFlight;
+    private int _peakInFlight;
+
+    private async Task CountedAsync(Func<Task> handle)
+    {
+        var now = Interlocked.Increment(ref _inFlight);
+        int peak;
+        while (now > (peak = Volatile.Read(ref _peakInFlight)) && Interlocked.CompareExchange(ref _peakInFlight, now, peak) != peak)
+        {
+        }
+
+        try
+        {
+            await handle();
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _inFlight);
+        }
+    }
+
     public static async Task<FakeUpstream> StartAsync()
     {
         var builder = WebApplication.CreateSlimBuilder();
@@ -51,9 +75,9 @@ public sealed class FakeUpstream : IAsyncDisposable
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         var app = builder.Build();
         var fake = new FakeUpstream(app);
-        app.MapPost("/v1/chat/completions", context => fake.OpenAiAsync(context, chat: true));
-        app.MapPost("/v1/completions", context => fake.OpenAiAsync(context, chat: false));
-        app.MapPost("/v1/embeddings", fake.EmbeddingsAsync);
+        app.MapPost("/v1/chat/completions", context => fake.CountedAsync(() => fake.OpenAiAsync(context, chat: true)));
+        app.MapPost("/v1/completions", context => fake.CountedAsync(() => fake.OpenAiAsync(context, chat: false)));
+        app.MapPost("/v1/embeddings", context => fake.CountedAsync(() => fake.EmbeddingsAsync(context)));
         app.MapPost("/v1/messages", fake.AnthropicAsync);
         await app.StartAsync();
         return fake;
