@@ -28,6 +28,8 @@ public sealed class AuditCoverageTests
     [Fact]
     public async Task Each_state_changing_endpoint_appends_its_entry()
     {
+        await using var stalled = await FakeUpstream.StartAsync();
+        stalled.DelayBeforeHeaders = TimeSpan.FromSeconds(2); // a batch that is still running when it is cancelled
         await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
         await using var sluice = new SluiceFactory(database);
         var covered = new Dictionary<string, string>();
@@ -125,6 +127,27 @@ public sealed class AuditCoverageTests
             () => owner.PutAsJsonAsync($"/api/v1/orgs/{orgId}/wallet/alert", new { thresholdMicros = 1_000, url = "http://127.0.0.1:9/hook" }), () => orgId);
         await Expect(covered, "PATCH /api/v1/admin/orgs/{orgId:guid}/limits", "org.limits", database,
             () => operatorClient.PatchAsJsonAsync($"/api/v1/admin/orgs/{orgId}/limits", new { requestsPerMinute = 100 }), () => orgId);
+
+        await GatewayKit.ProviderAsync(operatorClient, "stalled", stalled.BaseUrl);
+        await GatewayKit.ModelAsync(operatorClient, "slow");
+        await GatewayKit.RouteAsync(operatorClient, "slow", "stalled", "slow");
+        var (_, batchKey) = await SluiceFactory.CreateKeyAsync(owner, orgId, "batch");
+        using var keyClient = sluice.WithKey(batchKey);
+        string? fileId = null, batchId = null;
+        await Expect(covered, "POST /v1/files", "file.upload", database, async () =>
+        {
+            var response = await BatchKit.UploadAsync(keyClient, BatchKit.ChatLines(2, model: "slow"));
+            fileId = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString();
+            return response;
+        }, () => orgId);
+        await Expect(covered, "POST /v1/batches", "batch.create", database, async () =>
+        {
+            var response = await keyClient.PostAsJsonAsync("/v1/batches", new { input_file_id = fileId, endpoint = "/v1/chat/completions", completion_window = "24h" });
+            batchId = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString();
+            return response;
+        }, () => orgId);
+        await Expect(covered, "POST /v1/batches/{batchId}/cancel", "batch.cancel", database, () => keyClient.PostAsync($"/v1/batches/{batchId}/cancel", null), () => orgId);
+        await Expect(covered, "DELETE /v1/files/{fileId}", "file.delete", database, () => keyClient.DeleteAsync($"/v1/files/{fileId}"), () => orgId);
 
         // Every state-changing endpoint is either covered above or deliberately not audited.
         var stateChanging = sluice.Services.GetRequiredService<EndpointDataSource>().Endpoints.OfType<RouteEndpoint>()

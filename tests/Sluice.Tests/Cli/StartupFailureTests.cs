@@ -77,13 +77,23 @@ public sealed class StartupFailureTests
         var dataDir = Directory.CreateTempSubdirectory("sluice-test-").FullName;
         var (exitCode, _, stderr) = await SluiceProcess.RunAsync(
             ["serve", "--urls", $"http://127.0.0.1:{SluiceProcess.FreePort()}", "--data-dir", dataDir,
-             "--set", "Identity:PasswordHashCost=99", "--set", "Database:CommandTimeout=00:00:00", "--set", "Files:Retention=31.00:00:00"]);
+             "--set", "Identity:PasswordHashCost=99", "--set", "Database:CommandTimeout=00:00:00"]);
 
         Assert.Equal(ExitCodes.Failure, exitCode);
         Assert.Contains("error: invalid setting Identity:PasswordHashCost: must be between 10 and 16", stderr, StringComparison.Ordinal);
         Assert.Contains("error: invalid setting Database:CommandTimeout", stderr, StringComparison.Ordinal);
-        Assert.Contains("error: invalid setting Files:Retention: must be more than zero and at most 30 days", stderr, StringComparison.Ordinal);
         Assert.DoesNotContain("   at ", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Keeping_files_longer_than_the_thirty_days_commitment_is_refused()
+    {
+        var (exitCode, _, stderr) = await SluiceProcess.RunAsync(
+            ["serve", "--urls", $"http://127.0.0.1:{SluiceProcess.FreePort()}", "--data-dir", Directory.CreateTempSubdirectory("sluice-test-").FullName,
+             "--set", "Files:Retention=31.00:00:00"]);
+
+        Assert.Equal(ExitCodes.Failure, exitCode);
+        Assert.Contains("error: invalid setting Files:Retention: must be more than zero and at most 30 days", stderr, StringComparison.Ordinal);
     }
 
     [Fact]
