@@ -6,10 +6,50 @@ var port = Environment.GetEnvironmentVariable("MOCK_PORT") ?? "18081";
 var latency = TimeSpan.FromMilliseconds(int.Parse(Environment.GetEnvironmentVariable("MOCK_LATENCY_MS") ?? "0", System.Globalization.CultureInfo.InvariantCulture));
 var chunks = int.Parse(Environment.GetEnvironmentVariable("MOCK_CHUNKS") ?? "20", System.Globalization.CultureInfo.InvariantCulture);
 
+// A provider with limited capacity: over MOCK_MAX_CONCURRENCY requests at once are refused with 429. GET /stats reports
+// the peak concurrency seen and how many were refused, so a benchmark can show a client kept it full without overrunning it.
+var maxConcurrency = int.Parse(Environment.GetEnvironmentVariable("MOCK_MAX_CONCURRENCY") ?? "0", System.Globalization.CultureInfo.InvariantCulture);
+var inFlight = 0;
+var peak = 0;
+var refused = 0;
+var served = 0;
+
 var builder = WebApplication.CreateSlimBuilder(args);
 builder.Logging.ClearProviders();
 builder.WebHost.UseUrls($"http://127.0.0.1:{port}");
 var app = builder.Build();
+app.Use(async (context, next) =>
+{
+    if (context.Request.Method != "POST")
+    {
+        await next(context);
+        return;
+    }
+
+    var now = Interlocked.Increment(ref inFlight);
+    try
+    {
+        int seen;
+        while (now > (seen = Volatile.Read(ref peak)) && Interlocked.CompareExchange(ref peak, now, seen) != seen)
+        {
+        }
+
+        if (maxConcurrency > 0 && now > maxConcurrency)
+        {
+            Interlocked.Increment(ref refused);
+            context.Response.StatusCode = 429;
+            return;
+        }
+
+        await next(context);
+        Interlocked.Increment(ref served);
+    }
+    finally
+    {
+        Interlocked.Decrement(ref inFlight);
+    }
+});
+app.MapGet("/stats", () => Results.Json(new { peak = Volatile.Read(ref peak), refused = Volatile.Read(ref refused), served = Volatile.Read(ref served) }));
 
 var completion = Encoding.UTF8.GetBytes("""{"id":"chatcmpl-mock","object":"chat.completion","created":1,"model":"mock","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from the mock upstream."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":7,"total_tokens":19}}""");
 var embedding = Encoding.UTF8.GetBytes("""{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,0.2,0.3,0.4]}],"model":"mock","usage":{"prompt_tokens":4,"total_tokens":4}}""");
