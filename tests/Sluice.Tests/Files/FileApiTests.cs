@@ -121,6 +121,16 @@ public sealed class FileApiTests
         Assert.Contains(canary, (await LinesAsync(client, output))[0].GetRawText(), StringComparison.Ordinal); // the echo model returned it
         Assert.Contains(canary, await client.GetStringAsync($"/v1/files/{input}/content"), StringComparison.Ordinal);
 
+        // The error paths: a refused upload, a batch failing validation, a line the model refuses.
+        Assert.Equal(HttpStatusCode.BadRequest, (await UploadAsync(client, ChatLines(1) + canary + "\n")).StatusCode);
+        var invalid = ChatLines(1, model: "no-such-model").Replace("question 0", canary, StringComparison.Ordinal);
+        var failed = await WaitAsync(client, (await CreateAsync(client, await UploadIdAsync(client, invalid))).GetProperty("id").GetString()!);
+        Assert.Equal("failed", failed.GetProperty("status").GetString());
+        Canary.AssertAbsent(failed.GetRawText(), canary, "a failed batch's errors");
+        var refused = JsonSerializer.Serialize(new { custom_id = "x", method = "POST", url = "/v1/chat/completions", body = new { model = "echo", messages = canary } }) + "\n";
+        var refusedBatch = await WaitAsync(client, (await CreateAsync(client, await UploadIdAsync(client, refused))).GetProperty("id").GetString()!);
+        Canary.AssertAbsent((await LinesAsync(client, refusedBatch.GetProperty("error_file_id").GetString()!))[0].GetRawText(), canary, "an error line");
+
         await Task.Delay(300);
         var store = sluice.Services.GetRequiredService<FileStore>();
         Canary.AssertAbsent(await Canary.DumpDirectoryAsync(database.Directory), canary, "the data directory");
