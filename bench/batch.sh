@@ -32,7 +32,8 @@ dotnet build "$root/src/Sluice" -c Release -v quiet -nologo >/dev/null
 dotnet build "$root/bench/MockUpstream" -c Release -v quiet -nologo >/dev/null
 sluice_bin="$root/src/Sluice/bin/Release/net10.0/sluice"
 mock_bin="$root/bench/MockUpstream/bin/Release/net10.0/mock-upstream"
-wait_for() { for _ in $(seq 1 150); do curl -fs -o /dev/null "$1" && return 0; sleep 0.2; done; echo "bench: $1 did not answer" >&2; exit 1; }
+# shellcheck source=lib.sh
+source "$root/bench/lib.sh"
 
 MOCK_PORT=$mock_port MOCK_LATENCY_MS=$latency_ms MOCK_MAX_CONCURRENCY=$limit "$mock_bin" >"$work/mock.log" 2>&1 & pids+=($!)
 wait_for "http://127.0.0.1:$mock_port/stats"
@@ -95,14 +96,4 @@ report="$work/report.md"
 } >"$report"
 cat "$report"
 
-if $write_doc; then
-  doc="$root/docs/benchmarks.md"
-  begin='<!-- bench/batch.sh:begin -->' end='<!-- bench/batch.sh:end -->'
-  if grep -qF "$begin" "$doc"; then
-    awk -v begin="$begin" -v end="$end" -v report="$report" '
-      $0 == begin { print; while ((getline line < report) > 0) print line; skipping = 1; next }
-      $0 == end { skipping = 0 }
-      !skipping { print }' "$doc" >"$doc.tmp" && mv "$doc.tmp" "$doc"
-    echo "bench: docs/benchmarks.md updated" >&2
-  fi
-fi
+if $write_doc; then write_doc_section bench/batch.sh "$report"; fi

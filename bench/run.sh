@@ -60,10 +60,8 @@ dotnet build bench/MockUpstream/MockUpstream.csproj -c Release --nologo -v quiet
 sluice_bin="$root/src/Sluice/bin/Release/net10.0/sluice"
 mock_bin="$root/bench/MockUpstream/bin/Release/net10.0/mock-upstream"
 
-wait_for() { # url
-  for _ in $(seq 1 150); do curl -fs -o /dev/null "$1" && return 0; sleep 0.2; done
-  echo "bench: $1 did not come up" >&2; exit 1
-}
+# shellcheck source=lib.sh
+source "$root/bench/lib.sh"
 
 # ---- the mock, nginx, Portkey -----------------------------------------------------------------------------------
 MOCK_PORT=$mock_port MOCK_CHUNKS=20 "$mock_bin" >"$work/mock.log" 2>&1 & pids+=($!)
@@ -243,14 +241,4 @@ cpu="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
 } >"$report"
 cat "$report"
 
-if $write_doc; then
-  doc="$root/docs/benchmarks.md"
-  begin='<!-- bench/run.sh:begin -->' end='<!-- bench/run.sh:end -->'
-  if grep -qF "$begin" "$doc"; then
-    awk -v begin="$begin" -v end="$end" -v report="$report" '
-      $0 == begin { print; while ((getline line < report) > 0) print line; skipping = 1; next }
-      $0 == end { skipping = 0 }
-      !skipping { print }' "$doc" >"$doc.tmp" && mv "$doc.tmp" "$doc"
-    echo "bench: docs/benchmarks.md updated" >&2
-  fi
-fi
+if $write_doc; then write_doc_section bench/run.sh "$report"; fi

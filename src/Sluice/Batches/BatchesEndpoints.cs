@@ -3,6 +3,7 @@ using Microsoft.EntityFrameworkCore;
 using Sluice.Audit;
 using Sluice.Files;
 using Sluice.Gateway;
+using Sluice.Hosting;
 using Sluice.Identity;
 using Sluice.Storage;
 
@@ -234,11 +235,11 @@ internal static class BatchesEndpoints
             json.WriteRawValue(batch.Errors, skipInputValidation: true);
         }
 
-        json.WriteString("input_file_id", StoredFile.IdPrefix + batch.InputFileId.ToString("N"));
+        json.WriteString("input_file_id", PublicId.Format(StoredFile.IdPrefix, batch.InputFileId));
         json.WriteString("completion_window", batch.CompletionWindow);
         json.WriteString("status", batch.Status);
-        json.WriteString("output_file_id", batch.OutputFileId is { } output ? StoredFile.IdPrefix + output.ToString("N") : null);
-        json.WriteString("error_file_id", batch.ErrorFileId is { } error ? StoredFile.IdPrefix + error.ToString("N") : null);
+        json.WriteString("output_file_id", batch.OutputFileId is { } output ? PublicId.Format(StoredFile.IdPrefix, output) : null);
+        json.WriteString("error_file_id", batch.ErrorFileId is { } error ? PublicId.Format(StoredFile.IdPrefix, error) : null);
         json.WriteNumber("created_at", batch.CreatedAt.ToUnixTimeSeconds());
         Time(json, "in_progress_at", batch.InProgressAt);
         Time(json, "expires_at", batch.ExpiresAt);

@@ -31,14 +31,9 @@ public sealed class StoredFile
 
     public DateTimeOffset ExpiresAt { get; init; }
 
-    public string PublicId => IdPrefix + Id.ToString("N");
+    public string PublicId => Hosting.PublicId.Format(IdPrefix, Id);
 
-    public static bool TryParseId(string? value, out Guid id)
-    {
-        id = Guid.Empty;
-        return value is not null && value.StartsWith(IdPrefix, StringComparison.Ordinal) && value.Length == IdPrefix.Length + 32
-            && Guid.TryParseExact(value.AsSpan(IdPrefix.Length), "N", out id);
-    }
+    public static bool TryParseId(string? value, out Guid id) => Hosting.PublicId.TryParse(IdPrefix, value, out id);
 }
 
 internal sealed class StoredFileConfiguration : IEntityTypeConfiguration<StoredFile>

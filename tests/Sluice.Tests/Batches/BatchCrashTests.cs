@@ -18,25 +18,11 @@ public sealed class BatchCrashTests
         upstream.DelayBeforeHeaders = TimeSpan.FromMilliseconds(100);
         upstream.Usage = (5, 10);
         await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Postgres);
-        string[] Db(params string[] args) => [.. args, "--database", database.ConnectionString, "--data-dir", database.Directory];
-        async Task<string> Run(params string[] args)
-        {
-            var (code, stdout, stderr) = await SluiceProcess.RunAsync(Db(args));
-            Assert.True(code == ExitCodes.Success, $"{string.Join(' ', args)}: {stderr}");
-            return stdout;
-        }
-
-        await Run("migrate");
-        var orgId = Guid.Parse((await Run("orgs", "create", "--name", "Crash")).Split(' ')[2]);
-        var key = (await Run("keys", "create", "--org", orgId.ToString(), "--name", "batch")).Trim().Split('\n')[^1].Trim();
-        await Run("providers", "add", "--name", "p", "--kind", "openai-compatible", "--base-url", upstream.BaseUrl.ToString());
-        await Run("models", "add", "m");
-        var routeId = (await Run("models", "route", "m", "--provider", "p", "--upstream-model", "m", "--retains-data", "false", "--trains-on-data", "false")).Split(' ')[1].TrimEnd(':');
-        await Run("prices", "set", "--route", routeId, "--input", "2", "--output", "2"); // 1 micro-unit a token at the batch discount
+        var kit = new ProcessKit(database);
+        var (orgId, key) = await kit.PricedTenantAsync(upstream.BaseUrl, "2", "2", "0.1"); // 1 micro-unit a token at the batch discount
         const long Funded = 100_000;
-        await Run("wallet", "credit", "--org", orgId.ToString(), "--amount", "0.1", "--reason", "batch");
 
-        string[] Serve(int port) => Db("serve", "--urls", $"http://127.0.0.1:{port}", "--set", "Batches:LeaseDuration=00:00:02",
+        string[] Serve(int port) => kit.OnDatabase("serve", "--urls", $"http://127.0.0.1:{port}", "--set", "Batches:LeaseDuration=00:00:02",
             "--set", "Batches:PollInterval=00:00:00.100", "--set", "Batches:MaxConcurrency=4", "--set", "Billing:LeaseTtl=00:00:03",
             "--set", "Billing:SettleInterval=00:00:00.200");
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
@@ -49,12 +35,7 @@ public sealed class BatchCrashTests
             await a.WaitForOutputAsync("Sluice is listening", TimeSpan.FromSeconds(60));
             http.BaseAddress = new Uri($"http://127.0.0.1:{portA}");
             batchId = (await CreateAsync(http, await UploadIdAsync(http, ChatLines(80, model: "m")))).GetProperty("id").GetString()!;
-            var deadline = DateTime.UtcNow.AddSeconds(30);
-            while ((await GetAsync(http, batchId)).GetProperty("request_counts").GetProperty("completed").GetInt32() < 12)
-            {
-                Assert.True(DateTime.UtcNow < deadline, "no progress before the kill");
-                await Task.Delay(20);
-            }
+            await WaitUntilCompletedAsync(http, batchId, 12);
 
             a.SendSignal(9); // SIGKILL: lines in flight die unrecorded, the lease is left to expire
             await a.WaitForExitAsync(TimeSpan.FromSeconds(10));

@@ -89,12 +89,7 @@ public abstract class BatchTests(DatabaseProvider provider)
         {
             var fileId = await UploadIdAsync(client, ChatLines(30, model: "m"));
             batchId = (await CreateAsync(client, fileId)).GetProperty("id").GetString()!;
-            var deadline = DateTime.UtcNow.AddSeconds(30);
-            while ((await GetAsync(client, batchId)).GetProperty("request_counts").GetProperty("completed").GetInt32() < 4)
-            {
-                Assert.True(DateTime.UtcNow < deadline);
-                await Task.Delay(20);
-            }
+            await WaitUntilCompletedAsync(client, batchId, 4);
         }
 
         await first.DisposeAsync(); // a clean stop: lines in flight finish and are recorded; the rest wait
@@ -191,16 +186,6 @@ public abstract class BatchTests(DatabaseProvider provider)
         Assert.All(errors, e => Assert.Equal("batch_expired", e.GetProperty("error").GetProperty("code").GetString()));
         Assert.All(errors, e => Assert.Equal(JsonValueKind.Null, e.GetProperty("response").ValueKind));
         Assert.Equal(40, errors.Select(e => e.GetProperty("custom_id").GetString()).Concat((await LinesAsync(client, batch.GetProperty("output_file_id").GetString()!)).Select(l => l.GetProperty("custom_id").GetString())).Distinct().Count());
-    }
-
-    private static async Task WaitUntilCompletedAsync(HttpClient client, string batchId, int completed)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while ((await GetAsync(client, batchId)).GetProperty("request_counts").GetProperty("completed").GetInt32() < completed)
-        {
-            Assert.True(DateTime.UtcNow < deadline, "the batch made no progress");
-            await Task.Delay(20);
-        }
     }
 }
 

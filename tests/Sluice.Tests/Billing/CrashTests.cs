@@ -17,25 +17,11 @@ public sealed class CrashTests
         await using var upstream = await FakeUpstream.StartAsync();
         upstream.DelayBeforeHeaders = TimeSpan.FromMilliseconds(200);
         await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Postgres);
-        string[] Db(params string[] args) => [.. args, "--database", database.ConnectionString, "--data-dir", database.Directory];
-        async Task<string> Run(params string[] args)
-        {
-            var (code, stdout, stderr) = await SluiceProcess.RunAsync(Db(args));
-            Assert.True(code == ExitCodes.Success, $"{string.Join(' ', args)}: {stderr}");
-            return stdout;
-        }
-
-        await Run("migrate");
-        var orgId = Guid.Parse((await Run("orgs", "create", "--name", "Crash")).Split(' ')[2]);
-        var key = (await Run("keys", "create", "--org", orgId.ToString(), "--name", "load")).Trim().Split('\n')[^1].Trim();
-        await Run("providers", "add", "--name", "p", "--kind", "openai-compatible", "--base-url", upstream.BaseUrl.ToString());
-        await Run("models", "add", "m");
-        var routeId = (await Run("models", "route", "m", "--provider", "p", "--upstream-model", "m", "--retains-data", "false", "--trains-on-data", "false")).Split(' ')[1].TrimEnd(':');
-        await Run("prices", "set", "--route", routeId, "--input", "1", "--output", "1"); // one micro-unit per token
+        var kit = new ProcessKit(database);
+        var (orgId, key) = await kit.PricedTenantAsync(upstream.BaseUrl, "1", "1", "0.1"); // one micro-unit per token
         const long Funded = 100_000;
-        await Run("wallet", "credit", "--org", orgId.ToString(), "--amount", "0.1", "--reason", "load test");
 
-        string[] Serve(int port) => Db("serve", "--urls", $"http://127.0.0.1:{port}", "--set", "Billing:LeaseTtl=00:00:03",
+        string[] Serve(int port) => kit.OnDatabase("serve", "--urls", $"http://127.0.0.1:{port}", "--set", "Billing:LeaseTtl=00:00:03",
             "--set", "Billing:LeaseSliceMicros=200", "--set", "Billing:SettleInterval=00:00:00.200", "--set", "Identity:PasswordHashCost=10");
         var (portA, portB) = (SluiceProcess.FreePort(), SluiceProcess.FreePort());
         await using var a = SluiceProcess.Start(Serve(portA));

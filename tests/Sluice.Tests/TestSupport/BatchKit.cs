@@ -71,4 +71,15 @@ public static class BatchKit
         var text = await response.Content.ReadAsStringAsync();
         return text.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement.Clone()).ToList();
     }
+
+    /// <summary>Polls until at least <paramref name="completed"/> lines of the batch have completed.</summary>
+    public static async Task WaitUntilCompletedAsync(HttpClient client, string batchId, int completed)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while ((await GetAsync(client, batchId)).GetProperty("request_counts").GetProperty("completed").GetInt32() < completed)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the batch made no progress");
+            await Task.Delay(20);
+        }
+    }
 }
