@@ -77,9 +77,7 @@ public abstract class BatchTests(DatabaseProvider provider)
         var settings = new Dictionary<string, string?> { ["Batches:MaxConcurrency"] = "2", ["Batches:PollInterval"] = "00:00:00.050", ["Gateway:CatalogRefreshInterval"] = "00:00:00.100" };
         var first = new SluiceFactory(database, settings);
         using var op = await OperatorAsync(first);
-        await ProviderAsync(op, "p", upstream.BaseUrl);
-        await ModelAsync(op, "m");
-        var route = await RouteAsync(op, "m", "p", "m");
+        var route = await ModelOnAsync(op, upstream.BaseUrl);
         await op.PostAsJsonAsync($"/api/v1/catalog/routes/{route}/prices", new { inputPerMillionMicros = 10_000_000, outputPerMillionMicros = 20_000_000 });
         var (_, orgId, key) = await TenantAsync(first);
         await op.PostAsJsonAsync($"/api/v1/admin/orgs/{orgId}/wallet/credits", new { amountMicros = 100_000_000, reason = "batch" });
@@ -126,9 +124,7 @@ public abstract class BatchTests(DatabaseProvider provider)
         await using var database = await TestDatabase.CreateAsync(provider);
         await using var sluice = new SluiceFactory(database, new Dictionary<string, string?> { ["Batches:MaxConcurrency"] = "1", ["Batches:PollInterval"] = "00:00:00.100" });
         using var op = await OperatorAsync(sluice);
-        await ProviderAsync(op, "p", upstream.BaseUrl);
-        await ModelAsync(op, "m");
-        await RouteAsync(op, "m", "p", "m");
+        await ModelOnAsync(op, upstream.BaseUrl);
         var (_, _, key) = await TenantAsync(sluice);
         using var client = sluice.WithKey(key);
         var batchId = (await CreateAsync(client, await UploadIdAsync(client, ChatLines(40, model: "m")))).GetProperty("id").GetString()!;
@@ -161,9 +157,7 @@ public abstract class BatchTests(DatabaseProvider provider)
         await using var database = await TestDatabase.CreateAsync(provider);
         await using var sluice = new SluiceFactory(database, new Dictionary<string, string?> { ["Batches:MaxConcurrency"] = "1" });
         using var op = await OperatorAsync(sluice);
-        await ProviderAsync(op, "p", upstream.BaseUrl);
-        await ModelAsync(op, "m");
-        await RouteAsync(op, "m", "p", "m");
+        await ModelOnAsync(op, upstream.BaseUrl);
         var (_, _, key) = await TenantAsync(sluice);
         using var client = sluice.WithKey(key);
         var batchId = (await CreateAsync(client, await UploadIdAsync(client, ChatLines(40, model: "m")))).GetProperty("id").GetString()!;

@@ -46,6 +46,14 @@ public static class GatewayKit
         return (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
     }
 
+    /// <summary>A provider <c>p</c> at <paramref name="baseUrl"/> and a model <c>m</c> routed to it.</summary>
+    public static async Task<Guid> ModelOnAsync(HttpClient @operator, Uri baseUrl)
+    {
+        await ProviderAsync(@operator, "p", baseUrl);
+        await ModelAsync(@operator, "m");
+        return await RouteAsync(@operator, "m", "p", "m");
+    }
+
     public static StringContent Json(string json) => new(json, Encoding.UTF8, "application/json");
 
     public static StringContent Chat(string model, string content, bool stream = false, bool includeUsage = false) => Json(JsonSerializer.Serialize(new Dictionary<string, object?>
