@@ -258,12 +258,17 @@ public sealed class SpendGuard(IServiceScopeFactory scopes, IOptions<BillingOpti
         }
     }
 
-    private async Task SettlePurseAsync(Purse purse, bool returnUnused, CancellationToken ct)
+    private async Task SettlePurseAsync(Purse purse, bool returnUnused, CancellationToken cancellationToken)
     {
         if (purse.LeaseId is not { } leaseId)
         {
             return;
         }
+
+        // Once spend is taken out of the purse, the write runs to its end: a round cancelled half-way (a stopping
+        // server) would otherwise drop what it had taken, and a commit cut short leaves its outcome unknown.
+        cancellationToken.ThrowIfCancellationRequested();
+        var ct = CancellationToken.None;
 
         var spent = purse.TakeUnsettled();
         var returning = returnUnused ? purse.TakeIdle() : 0;
@@ -313,7 +318,7 @@ public sealed class SpendGuard(IServiceScopeFactory scopes, IOptions<BillingOpti
             await transaction.CommitAsync(ct);
             purse.Renewed(RenewBy(now), released: closing);
         }
-        catch (Exception) when (!ct.IsCancellationRequested)
+        catch (Exception)
         {
             purse.Restore(spent, returning); // written next round
             throw;

@@ -102,6 +102,44 @@ public sealed class HoldTests
     }
 
     [Fact]
+    public async Task A_settle_round_cancelled_while_its_write_waits_still_records_the_spend()
+    {
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Postgres);
+        await using var sluice = new SluiceFactory(database, new Dictionary<string, string?> { ["Billing:SettleInterval"] = "00:01:00" });
+        using var op = await OperatorAsync(sluice);
+        var (_, orgId, _) = await TenantAsync(sluice);
+        await op.PostAsJsonAsync($"/api/v1/admin/orgs/{orgId}/wallet/credits", new { amountMicros = 10_000_000, reason = "fund" });
+        var guard = sluice.Services.GetRequiredService<SpendGuard>();
+        var (hold, _) = await guard.TryHoldAsync(orgId, null, 500, default);
+        guard.Settle(hold!, 300);
+
+        // Another session holds the lease row, so the round's write waits; the round is cancelled meanwhile (a stopping server).
+        await using var blocker = (Npgsql.NpgsqlConnection)database.OpenConnection();
+        await using var transaction = await blocker.BeginTransactionAsync();
+        await using (var lockRows = new Npgsql.NpgsqlCommand("SELECT * FROM wallet_leases FOR UPDATE", blocker, transaction))
+        {
+            await lockRows.ExecuteNonQueryAsync();
+        }
+
+        using var stopping = new CancellationTokenSource(TimeSpan.FromMilliseconds(200));
+        var round = guard.SettleAsync(returnUnused: false, stopping.Token);
+        await Task.Delay(500);
+        await transaction.RollbackAsync();
+        try
+        {
+            await round;
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        await guard.SettleAsync(returnUnused: true, default);
+        await using var db = database.CreateContext();
+        Assert.Equal(300, await db.LedgerAccounts.Where(a => a.Type == AccountTypes.Revenue).SumAsync(a => a.BalanceMicros));
+        Assert.Equal(10_000_000 - 300, await db.LedgerAccounts.Where(a => a.OrganizationId == orgId && a.Type == AccountTypes.CustomerWallet).Select(a => a.BalanceMicros).SingleAsync());
+    }
+
+    [Fact]
     public async Task A_lease_whose_replica_died_is_returned_after_its_ttl_and_nothing_is_charged_twice()
     {
         await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
