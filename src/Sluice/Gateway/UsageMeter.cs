@@ -94,8 +94,7 @@ internal sealed class UsageWriter(UsageMeter meter, IServiceScopeFactory scopes,
                 {
                     await using var scope = scopes.CreateAsyncScope();
                     var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
-                    db.UsageEvents.AddRange(batch);
-                    await db.SaveChangesAsync(cancellationToken);
+                    await BulkInsert.InsertAsync(db, batch, cancellationToken);
                     meter.CountWritten(batch.Count);
                     batch.Clear();
                     break;
