@@ -165,7 +165,7 @@ internal static class FilesEndpoints
             stored = false; // kept
             await WriteAsync(context, 200, json => WriteFile(json, file));
         }
-        catch (IOException) when (context.RequestAborted.IsCancellationRequested)
+        catch (Exception ex) when (ex is IOException or OperationCanceledException && context.RequestAborted.IsCancellationRequested)
         {
             // The client left mid-upload; the finally shreds what was written.
         }
