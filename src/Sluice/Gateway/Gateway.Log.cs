@@ -16,4 +16,7 @@ internal static partial class GatewayLog
 
     [LoggerMessage(305, LogLevel.Information, "Provider {ProviderId} {Change}")]
     public static partial void ProviderChanged(ILogger logger, Guid providerId, string change);
+
+    [LoggerMessage(306, LogLevel.Error, "A line of batch {BatchId} failed unexpectedly ({ExceptionType}); it is recorded as a server error")]
+    public static partial void BatchLineFailed(ILogger logger, Guid batchId, string exceptionType);
 }

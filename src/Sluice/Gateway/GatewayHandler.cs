@@ -127,8 +127,19 @@ public sealed class GatewayHandler(
         ], "batch"));
         context.Items[typeof(VerifiedKey)] = key;
         context.Items[typeof(BatchLine)] = line;
-        await HandleAsync(context, endpoint);
-        line.Body = response.ToArray();
+        try
+        {
+            await HandleAsync(context, endpoint);
+            line.Body = response.ToArray();
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            // The line still carries its hold (if one was taken), so the runner settles it like any other.
+            GatewayLog.BatchLineFailed(logger, batchId, ex.GetType().Name);
+            line.Status = 500;
+            line.Body = """{"error":{"message":"The server had an error processing this request.","type":"server_error","param":null,"code":null}}"""u8.ToArray();
+        }
+
         return line;
     }
 
