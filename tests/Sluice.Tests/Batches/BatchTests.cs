@@ -117,6 +117,42 @@ public abstract class BatchTests(DatabaseProvider provider)
     }
 
     [Fact]
+    public async Task Two_replicas_share_batches_and_run_every_line_exactly_once()
+    {
+        await using var upstream = await FakeUpstream.StartAsync();
+        upstream.DelayBeforeHeaders = TimeSpan.FromMilliseconds(20);
+        await using var database = await TestDatabase.CreateAsync(provider);
+        var settings = new Dictionary<string, string?> { ["Batches:PollInterval"] = "00:00:00.050", ["Batches:MaxConcurrency"] = "4" };
+        await using var replicaA = new SluiceFactory(database, settings);
+        await using var replicaB = new SluiceFactory(database, settings);
+        using var op = await OperatorAsync(replicaA);
+        await ModelOnAsync(op, upstream.BaseUrl);
+        var (_, _, key) = await TenantAsync(replicaA);
+        using var onA = replicaA.WithKey(key);
+        using var onB = replicaB.WithKey(key);
+        await Task.Delay(300); // replica B's catalog sees the model
+
+        var batches = new List<string>();
+        for (var i = 0; i < 4; i++)
+        {
+            var client = i % 2 == 0 ? onA : onB;
+            var lines = ChatLines(15, n => $"batch {i} line {n}", model: "m");
+            batches.Add((await CreateAsync(client, await UploadIdAsync(client, lines))).GetProperty("id").GetString()!);
+        }
+
+        foreach (var id in batches)
+        {
+            var batch = await WaitAsync(onA, id);
+            Assert.Equal("completed", batch.GetProperty("status").GetString());
+            Assert.Equal(15, (await LinesAsync(onB, batch.GetProperty("output_file_id").GetString()!)).Count);
+        }
+
+        var asked = upstream.Requests.Select(r => JsonDocument.Parse(r.Body).RootElement.GetProperty("messages")[0].GetProperty("content").GetString()).ToList();
+        Assert.Equal(60, asked.Count);
+        Assert.Equal(60, asked.Distinct().Count());
+    }
+
+    [Fact]
     public async Task A_cancelled_batch_stops_dispatching_and_keeps_what_finished()
     {
         await using var upstream = await FakeUpstream.StartAsync();
