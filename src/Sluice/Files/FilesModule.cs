@@ -17,6 +17,8 @@ internal static class FilesModule
         services.AddFilesCore();
         services.AddSingleton<FileSweeper>();
         services.AddHostedService(provider => provider.GetRequiredService<FileSweeper>());
+        services.AddSingleton<KeyRotationScheduler>();
+        services.AddHostedService(provider => provider.GetRequiredService<KeyRotationScheduler>());
         return services;
     }
 }

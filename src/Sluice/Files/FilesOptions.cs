@@ -28,6 +28,18 @@ public sealed record FilesOptions : IValidatableObject
     [Range(1, long.MaxValue, ErrorMessage = "must be positive")]
     public long MaxFileBytes { get; init; } = 512L * 1024 * 1024;
 
+    /// <summary>
+    /// How often the key-encryption key is rotated automatically (ring file only): every object is rewrapped under the
+    /// current key, older keys are retired, and a new key becomes current. A copy of a file (a backup) becomes
+    /// unreadable at most two intervals after it was taken. Zero turns automatic rotation off.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00", "30.00:00:00", ErrorMessage = "must be between {1} and {2}")]
+    public TimeSpan KeyRotationInterval { get; init; } = TimeSpan.FromDays(7);
+
+    /// <summary>How often a replica checks whether the key ring is due for rotation.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.100", "30.00:00:00", ErrorMessage = "must be between {1} and {2}")]
+    public TimeSpan KeyRotationCheckInterval { get; init; } = TimeSpan.FromHours(1);
+
     /// <summary>How often expired files are shredded.</summary>
     [Range(typeof(TimeSpan), "00:00:00.100", "1.00:00:00", ErrorMessage = "must be between {1} and {2}")]
     public TimeSpan SweepInterval { get; init; } = TimeSpan.FromMinutes(1);

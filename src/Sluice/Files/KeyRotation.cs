@@ -13,7 +13,7 @@ public sealed class KeyRotation(FileStore store, SluiceDbContext db, AuditLog au
 {
     public sealed record Result(int Rewrapped, int AlreadyCurrent, int Unreadable, bool Retired, string CurrentKey);
 
-    public async Task<Result> RotateAsync(bool addKey, bool retireOld, CancellationToken cancellationToken)
+    public async Task<Result> RotateAsync(bool addKey, bool retireOld, CancellationToken cancellationToken, string actor = "cli")
     {
         if (addKey)
         {
@@ -48,7 +48,7 @@ public sealed class KeyRotation(FileStore store, SluiceDbContext db, AuditLog au
             store.Keys.RetireOldKeys();
         }
 
-        audit.Record("files.kek_rotate", $"current:{store.Keys.CurrentId} rewrapped:{rewrapped} retired:{retire}", actorOverride: "cli");
+        audit.Record("files.kek_rotate", $"current:{store.Keys.CurrentId} rewrapped:{rewrapped} retired:{retire}", actorOverride: actor);
         await db.SaveChangesAsync(cancellationToken);
         return new Result(rewrapped, current, unreadable, retire, store.Keys.CurrentId);
     }

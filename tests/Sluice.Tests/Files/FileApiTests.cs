@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Sluice.Files;
 using Sluice.Storage;
@@ -165,6 +166,65 @@ public sealed class FileApiTests
         Assert.ThrowsAny<System.Security.Cryptography.CryptographicException>(() =>
             EncryptedFile.OpenRead(copy, store.Keys, FileStore.FileBinding(Guid.ParseExact(input["file-".Length..], "N"), Guid.Empty)).Dispose());
         File.Delete(copy);
+    }
+
+    [Fact]
+    public async Task The_key_ring_rotates_itself_and_a_backup_becomes_unreadable_two_intervals_later()
+    {
+        var clock = new ManualTimeProvider(DateTimeOffset.UtcNow);
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        await using var sluice = new SluiceFactory(database, new Dictionary<string, string?> { ["Files:KeyRotationInterval"] = "7.00:00:00", ["Files:KeyRotationCheckInterval"] = "30.00:00:00" }, clock);
+        var (_, _, key) = await TenantAsync(sluice);
+        using var client = sluice.WithKey(key);
+        var id = await UploadIdAsync(client, ChatLines(2));
+        var store = sluice.Services.GetRequiredService<FileStore>();
+        var scheduler = sluice.Services.GetRequiredService<KeyRotationScheduler>();
+        var path = store.PathOf(Guid.ParseExact(id["file-".Length..], "N"));
+        var backup = path + ".backup";
+        File.Copy(path, backup);
+        var binding = FileStore.FileBinding(Guid.ParseExact(id["file-".Length..], "N"), await OrgOfAsync(database, id));
+
+        Assert.False(await scheduler.RotateIfDueAsync(CancellationToken.None)); // not due yet
+        clock.Advance(TimeSpan.FromDays(7) + TimeSpan.FromMinutes(1));
+        Assert.True(await scheduler.RotateIfDueAsync(CancellationToken.None));
+        Assert.Equal(2, store.Keys.Count); // the old key stays until nothing can still be wrapping under it
+        EncryptedFile.OpenRead(backup, store.Keys, binding).Dispose();
+
+        clock.Advance(TimeSpan.FromDays(7) + TimeSpan.FromMinutes(1));
+        Assert.True(await scheduler.RotateIfDueAsync(CancellationToken.None));
+        Assert.Equal(2, store.Keys.Count);
+        Assert.Equal(ChatLines(2), await client.GetStringAsync($"/v1/files/{id}/content")); // rewrapped, still readable
+        Assert.ThrowsAny<System.Security.Cryptography.CryptographicException>(() => EncryptedFile.OpenRead(backup, store.Keys, binding).Dispose());
+        File.Delete(backup);
+        await using var db = database.CreateContext();
+        Assert.Equal(2, await db.AuditEntries.CountAsync(e => e.Action == "files.kek_rotate" && e.Actor == "system"));
+    }
+
+    [Fact]
+    public async Task On_PostgreSQL_one_replica_at_a_time_rotates_the_key_ring()
+    {
+        var clock = new ManualTimeProvider(DateTimeOffset.UtcNow);
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Postgres);
+        var settings = new Dictionary<string, string?> { ["Files:KeyRotationCheckInterval"] = "30.00:00:00" };
+        await using var replicaA = new SluiceFactory(database, settings, clock);
+        await using var replicaB = new SluiceFactory(database, settings, clock);
+        _ = replicaA.Services;
+        _ = replicaB.Services;
+        clock.Advance(TimeSpan.FromDays(7) + TimeSpan.FromMinutes(1));
+
+        var rotated = await Task.WhenAll(
+            replicaA.Services.GetRequiredService<KeyRotationScheduler>().RotateIfDueAsync(CancellationToken.None),
+            replicaB.Services.GetRequiredService<KeyRotationScheduler>().RotateIfDueAsync(CancellationToken.None));
+
+        Assert.Equal(1, rotated.Count(r => r)); // the advisory lock and the ring's new time let exactly one rotate
+        Assert.Equal(2, replicaB.Services.GetRequiredService<FileStore>().Keys.Count);
+    }
+
+    private static async Task<Guid> OrgOfAsync(TestDatabase database, string fileId)
+    {
+        await using var db = database.CreateContext();
+        var id = Guid.ParseExact(fileId["file-".Length..], "N");
+        return await db.Files.Where(f => f.Id == id).Select(f => f.OrganizationId).SingleAsync();
     }
 
     [Fact]

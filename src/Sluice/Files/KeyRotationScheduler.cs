@@ -1,0 +1,80 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+using Sluice.Hosting;
+using Sluice.Storage;
+
+namespace Sluice.Files;
+
+/// <summary>
+/// Rotates the key-encryption key every <see cref="FilesOptions.KeyRotationInterval"/>, so crypto-shredding reaches
+/// backups without anyone remembering to: each rotation rewraps every object under the current key, retires the older
+/// keys (every copy wrapped under them, backups included, can no longer be opened), then adds a new current key. Keys
+/// are retired only one interval after they stopped being current, so no replica can still be wrapping a new file under
+/// one. The ring file's modification time is the time of the last rotation; one replica at a time rotates (an advisory
+/// lock on PostgreSQL, a lock file beside the ring otherwise), and replicas reread the ring when it changes.
+/// </summary>
+internal sealed partial class KeyRotationScheduler(
+    IServiceScopeFactory scopes, FileStore store, TimeProvider time, IOptions<FilesOptions> options, ILogger<KeyRotationScheduler> logger) : BackgroundService
+{
+    // Arbitrary constant naming "rotate the files key ring" among advisory locks.
+    private const long RotationLockId = 0x51_7C_E0_00_00_00_00_03;
+
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+        options.Value.KeyRotationInterval <= TimeSpan.Zero || store.Keys.File is null
+            ? Task.CompletedTask
+            : PeriodicWork.RunAsync(options.Value.KeyRotationCheckInterval, time, logger, "key rotation", RotateIfDueAsync, stoppingToken);
+
+    /// <summary>Rotates when the ring is older than the interval; true when this call rotated.</summary>
+    public async Task<bool> RotateIfDueAsync(CancellationToken cancellationToken)
+    {
+        if (store.Keys.File is not { } ring || !Due(ring))
+        {
+            return false;
+        }
+
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
+        await using var exclusive = await LockAsync(db, ring, cancellationToken);
+        if (exclusive is null || !Due(ring))
+        {
+            return false; // another replica is rotating, or just did
+        }
+
+        var result = await ActivatorUtilities.CreateInstance<KeyRotation>(scope.ServiceProvider)
+            .RotateAsync(addKey: false, retireOld: true, cancellationToken, actor: "system");
+        store.Keys.AddKey();
+        File.SetLastWriteTimeUtc(ring, time.GetUtcNow().UtcDateTime); // the rotation's time, on the clock that decides the next
+        Rotated(logger, result.Rewrapped, result.Retired, store.Keys.CurrentId);
+        return true;
+    }
+
+    private bool Due(string ring) => time.GetUtcNow().UtcDateTime - File.GetLastWriteTimeUtc(ring) >= options.Value.KeyRotationInterval;
+
+    private static async Task<IAsyncDisposable?> LockAsync(SluiceDbContext db, string ring, CancellationToken cancellationToken)
+    {
+        if (db.Database.GetDbConnection() is Npgsql.NpgsqlConnection)
+        {
+            await db.Database.OpenConnectionAsync(cancellationToken);
+            var taken = await db.Database.SqlQueryRaw<bool>($"SELECT pg_try_advisory_lock({RotationLockId}) AS \"Value\"").SingleAsync(cancellationToken);
+            return taken ? new Releaser(async () => await db.Database.ExecuteSqlRawAsync($"SELECT pg_advisory_unlock({RotationLockId})")) : null;
+        }
+
+        try
+        {
+            var stream = new FileStream(ring + ".lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.DeleteOnClose);
+            return new Releaser(() => stream.DisposeAsync());
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
+
+    private sealed class Releaser(Func<ValueTask> release) : IAsyncDisposable
+    {
+        public ValueTask DisposeAsync() => release();
+    }
+
+    [LoggerMessage(61, LogLevel.Information, "Rotated the files key ring: {Rewrapped} data keys rewrapped, older keys retired: {Retired}; current key {KeyId}")]
+    private static partial void Rotated(ILogger logger, int rewrapped, bool retired, string keyId);
+}
