@@ -675,8 +675,9 @@ public sealed partial class BatchRunner(
                 lines++;
             }
 
-            if (outcome == Batch.Expired)
+            if (outcome == Batch.Expired && store.Exists(batch.InputFileId))
             {
+                // The input names the lines that never ran (it was validated, so each has a custom_id).
                 await using var input = store.OpenRead(batch.InputFileId, batch.OrganizationId);
                 await foreach (var line in JsonlLines.ReadAsync(input, MaxLineBytes, cancellationToken))
                 {
