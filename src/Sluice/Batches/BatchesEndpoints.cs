@@ -69,8 +69,12 @@ internal static class BatchesEndpoints
         }
 
         var now = time.GetUtcNow();
-        if (!StoredFile.TryParseId(String(request, "input_file_id"), out var fileId)
-            || await db.Files.AsNoTracking().FirstOrDefaultAsync(f => f.Id == fileId && f.OrganizationId == orgId && f.ExpiresAt > now, context.RequestAborted) is not { } file)
+        if (!StoredFile.TryParseId(String(request, "input_file_id"), out var fileId))
+        {
+            throw OpenAiException.Invalid("'input_file_id' is required: the id of a file uploaded with purpose 'batch' (file-…).", "input_file_id");
+        }
+
+        if (await db.Files.AsNoTracking().FirstOrDefaultAsync(f => f.Id == fileId && f.OrganizationId == orgId && f.ExpiresAt > now, context.RequestAborted) is not { } file)
         {
             throw new OpenAiException(404, "No such file: 'input_file_id' must name a file you uploaded.", "invalid_request_error", "file_not_found", "input_file_id");
         }
@@ -99,13 +103,13 @@ internal static class BatchesEndpoints
         audit.Record("batch.create", $"{batch.PublicId} {endpoint} {file.PublicId}", orgId);
         await db.SaveChangesAsync(context.RequestAborted);
         runner.Nudge();
-        await FilesEndpoints.WriteAsync(context, 200, json => WriteBatch(json, batch));
+        await OpenAiJson.WriteAsync(context, json => WriteBatch(json, batch));
     }
 
     private static async Task RetrieveAsync(HttpContext context, string batchId, SluiceDbContext db)
     {
         var batch = await FindAsync(context, db, batchId);
-        await FilesEndpoints.WriteAsync(context, 200, json => WriteBatch(json, batch));
+        await OpenAiJson.WriteAsync(context, json => WriteBatch(json, batch));
     }
 
     private static async Task ListAsync(HttpContext context, SluiceDbContext db, int? limit, string? after)
@@ -130,22 +134,7 @@ internal static class BatchesEndpoints
         var take = limit ?? 20;
         var page = await query.OrderByDescending(b => b.Id).Take(take + 1).ToListAsync(context.RequestAborted);
         var batches = page.Take(take).ToList();
-        await FilesEndpoints.WriteAsync(context, 200, json =>
-        {
-            json.WriteStartObject();
-            json.WriteString("object", "list");
-            json.WriteStartArray("data");
-            foreach (var batch in batches)
-            {
-                WriteBatch(json, batch);
-            }
-
-            json.WriteEndArray();
-            json.WriteString("first_id", batches.FirstOrDefault()?.PublicId);
-            json.WriteString("last_id", batches.LastOrDefault()?.PublicId);
-            json.WriteBoolean("has_more", page.Count > take);
-            json.WriteEndObject();
-        });
+        await OpenAiJson.WriteListAsync(context, batches, b => b.PublicId, page.Count > take, WriteBatch);
     }
 
     private static async Task CancelAsync(HttpContext context, string batchId, SluiceDbContext db, AuditLog audit, TimeProvider time, BatchRunner runner)
@@ -171,7 +160,7 @@ internal static class BatchesEndpoints
             throw new OpenAiException(409, $"A batch that is '{batch.Status}' cannot be cancelled.", "invalid_request_error", "batch_not_cancellable");
         }
 
-        await FilesEndpoints.WriteAsync(context, 200, json => WriteBatch(json, batch));
+        await OpenAiJson.WriteAsync(context, json => WriteBatch(json, batch));
     }
 
     private static async Task<Batch> FindAsync(HttpContext context, SluiceDbContext db, string batchId)

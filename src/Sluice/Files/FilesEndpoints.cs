@@ -163,7 +163,7 @@ internal static class FilesEndpoints
             audit.Record("file.upload", $"{file.PublicId} {purpose} {bytes}", orgId);
             await db.SaveChangesAsync(context.RequestAborted);
             stored = false; // kept
-            await WriteAsync(context, 200, json => WriteFile(json, file));
+            await OpenAiJson.WriteAsync(context, json => WriteFile(json, file));
         }
         catch (Exception ex) when (ex is IOException or OperationCanceledException && context.RequestAborted.IsCancellationRequested)
         {
@@ -237,28 +237,13 @@ internal static class FilesEndpoints
         var page = await (descending ? query.OrderByDescending(f => f.Id) : query.OrderBy(f => f.Id)).Take(take + 1).ToListAsync(context.RequestAborted);
         var more = page.Count > take;
         var files = page.Take(take).ToList();
-        await WriteAsync(context, 200, json =>
-        {
-            json.WriteStartObject();
-            json.WriteString("object", "list");
-            json.WriteStartArray("data");
-            foreach (var file in files)
-            {
-                WriteFile(json, file);
-            }
-
-            json.WriteEndArray();
-            json.WriteString("first_id", files.FirstOrDefault()?.PublicId);
-            json.WriteString("last_id", files.LastOrDefault()?.PublicId);
-            json.WriteBoolean("has_more", more);
-            json.WriteEndObject();
-        });
+        await OpenAiJson.WriteListAsync(context, files, f => f.PublicId, more, WriteFile);
     }
 
     private static async Task RetrieveAsync(HttpContext context, string fileId, SluiceDbContext db)
     {
         var file = await FindAsync(context, db, fileId);
-        await WriteAsync(context, 200, json => WriteFile(json, file));
+        await OpenAiJson.WriteAsync(context, json => WriteFile(json, file));
     }
 
     private static async Task DeleteAsync(HttpContext context, string fileId, SluiceDbContext db, FileStore store, AuditLog audit)
@@ -270,7 +255,7 @@ internal static class FilesEndpoints
         db.Files.Remove(file);
         audit.Record("file.delete", file.PublicId, file.OrganizationId);
         await db.SaveChangesAsync(context.RequestAborted);
-        await WriteAsync(context, 200, json =>
+        await OpenAiJson.WriteAsync(context, json =>
         {
             json.WriteStartObject();
             json.WriteString("id", file.PublicId);
@@ -327,14 +312,5 @@ internal static class FilesEndpoints
         json.WriteString("status", "processed");
         json.WriteNull("status_details");
         json.WriteEndObject();
-    }
-
-    public static async Task WriteAsync(HttpContext context, int status, Action<Utf8JsonWriter> write)
-    {
-        context.Response.StatusCode = status;
-        context.Response.ContentType = "application/json";
-        await using var json = new Utf8JsonWriter(context.Response.Body);
-        write(json);
-        await json.FlushAsync(context.RequestAborted);
     }
 }

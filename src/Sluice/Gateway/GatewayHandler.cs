@@ -44,7 +44,7 @@ public sealed class GatewayHandler(
         });
 
         var caller = context.Caller();
-        var batch = context.Items.TryGetValue(typeof(BatchLine), out var line) ? (BatchLine?)line : null;
+        var batch = trace.Batch = context.Items.TryGetValue(typeof(BatchLine), out var line) ? (BatchLine?)line : null;
         var status = 200;
         string? errorType = null;
         try
@@ -178,7 +178,7 @@ public sealed class GatewayHandler(
                 "invalid_request_error", "no_compliant_route", "model");
         }
 
-        var batch = context.Items.TryGetValue(typeof(BatchLine), out var line) ? (BatchLine?)line : null;
+        var batch = trace.Batch;
         var discount = batch is null ? 0 : billing.Value.BatchDiscountPercent;
         if (batch is not null)
         {
@@ -570,6 +570,9 @@ public sealed class GatewayHandler(
         public long ClientTicks { get; set; }
 
         public long CostMicros { get; set; }
+
+        /// <summary>The batch line this request runs, or null for real-time traffic.</summary>
+        public BatchLine? Batch { get; set; }
 
         public string? Model { get; set; }
 
