@@ -59,16 +59,34 @@ public sealed class AuditLog(SluiceDbContext db, AuditActor actor, TimeProvider 
 {
     public const string Success = "success";
 
-    public void Record(string action, string target, Guid? organizationId = null, string? actorOverride = null)
+    public const string Refused = "refused";
+
+    public void Record(string action, string target, Guid? organizationId = null, string? actorOverride = null) =>
+        Add(action, target, organizationId, actorOverride, Success);
+
+    /// <summary>
+    /// Records a refused action on its own: whatever the unit of work held is discarded (a refusal changes nothing),
+    /// and the entry is saved at once, before the caller throws its error.
+    /// </summary>
+    public async Task RefuseAsync(string action, string target, Guid? organizationId, CancellationToken cancellationToken)
+    {
+        db.ChangeTracker.Clear();
+        Add(action, target, organizationId, null, Refused);
+        await db.SaveChangesAsync(cancellationToken);
+    }
+
+    private void Add(string action, string target, Guid? organizationId, string? actorOverride, string outcome)
     {
         db.AuditEntries.Add(new AuditEntry
         {
+            // A distinct placeholder per pending entry (the key must be unique while tracked); numbered when saved.
+            Seq = -1 - db.ChangeTracker.Entries<AuditEntry>().Count(e => e.State == Microsoft.EntityFrameworkCore.EntityState.Added),
             Time = time.GetUtcNow(),
             Actor = actorOverride ?? actor.Id,
             OrganizationId = organizationId,
             Action = action,
             Target = target.Length > 128 ? target[..128] : target,
-            Outcome = Success,
+            Outcome = outcome,
             SourceNetwork = actor.SourceNetwork,
         });
     }

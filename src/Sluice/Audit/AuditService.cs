@@ -159,14 +159,26 @@ public sealed class AuditService(
 
     /// <summary>
     /// Deletes entries older than the retention, but only below the newest signed checkpoint they all precede, and only
-    /// after keeping the hashes of the pruned prefix, so every later root stays verifiable. Returns the new prefix size.
+    /// after keeping the hashes of the pruned prefix, so every later root stays verifiable, and never at or past an entry a
+    /// legal hold covers (its organization, its person as actor or target, or the whole audit class). Returns the new prefix size.
     /// </summary>
     public async Task<long> PruneAsync(CancellationToken cancellationToken)
     {
         var cutoff = time.GetUtcNow() - options.Value.Retention;
         var snapshot = await SnapshotAsync(null, cancellationToken);
         var tree = snapshot.Tree();
-        var firstKept = snapshot.Entries.FirstOrDefault(e => e.Time >= cutoff)?.Seq ?? (long)tree.Size;
+        var holds = await Privacy.HoldSet.ActiveAsync(db, cancellationToken);
+        if (holds.CoversClass(Privacy.RetentionClass.AuditLog))
+        {
+            return (long)tree.PrunedSize;
+        }
+
+        // The log is pruned as a prefix, so a held entry keeps itself and everything after it.
+        var heldActors = holds.Users.Select(u => $"user:{u}").ToHashSet(StringComparer.Ordinal);
+        var firstKept = snapshot.Entries.FirstOrDefault(e => e.Time >= cutoff
+            || (e.OrganizationId is { } org && holds.Organizations.Contains(org))
+            || heldActors.Contains(e.Actor)
+            || holds.Users.Any(u => e.Target.Contains(u.ToString(), StringComparison.Ordinal)))?.Seq ?? (long)tree.Size;
         var target = snapshot.Checkpoints.Where(c => c.TreeSize <= firstKept && (ulong)c.TreeSize > tree.PrunedSize && (ulong)c.TreeSize <= tree.Size)
             .Select(c => (long?)c.TreeSize).Max();
         if (target is not { } prefix)

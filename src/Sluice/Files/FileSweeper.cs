@@ -2,6 +2,7 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using Sluice.Audit;
 using Sluice.Hosting;
+using Sluice.Privacy;
 using Sluice.Storage;
 
 namespace Sluice.Files;
@@ -24,13 +25,37 @@ internal sealed partial class FileSweeper(
 
     public async Task<int> SweepAsync(CancellationToken cancellationToken)
     {
+        HoldSet holds;
+        await using (var scope = scopes.CreateAsyncScope())
+        {
+            holds = await HoldSet.ActiveAsync(scope.ServiceProvider.GetRequiredService<SluiceDbContext>(), cancellationToken);
+        }
+
+        var (shredded, _) = await SweepExpiredAsync(holds, cancellationToken);
+        shredded += await SweepOrphansAsync(time.GetUtcNow(), cancellationToken);
+        if (shredded > 0)
+        {
+            Shredded(logger, shredded);
+        }
+
+        return shredded;
+    }
+
+    /// <summary>
+    /// Shreds expired files that no legal hold covers (a hold on their organization or on the batch-files class);
+    /// returns how many were shredded and how many expired files holds kept.
+    /// </summary>
+    public async Task<(int Shredded, int Held)> SweepExpiredAsync(HoldSet holds, CancellationToken cancellationToken)
+    {
         var shredded = 0;
         var now = time.GetUtcNow();
-        while (true)
+        var heldOrgs = holds.Organizations.ToList();
+        var classHeld = holds.CoversClass(RetentionClass.BatchFiles);
+        while (!classHeld)
         {
             await using var scope = scopes.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
-            var expired = await db.Files.AsNoTracking().Where(f => f.ExpiresAt <= now).OrderBy(f => f.ExpiresAt)
+            var expired = await db.Files.AsNoTracking().Where(f => f.ExpiresAt <= now && !heldOrgs.Contains(f.OrganizationId)).OrderBy(f => f.ExpiresAt)
                 .Select(f => new { f.Id, f.OrganizationId }).Take(BatchSize).ToListAsync(cancellationToken);
             if (expired.Count == 0)
             {
@@ -57,13 +82,13 @@ internal sealed partial class FileSweeper(
             }
         }
 
-        shredded += await SweepOrphansAsync(now, cancellationToken);
-        if (shredded > 0)
+        int held;
+        await using (var scope = scopes.CreateAsyncScope())
         {
-            Shredded(logger, shredded);
+            held = holds == HoldSet.None ? 0 : await scope.ServiceProvider.GetRequiredService<SluiceDbContext>().Files.CountAsync(f => f.ExpiresAt <= now, cancellationToken);
         }
 
-        return shredded;
+        return (shredded, held);
     }
 
     private async Task<int> SweepOrphansAsync(DateTimeOffset now, CancellationToken cancellationToken)

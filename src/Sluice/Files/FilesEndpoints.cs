@@ -116,6 +116,14 @@ internal static class FilesEndpoints
                 throw OpenAiException.Invalid($"'purpose' must be one of: {string.Join(", ", UploadPurposes)}.", "purpose");
             }
 
+            if (purpose == "fine-tune" && !await Privacy.ConsentService.OrganizationAllowsTrainingAsync(db, orgId, context.RequestAborted))
+            {
+                // C04: a training dataset is content flowing to training; it needs the organization's recorded opt-in.
+                throw new OpenAiException(403,
+                    "Fine-tuning uses your content for training, and your organization has not consented to that. An owner or admin records consent with PUT /api/v1/orgs/{orgId}/consents {\"purpose\":\"training\",\"granted\":true}.",
+                    "invalid_request_error", "training_consent_required", "purpose");
+            }
+
             var now = time.GetUtcNow();
             var expiresAt = now + settings.Retention;
             if (anchor is not null || seconds is not null)

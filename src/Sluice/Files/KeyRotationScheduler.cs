@@ -1,4 +1,3 @@
-using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using Sluice.Hosting;
 using Sluice.Storage;
@@ -34,7 +33,7 @@ internal sealed partial class KeyRotationScheduler(
 
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
-        await using var exclusive = await LockAsync(db, ring, cancellationToken);
+        await using var exclusive = await ReplicaLock.TryTakeAsync(db, RotationLockId, ring + ".lock", cancellationToken);
         if (exclusive is null || !Due(ring))
         {
             return false; // another replica is rotating, or just did
@@ -49,31 +48,6 @@ internal sealed partial class KeyRotationScheduler(
     }
 
     private bool Due(string ring) => time.GetUtcNow().UtcDateTime - File.GetLastWriteTimeUtc(ring) >= options.Value.KeyRotationInterval;
-
-    private static async Task<IAsyncDisposable?> LockAsync(SluiceDbContext db, string ring, CancellationToken cancellationToken)
-    {
-        if (db.Database.GetDbConnection() is Npgsql.NpgsqlConnection)
-        {
-            await db.Database.OpenConnectionAsync(cancellationToken);
-            var taken = await db.Database.SqlQueryRaw<bool>($"SELECT pg_try_advisory_lock({RotationLockId}) AS \"Value\"").SingleAsync(cancellationToken);
-            return taken ? new Releaser(async () => await db.Database.ExecuteSqlRawAsync($"SELECT pg_advisory_unlock({RotationLockId})")) : null;
-        }
-
-        try
-        {
-            var stream = new FileStream(ring + ".lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.DeleteOnClose);
-            return new Releaser(() => stream.DisposeAsync());
-        }
-        catch (IOException)
-        {
-            return null;
-        }
-    }
-
-    private sealed class Releaser(Func<ValueTask> release) : IAsyncDisposable
-    {
-        public ValueTask DisposeAsync() => release();
-    }
 
     [LoggerMessage(61, LogLevel.Information, "Rotated the files key ring: {Rewrapped} data keys rewrapped, older keys retired: {Retired}; current key {KeyId}")]
     private static partial void Rotated(ILogger logger, int rewrapped, bool retired, string keyId);

@@ -169,13 +169,26 @@ public sealed class GatewayHandler(
             throw OpenAiException.Invalid($"The model '{Truncate(model.Id)}' does not support {InferenceRequest.Name(endpoint)}.", "model", "unsupported_endpoint");
         }
 
-        routes = routes.Where(r => (!org.RequireZeroRetention || !r.RetainsData) && (!org.RequireNoTraining || !r.TrainsOnData)).ToList();
+        routes = routes.Where(r => (!org.RequireZeroRetention || !r.RetainsData) && (org.AllowsTrainingRoutes || !r.TrainsOnData)).ToList();
         if (routes.Count == 0)
         {
-            // Fail closed: never fall back to a route that breaks the organization's data policy.
-            throw new OpenAiException(403,
-                $"Your organization requires {(org.RequireZeroRetention ? "zero-retention" : "")}{(org.RequireZeroRetention && org.RequireNoTraining ? " and " : "")}{(org.RequireNoTraining ? "no-training" : "")} providers, and no provider of '{Truncate(model.Id)}' qualifies.",
-                "invalid_request_error", "no_compliant_route", "model");
+            // Fail closed: never fall back to a route that breaks the organization's data policy, and never send content
+            // to a provider that trains on it without the organization's recorded opt-in (C04).
+            var requirements = new List<string>(2);
+            if (org.RequireZeroRetention)
+            {
+                requirements.Add("zero-retention");
+            }
+
+            if (!org.AllowsTrainingRoutes)
+            {
+                requirements.Add("no-training");
+            }
+
+            var why = org.RequireNoTraining || org.RequireZeroRetention
+                ? $"Your organization requires {string.Join(" and ", requirements)} providers"
+                : "Your organization has not consented to its content being used for training, so providers that train on data are excluded";
+            throw new OpenAiException(403, $"{why}, and no provider of '{Truncate(model.Id)}' qualifies.", "invalid_request_error", "no_compliant_route", "model");
         }
 
         var batch = trace.Batch;

@@ -4,8 +4,14 @@ using Sluice.Storage;
 
 namespace Sluice.Gateway;
 
-/// <summary>An organization's routing policy and rate limits, as the hot path needs them.</summary>
-public sealed record OrganizationPolicy(Guid Id, bool RequireZeroRetention, bool RequireNoTraining, int? RequestsPerMinute, int? TokensPerMinute);
+/// <summary>
+/// An organization's routing policy and rate limits, as the hot path needs them. Routes whose provider trains on data
+/// are open only to organizations that consented to training (C04) and do not require no-training providers.
+/// </summary>
+public sealed record OrganizationPolicy(Guid Id, bool RequireZeroRetention, bool RequireNoTraining, int? RequestsPerMinute, int? TokensPerMinute, bool TrainingConsent = false)
+{
+    public bool AllowsTrainingRoutes => TrainingConsent && !RequireNoTraining;
+}
 
 /// <summary>
 /// Caches organizations' policies for a couple of seconds, so the hot path reads the database at most once per
@@ -27,7 +33,7 @@ public sealed class OrganizationPolicies(IServiceScopeFactory scopes, TimeProvid
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
         var policy = await db.Organizations.AsNoTracking().Where(o => o.Id == orgId)
-            .Select(o => new OrganizationPolicy(o.Id, o.RequireZeroRetention, o.RequireNoTraining, o.RequestsPerMinute, o.TokensPerMinute))
+            .Select(o => new OrganizationPolicy(o.Id, o.RequireZeroRetention, o.RequireNoTraining, o.RequestsPerMinute, o.TokensPerMinute, o.TrainingConsent))
             .SingleOrDefaultAsync(cancellationToken)
             ?? throw new OpenAiException(401, "The API key's organization no longer exists.", "invalid_request_error", "invalid_api_key");
         _cache[orgId] = (policy, now + Lifetime);

@@ -6,6 +6,7 @@ using Sluice.Files;
 using Sluice.Gateway;
 using Sluice.Health;
 using Sluice.Identity;
+using Sluice.Privacy;
 using Sluice.Storage;
 
 namespace Sluice.Hosting;
@@ -44,6 +45,7 @@ internal static class SluiceApp
         builder.Services.AddFiles();
         builder.Services.AddBatches();
         builder.Services.AddSluiceIdentity();
+        builder.Services.AddPrivacy();
         builder.Services.AddSluiceHealth();
         return builder;
     }
@@ -67,6 +69,7 @@ internal static class SluiceApp
         app.MapBilling();
         app.MapFiles();
         app.MapBatches();
+        app.MapPrivacy();
         return app;
     }
 

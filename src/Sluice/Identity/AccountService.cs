@@ -112,7 +112,8 @@ public sealed class AccountService(
             throw ApiProblem.TooManyRequests("Too many sign-in attempts for this account or address; wait before trying again.", retryAfter);
         }
 
-        var user = await db.Users.SingleOrDefaultAsync(u => u.Email == email, cancellationToken);
+        // A closed account (deletion requested) signs in no more; it answers like an unknown one.
+        var user = await db.Users.SingleOrDefaultAsync(u => u.Email == email && u.ClosedAt == null, cancellationToken);
         var passwordMatches = Bcrypt.Verify(request.Password!, user?.PasswordHash ?? DecoyHash.Value);
         if (user is null || !passwordMatches)
         {

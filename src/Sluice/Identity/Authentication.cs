@@ -54,7 +54,7 @@ internal sealed class SessionAuthenticationHandler(
         var now = time.GetUtcNow();
         var found = await db.Sessions.AsNoTracking()
             .Where(s => s.TokenHash == hash && s.RevokedAt == null && s.ExpiresAt > now)
-            .Join(db.Users, s => s.UserId, u => u.Id, (s, u) => new { SessionId = s.Id, UserId = u.Id, u.IsPlatformOperator })
+            .Join(db.Users.Where(u => u.ClosedAt == null), s => s.UserId, u => u.Id, (s, u) => new { SessionId = s.Id, UserId = u.Id, u.IsPlatformOperator })
             .SingleOrDefaultAsync(Context.RequestAborted);
         if (found is null)
         {

@@ -18,6 +18,12 @@ public sealed class Organization
     /// <summary>Route this organization's requests only to providers that do not train on what they receive.</summary>
     public bool RequireNoTraining { get; set; }
 
+    /// <summary>
+    /// The organization's current consent to its content being used for training (C04), mirrored from its newest
+    /// <c>training</c> consent record so the gateway reads it with the rest of the policy. Off unless granted.
+    /// </summary>
+    public bool TrainingConsent { get; set; }
+
     public int? RequestsPerMinute { get; set; }
 
     public int? TokensPerMinute { get; set; }
@@ -71,6 +77,7 @@ internal sealed class OrganizationConfiguration : IEntityTypeConfiguration<Organ
         // Added to existing rows by a migration, hence the database default.
         builder.Property(o => o.RequireZeroRetention).HasDefaultValue(false);
         builder.Property(o => o.RequireNoTraining).HasDefaultValue(false);
+        builder.Property(o => o.TrainingConsent).HasDefaultValue(false);
         builder.Property(o => o.LowBalanceAlerted).HasDefaultValue(false);
         builder.Property(o => o.LowBalanceWebhookUrl).HasMaxLength(500);
         builder.Property(o => o.LowBalanceWebhookSecret).HasMaxLength(500);

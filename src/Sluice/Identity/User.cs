@@ -24,6 +24,15 @@ public sealed class User
 
     public int? AttestedMinimumAge { get; set; }
 
+    /// <summary>When the account was closed by a deletion request: no sign-in since; erased after the grace period.</summary>
+    public DateTimeOffset? ClosedAt { get; set; }
+
+    /// <summary>When the personal data of the closed account was erased (the row stays, pseudonymous, for the ledger's sake).</summary>
+    public DateTimeOffset? ErasedAt { get; set; }
+
+    /// <summary>When the person restricted processing: no optional processing (training, marketing, analytics) since.</summary>
+    public DateTimeOffset? ProcessingRestrictedAt { get; set; }
+
     public static string NormalizeEmail(string email) => email.Trim().ToLowerInvariant();
 }
 

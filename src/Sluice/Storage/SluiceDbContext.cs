@@ -45,6 +45,20 @@ public sealed class SluiceDbContext(DbContextOptions<SluiceDbContext> options) :
 
     public DbSet<Batches.Batch> Batches => Set<Batches.Batch>();
 
+    public DbSet<Privacy.LegalHold> LegalHolds => Set<Privacy.LegalHold>();
+
+    public DbSet<Privacy.PrivacyRequest> PrivacyRequests => Set<Privacy.PrivacyRequest>();
+
+    public DbSet<Privacy.ConsentRecord> ConsentRecords => Set<Privacy.ConsentRecord>();
+
+    public DbSet<Privacy.Subprocessor> Subprocessors => Set<Privacy.Subprocessor>();
+
+    public DbSet<Privacy.PolicyVersion> PolicyVersions => Set<Privacy.PolicyVersion>();
+
+    public DbSet<Privacy.Notification> Notifications => Set<Privacy.Notification>();
+
+    public DbSet<Privacy.StaffAccessGrant> StaffAccessGrants => Set<Privacy.StaffAccessGrant>();
+
     public DbSet<AuditEntry> AuditEntries => Set<AuditEntry>();
 
     public DbSet<AuditCheckpoint> AuditCheckpoints => Set<AuditCheckpoint>();

@@ -23,6 +23,8 @@ public sealed class AuditCoverageTests
         ["POST /api/v1/billing/stripe/webhook"] = "signed by Stripe, not a user; audits wallet.top_up as system (TopUpTests)",
         ["POST /v1/completions"] = "inference: metered as usage events",
         ["POST /v1/embeddings"] = "inference: metered as usage events",
+        ["POST /api/v1/me/notifications/{notificationId:guid}/read"] = "marks the caller's own notice as read",
+        ["POST /api/v1/admin/retention/sweep"] = "a sweep writes retention.run and a retention.sweep entry per class it touched (RetentionTests)",
     };
 
     [Fact]
@@ -148,6 +150,68 @@ public sealed class AuditCoverageTests
         }, () => orgId);
         await Expect(covered, "POST /v1/batches/{batchId}/cancel", "batch.cancel", database, () => keyClient.PostAsync($"/v1/batches/{batchId}/cancel", null), () => orgId);
         await Expect(covered, "DELETE /v1/files/{fileId}", "file.delete", database, () => keyClient.DeleteAsync($"/v1/files/{fileId}"), () => orgId);
+
+        // Privacy: consents, data-subject requests, legal holds, subprocessors, staff access grants.
+        await Expect(covered, "PUT /api/v1/me/consents", "consent.grant", database, () => owner.PutAsJsonAsync("/api/v1/me/consents", new { purpose = "marketing", granted = true }));
+        await Expect(covered, "PUT /api/v1/orgs/{orgId:guid}/consents", "consent.withdraw", database,
+            () => owner.PutAsJsonAsync($"/api/v1/orgs/{orgId}/consents", new { purpose = "training", granted = false }), () => orgId);
+        var requestId = Guid.Empty;
+        await Expect(covered, "POST /api/v1/privacy/requests", "privacy_request.create", database, async () =>
+        {
+            var response = await owner.PostAsJsonAsync("/api/v1/privacy/requests", new { type = "access" });
+            requestId = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+            return response;
+        });
+        await Expect(covered, "POST /api/v1/privacy/requests/{requestId:guid}/verify", "privacy_request.verify", database,
+            () => owner.PostAsJsonAsync($"/api/v1/privacy/requests/{requestId}/verify", new { password = "a new sturdy phrase" }));
+        await Expect(covered, "POST /api/v1/admin/privacy/requests/{requestId:guid}/approve", "privacy_request.approve", database,
+            () => operatorClient.PostAsJsonAsync($"/api/v1/admin/privacy/requests/{requestId}/approve", new { }));
+        var export = await member.PostAsJsonAsync("/api/v1/privacy/requests", new { type = "export" });
+        var exportId = (await export.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+        await member.PostAsJsonAsync($"/api/v1/privacy/requests/{exportId}/verify", new { password = SluiceFactory.Password });
+        await Expect(covered, "POST /api/v1/admin/privacy/requests/{requestId:guid}/deny", "privacy_request.deny", database,
+            () => operatorClient.PostAsJsonAsync($"/api/v1/admin/privacy/requests/{exportId}/deny", new { reason = "an export was delivered yesterday" }));
+        await Expect(covered, "POST /api/v1/privacy/requests/{requestId:guid}/appeal", "privacy_request.appeal", database,
+            () => member.PostAsJsonAsync($"/api/v1/privacy/requests/{exportId}/appeal", new { reason = "that export was incomplete" }));
+        await Expect(covered, "POST /api/v1/privacy/requests/{requestId:guid}/cancel", "privacy_request.cancel", database,
+            () => member.PostAsync($"/api/v1/privacy/requests/{exportId}/cancel", null));
+        var holdId = Guid.Empty;
+        await Expect(covered, "POST /api/v1/admin/legal-holds", "legal_hold.place", database, async () =>
+        {
+            var response = await operatorClient.PostAsJsonAsync("/api/v1/admin/legal-holds", new { scope = "org", organizationId = orgId, reason = "Matter 1" });
+            holdId = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+            return response;
+        }, () => orgId);
+        await Expect(covered, "POST /api/v1/admin/legal-holds/{holdId:guid}/release", "legal_hold.release", database,
+            () => operatorClient.PostAsJsonAsync($"/api/v1/admin/legal-holds/{holdId}/release", new { reason = "closed" }), () => orgId);
+        var subprocessorId = Guid.Empty;
+        await Expect(covered, "POST /api/v1/admin/subprocessors", "subprocessor.create", database, async () =>
+        {
+            var response = await operatorClient.PostAsJsonAsync("/api/v1/admin/subprocessors", new { name = "Mailer", purpose = "service email", location = "EU" });
+            subprocessorId = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+            return response;
+        });
+        await Expect(covered, "PATCH /api/v1/admin/subprocessors/{subprocessorId:guid}", "subprocessor.update", database,
+            () => operatorClient.PatchAsJsonAsync($"/api/v1/admin/subprocessors/{subprocessorId}", new { location = "EU (Frankfurt)" }));
+        await Expect(covered, "DELETE /api/v1/admin/subprocessors/{subprocessorId:guid}", "subprocessor.delete", database,
+            () => operatorClient.DeleteAsync($"/api/v1/admin/subprocessors/{subprocessorId}"));
+        var grantIds = new List<Guid>();
+        for (var i = 0; i < 2; i++)
+        {
+            await Expect(covered, "POST /api/v1/admin/orgs/{orgId:guid}/access-grants", "staff_access.request", database, async () =>
+            {
+                var response = await operatorClient.PostAsJsonAsync($"/api/v1/admin/orgs/{orgId}/access-grants", new { reason = "debug a failed batch", hours = 1 });
+                grantIds.Add((await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid());
+                return response;
+            }, () => orgId);
+        }
+
+        await Expect(covered, "POST /api/v1/orgs/{orgId:guid}/access-grants/{grantId:guid}/approve", "staff_access.approve", database,
+            () => owner.PostAsync($"/api/v1/orgs/{orgId}/access-grants/{grantIds[0]}/approve", null), () => orgId);
+        await Expect(covered, "POST /api/v1/orgs/{orgId:guid}/access-grants/{grantId:guid}/deny", "staff_access.deny", database,
+            () => owner.PostAsync($"/api/v1/orgs/{orgId}/access-grants/{grantIds[1]}/deny", null), () => orgId);
+        await Expect(covered, "DELETE /api/v1/orgs/{orgId:guid}/access-grants/{grantId:guid}", "staff_access.revoke", database,
+            () => owner.DeleteAsync($"/api/v1/orgs/{orgId}/access-grants/{grantIds[0]}"), () => orgId);
 
         // Every state-changing endpoint is either covered above or deliberately not audited.
         var stateChanging = sluice.Services.GetRequiredService<EndpointDataSource>().Endpoints.OfType<RouteEndpoint>()

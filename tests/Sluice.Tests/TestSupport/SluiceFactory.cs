@@ -42,6 +42,7 @@ public sealed class SluiceFactory(TestDatabase database, IReadOnlyDictionary<str
         builder.ConfigureTestServices(services =>
         {
             services.AddSingleton<IOneTimeCredentialWriter>(Credentials);
+            services.AddSingleton<Microsoft.AspNetCore.Hosting.IStartupFilter, ClientAddressFilter>();
             if (time is not null)
             {
                 services.AddSingleton(time);
@@ -85,6 +86,29 @@ public sealed class SluiceFactory(TestDatabase database, IReadOnlyDictionary<str
         var body = await response.Content.ReadFromJsonAsync<JsonElement>();
         return (body.GetProperty("details").GetProperty("id").GetGuid(), body.GetProperty("key").GetString()!);
     }
+}
+
+/// <summary>
+/// The in-memory test server has no client address; a request may name one in <c>X-Test-Client-Address</c>, as a
+/// real client's connection would have, so address-bearing records (sign-in events) can be tested.
+/// </summary>
+internal sealed class ClientAddressFilter : Microsoft.AspNetCore.Hosting.IStartupFilter
+{
+    public const string Header = "X-Test-Client-Address";
+
+    public Action<Microsoft.AspNetCore.Builder.IApplicationBuilder> Configure(Action<Microsoft.AspNetCore.Builder.IApplicationBuilder> next) => app =>
+    {
+        app.Use(proceed => context =>
+        {
+            if (System.Net.IPAddress.TryParse(context.Request.Headers[Header].ToString(), out var address))
+            {
+                context.Connection.RemoteIpAddress = address;
+            }
+
+            return proceed(context);
+        });
+        next(app);
+    };
 }
 
 public sealed class CapturingCredentialWriter : IOneTimeCredentialWriter
