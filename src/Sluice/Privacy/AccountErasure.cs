@@ -34,7 +34,10 @@ public sealed class AccountErasure(SluiceDbContext db, AuditLog audit, ApiKeyVer
         return null;
     }
 
-    /// <summary>Closes the account in the caller's unit of work; the caller saves.</summary>
+    /// <summary>
+    /// Closes the account in the caller's unit of work (the caller saves): organizations the person was the only member
+    /// of are closed with it (keys revoked, name and contact details replaced).
+    /// </summary>
     public async Task CloseAsync(Guid userId, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
@@ -50,6 +53,16 @@ public sealed class AccountErasure(SluiceDbContext db, AuditLog audit, ApiKeyVer
         {
             key.RevokedAt = now;
             key.UpdatedAt = now;
+        }
+
+        // An organization left without members is closed with the account: its name and billing address are often the person's own.
+        foreach (var organization in await db.Organizations.Where(o => soleOrgs.Contains(o.Id)).ToListAsync(cancellationToken))
+        {
+            organization.Name = $"Closed organization {organization.Id.ToString()[..8]}";
+            organization.BillingEmail = null;
+            organization.LowBalanceWebhookUrl = null;
+            organization.LowBalanceWebhookSecret = null;
+            organization.UpdatedAt = now;
         }
 
         db.Memberships.RemoveRange(await db.Memberships.Where(m => m.UserId == userId).ToListAsync(cancellationToken));
