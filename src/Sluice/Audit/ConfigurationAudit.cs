@@ -42,4 +42,29 @@ internal sealed class ConfigurationAudit(IServiceScopeFactory scopes, IConfigura
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <summary>
+    /// A server refused to start over settings (a retention below its legal minimum, say): when the database is already
+    /// there, the refusal is appended to the log as <c>config.refused</c>, naming the settings and never their values.
+    /// Best effort: a database that cannot be reached or is not migrated yet leaves the refusal to the console.
+    /// </summary>
+    public static async Task TryRecordRefusalAsync(IServiceProvider services, Microsoft.Extensions.Options.OptionsValidationException refusal)
+    {
+        var settings = refusal.Failures.Select(f => f.Split(": ", 2)[0]).Where(n => n.Length <= 64).Distinct().Order(StringComparer.Ordinal).ToList();
+        try
+        {
+            await using var scope = services.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
+            if (!(await db.Database.GetAppliedMigrationsAsync()).Any())
+            {
+                return;
+            }
+
+            var log = new AuditLog(db, new AuditActor { Fixed = "system" }, scope.ServiceProvider.GetRequiredService<TimeProvider>());
+            await log.RefuseAsync("config.refused", $"settings:{string.Join(',', settings)}", null, CancellationToken.None);
+        }
+        catch (Exception ex) when (ex is System.Data.Common.DbException or InvalidOperationException or DbUpdateException)
+        {
+        }
+    }
 }

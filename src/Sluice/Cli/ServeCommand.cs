@@ -43,6 +43,13 @@ internal static class ServeCommand
         catch (Exception ex)
         {
             StartupFailure.Report(ex, Console.Error);
+            var refusal = ex as Microsoft.Extensions.Options.OptionsValidationException
+                ?? (ex as AggregateException)?.InnerExceptions.OfType<Microsoft.Extensions.Options.OptionsValidationException>().FirstOrDefault();
+            if (app is not null && refusal is not null)
+            {
+                await Audit.ConfigurationAudit.TryRecordRefusalAsync(app.Services, refusal);
+            }
+
             if (app is not null)
             {
                 await DisposeQuietlyAsync(app);

@@ -7,8 +7,8 @@ namespace Sluice.Privacy;
 
 /// <summary>
 /// Deletion of an account in two steps. Closing (on an approved deletion request) takes effect at once: no sign-in,
-/// sessions ended, the person's keys revoked, memberships removed. Erasing (after <c>Retention:DeletedAccountGrace</c>,
-/// at most 30 days, by the retention sweeper) removes or pseudonymises every piece of personal data; what the law
+/// sessions ended, the person's keys revoked. Erasing (after <c>Retention:DeletedAccountGrace</c>,
+/// at most 30 days, by the retention sweeper) removes memberships and removes or pseudonymises every piece of personal data; what the law
 /// requires (the ledger) stays, tied only to a pseudonymous id.
 /// </summary>
 public sealed class AccountErasure(SluiceDbContext db, AuditLog audit, ApiKeyVerifier keys, TimeProvider time)
@@ -65,7 +65,8 @@ public sealed class AccountErasure(SluiceDbContext db, AuditLog audit, ApiKeyVer
             organization.UpdatedAt = now;
         }
 
-        db.Memberships.RemoveRange(await db.Memberships.Where(m => m.UserId == userId).ToListAsync(cancellationToken));
+        // Memberships stay until erasure (a closed account can use none of them), so a legal hold on one of the
+        // person's organizations still covers them during the grace period.
         db.Sessions.RemoveRange(await db.Sessions.Where(s => s.UserId == userId).ToListAsync(cancellationToken));
         audit.Record("user.close", $"user:{userId} keys_revoked:{revoked.Count}");
         foreach (var key in revoked)

@@ -17,9 +17,13 @@ public sealed record PrivacyOptions
     [EmailAddress(ErrorMessage = "must be an email address")]
     public string ContactEmail { get; init; } = "privacy@localhost";
 
-    /// <summary>Where data is stored and processed (C43), e.g. "EU (Frankfurt)".</summary>
-    [MinLength(1, ErrorMessage = "must name at least one region")]
-    public string[] Regions { get; init; } = ["The operator's own servers"];
+    /// <summary>Where data is stored and processed (C43), e.g. "EU (Frankfurt)". Empty: <see cref="DefaultRegion"/>.</summary>
+    /// <remarks>No default in the array itself: configuration binding appends to an array's existing items.</remarks>
+    public string[] Regions { get; init; } = [];
+
+    public const string DefaultRegion = "The servers of the operator named above";
+
+    public IReadOnlyList<string> EffectiveRegions => Regions.Length == 0 ? [DefaultRegion] : Regions;
 
     /// <summary>How transfers out of those regions are safeguarded (C43).</summary>
     [Required(ErrorMessage = "is required")]

@@ -147,7 +147,7 @@ public sealed partial class PolicyPublisher(
                 new("contact", $"write to {settings.ContactEmail}"),
             ],
             [new(AuthenticationSchemes.SessionCookie, "keeps you signed in (HttpOnly, SameSite=Lax)", true)],
-            settings.Regions,
+            settings.EffectiveRegions,
             settings.TransferSafeguards,
             identity.Value.MinimumAge,
             $"The service is not for people under {identity.Value.MinimumAge}; everyone attests their age at sign-up, and an account learned to belong to a child is deleted promptly.",
