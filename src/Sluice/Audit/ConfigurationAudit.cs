@@ -63,8 +63,10 @@ internal sealed class ConfigurationAudit(IServiceScopeFactory scopes, IConfigura
             var log = new AuditLog(db, new AuditActor { Fixed = "system" }, scope.ServiceProvider.GetRequiredService<TimeProvider>());
             await log.RefuseAsync("config.refused", $"settings:{string.Join(',', settings)}", null, CancellationToken.None);
         }
-        catch (Exception ex) when (ex is System.Data.Common.DbException or InvalidOperationException or DbUpdateException)
+        catch (Exception ex) when (ex is not OutOfMemoryException)
         {
+            // Best effort by design: the settings that were refused may be the database's own (an invalid timeout, an
+            // unreachable server), and the console already carries the refusal.
         }
     }
 }

@@ -75,8 +75,44 @@ public sealed class AccountErasure(SluiceDbContext db, AuditLog audit, ApiKeyVer
         }
     }
 
+    /// <summary>
+    /// An operator's prompt erasure, without waiting for a request or the grace period: for an account learned to belong
+    /// to a child (C38), or on a court order. A reason is required; a legal hold on the person stops it.
+    /// </summary>
+    public async Task EraseNowAsync(Guid userId, string? reason, CancellationToken cancellationToken)
+    {
+        var user = await db.Users.AsNoTracking().SingleOrDefaultAsync(u => u.Id == userId, cancellationToken) ?? throw Hosting.ApiProblem.NotFound("account");
+        if (string.IsNullOrWhiteSpace(reason) || reason.Length > 1000)
+        {
+            await audit.RefuseAsync("user.erase", $"user:{userId} no_reason", null, cancellationToken);
+            throw Hosting.ApiProblem.Invalid("reason", "is required (at most 1000 characters): say why the account is erased without a request");
+        }
+
+        if (user.ErasedAt is not null)
+        {
+            throw Hosting.ApiProblem.Conflict("userId", "this account was already erased");
+        }
+
+        var holds = await HoldSet.ActiveAsync(db, cancellationToken);
+        if (holds.CoversClass(RetentionClass.DeletedAccounts) || (await holds.PeopleAsync(db, cancellationToken)).Contains(userId))
+        {
+            await audit.RefuseAsync("user.erase", $"user:{userId} legal_hold", null, cancellationToken);
+            throw Hosting.ApiProblem.Conflict("userId", "a legal hold covers this account; release it first");
+        }
+
+        if (await BlockerAsync(userId, cancellationToken) is { } blocker)
+        {
+            throw Hosting.ApiProblem.Conflict("userId", blocker);
+        }
+
+        await CloseAsync(userId, cancellationToken);
+        await db.SaveChangesAsync(cancellationToken);
+        db.ChangeTracker.Clear();
+        await EraseAsync(userId, cancellationToken, actor: null);
+    }
+
     /// <summary>Erases a closed account's personal data, in one transaction, and completes its deletion request.</summary>
-    public async Task EraseAsync(Guid userId, CancellationToken cancellationToken)
+    public async Task EraseAsync(Guid userId, CancellationToken cancellationToken, string? actor = "system")
     {
         var now = time.GetUtcNow();
         await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
@@ -105,7 +141,7 @@ public sealed class AccountErasure(SluiceDbContext db, AuditLog audit, ApiKeyVer
         await db.PrivacyRequests.Where(r => r.UserId == userId && r.Type == PrivacyRequestTypes.Deletion && r.Status == PrivacyRequestStatus.Approved)
             .ExecuteUpdateAsync(set => set.SetProperty(r => r.Status, PrivacyRequestStatus.Completed).SetProperty(r => r.CompletedAt, now), cancellationToken);
 
-        audit.Record("user.erase", $"user:{userId}", actorOverride: "system");
+        audit.Record("user.erase", $"user:{userId}", actorOverride: actor);
         await db.SaveChangesAsync(cancellationToken);
         await transaction.CommitAsync(cancellationToken);
     }

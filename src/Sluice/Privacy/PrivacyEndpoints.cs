@@ -95,6 +95,11 @@ internal static class PrivacyEndpoints
         admin.MapPost("/privacy/requests/{requestId:guid}/deny", (Guid requestId, DecidePrivacyRequest? request, PrivacyRequestService service, CancellationToken ct) =>
             service.DenyAsync(requestId, request ?? new DecidePrivacyRequest(null), ct));
 
+        admin.MapPost("/users/{userId:guid}/erase", async (Guid userId, DecidePrivacyRequest? request, AccountErasure erasure, CancellationToken ct) =>
+        {
+            await erasure.EraseNowAsync(userId, request?.Reason, ct);
+            return TypedResults.NoContent();
+        });
         admin.MapGet("/legal-holds", (bool? includeReleased, LegalHoldService holds, CancellationToken ct) => holds.ListAsync(includeReleased ?? false, ct));
         admin.MapPost("/legal-holds", async (PlaceHoldRequest request, LegalHoldService holds, CancellationToken ct) =>
         {

@@ -211,7 +211,8 @@ public sealed partial class PolicyPublisher(
             catch (DbUpdateException)
             {
                 // Another replica published the same change at the same moment; its version stands.
-                return await CurrentVersionAsync(scopes.CreateAsyncScope().ServiceProvider.GetRequiredService<SluiceDbContext>(), cancellationToken);
+                await using var fresh = scopes.CreateAsyncScope();
+                return await CurrentVersionAsync(fresh.ServiceProvider.GetRequiredService<SluiceDbContext>(), cancellationToken);
             }
 
             Published(logger, version.Version, recipients.Count);

@@ -24,6 +24,7 @@ public sealed class AuditCoverageTests
         ["POST /v1/completions"] = "inference: metered as usage events",
         ["POST /v1/embeddings"] = "inference: metered as usage events",
         ["POST /api/v1/me/notifications/{notificationId:guid}/read"] = "marks the caller's own notice as read",
+        ["POST /api/v1/admin/users/{userId:guid}/erase"] = "writes user.close then user.erase (PrivacyRequestTests)",
         ["POST /api/v1/admin/retention/sweep"] = "a sweep writes retention.run and a retention.sweep entry per class it touched (RetentionTests)",
     };
 

@@ -46,7 +46,7 @@ public abstract class AuditTamperTests(DatabaseProvider provider)
         var (owner, _) = await sluice.SignUpAndLoginAsync("owner@example.com");
         await using var db = database.CreateContext();
         var count = await db.AuditEntries.CountAsync();
-        Assert.True(count < 4, $"start-up and sign-up wrote {count} entries");
+        Assert.True(count <= 4, $"start-up and sign-up wrote {count} entries");
         foreach (var checkpointAt in new[] { 4, 6, 8 })
         {
             while (count < checkpointAt)

@@ -175,6 +175,12 @@ public abstract class PrivacyRequestTests(DatabaseProvider provider)
         Assert.Contains(refused, r => r.StartsWith("privacy_request.deny", StringComparison.Ordinal));
         Assert.Equal(5, await db.AuditEntries.CountAsync(e => e.Action == "privacy_request.verify_failed"));
         Assert.False(await db.PrivacyRequests.AnyAsync(r => r.UserId == strangerId));
+        var stored = await Canary.DumpDatabaseAsync(database);
+        foreach (var password in new[] { SluiceFactory.Password, "not my password", "still wrong" })
+        {
+            Canary.AssertAbsent(sluice.Logs.All, password, "the logs");
+            Canary.AssertAbsent(stored, password, "the database");
+        }
     }
 
     [Fact]
@@ -203,6 +209,36 @@ public abstract class PrivacyRequestTests(DatabaseProvider provider)
         Assert.Equal(HttpStatusCode.Conflict, (await person.PostAsJsonAsync($"/api/v1/privacy/requests/{requestId}/appeal", new { reason = "again" })).StatusCode);
         await using var db = database.CreateContext();
         Assert.Null(await db.PrivacyRequests.Where(r => r.Id == requestId).Select(r => r.Details).SingleAsync());
+    }
+
+    [Fact]
+    public async Task An_operator_erases_an_account_learned_to_belong_to_a_child_at_once_with_a_reason_unless_a_hold_covers_it()
+    {
+        await using var database = await TestDatabase.CreateAsync(provider);
+        await using var sluice = new SluiceFactory(database);
+        using var op = await OperatorAsync(sluice);
+        var (person, personId) = await SignUpAsync(sluice);
+
+        Assert.Equal(HttpStatusCode.BadRequest, (await op.PostAsJsonAsync($"/api/v1/admin/users/{personId}/erase", new { })).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await person.PostAsJsonAsync($"/api/v1/admin/users/{personId}/erase", new { reason = "me" })).StatusCode);
+        var hold = await op.PostAsJsonAsync("/api/v1/admin/legal-holds", new { scope = "user", userId = personId, reason = "subpoena 12" });
+        Assert.Equal(HttpStatusCode.Conflict, (await op.PostAsJsonAsync($"/api/v1/admin/users/{personId}/erase", new { reason = "under 18" })).StatusCode);
+        var holdId = (await hold.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+        await op.PostAsJsonAsync($"/api/v1/admin/legal-holds/{holdId}/release", new { reason = "withdrawn" });
+
+        Assert.Equal(HttpStatusCode.NoContent, (await op.PostAsJsonAsync($"/api/v1/admin/users/{personId}/erase", new { reason = "the account holder is under 18" })).StatusCode);
+
+        Assert.Equal(HttpStatusCode.Unauthorized, (await person.GetAsync("/api/v1/me")).StatusCode);
+        await using var db = database.CreateContext();
+        var user = await db.Users.SingleAsync(u => u.Id == personId);
+        Assert.NotNull(user.ErasedAt);
+        Assert.DoesNotContain("zephyrine", user.Email, StringComparison.OrdinalIgnoreCase);
+        Assert.Null(user.DisplayName);
+        Assert.False(await db.LoginEvents.AnyAsync(e => e.UserId == personId));
+        var entries = await db.AuditEntries.Where(e => e.Target.Contains(personId.ToString())).Select(e => e.Action + " " + e.Outcome).ToListAsync();
+        Assert.Contains("user.close success", entries);
+        Assert.Contains("user.erase success", entries);
+        Assert.Equal(2, entries.Count(e => e == "user.erase refused"));
     }
 
     internal static async Task<(HttpClient Client, Guid UserId)> SignUpAsync(SluiceFactory sluice)

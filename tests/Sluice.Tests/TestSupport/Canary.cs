@@ -37,7 +37,17 @@ public static class Canary
         var text = new StringBuilder();
         foreach (var path in Directory.EnumerateFiles(directory, "*", SearchOption.AllDirectories))
         {
-            await using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            FileStream stream;
+            try
+            {
+                stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            }
+            catch (FileNotFoundException)
+            {
+                continue; // removed since it was listed (SQLite's -shm and -journal come and go)
+            }
+
+            await using var _ = stream;
             using var reader = new StreamReader(stream, Encoding.Latin1);
             text.Append(path).Append('\n').Append(await reader.ReadToEndAsync()).Append('\n');
         }
