@@ -83,7 +83,7 @@ public sealed partial class PolicyPublisher(
     [
         "Prompts, completions and embeddings are processed in memory only and never written to logs, the database or disk.",
         "Per request only metadata is recorded (endpoint, model, token counts, latency, status, sizes, times), never together with content.",
-        "Batch inputs and outputs are stored only encrypted and deleted, keys first, within the batch-files retention period, also from backups.",
+        "Batch inputs and outputs are stored only encrypted and deleted, keys first, within the batch-files retention period, also from backups, unless a legal hold requires keeping them.",
         "Customer content is never used for training unless the organization opted in; without the opt-in, providers that train on data are never used.",
         "Organizations can require zero-retention and no-training providers; requests then fail rather than reach any other provider.",
         "Staff read an organization's content only under a time-limited grant the organization approved, and every read is audited.",
@@ -126,7 +126,7 @@ public sealed partial class PolicyPublisher(
                 new(RetentionClass.OperationalMetadata, "operational metadata: sessions, invitations, finished batch records, wallet leases, notices, closed privacy requests, staff access grants", Days(periods.OperationalMetadata), "deleted after the period, at most 12 months, unless a legal hold applies"),
                 new(RetentionClass.AuditLog, "audit log entries", Days(audit.Value.Retention), "pruned after the period below a signed checkpoint, so what remains stays verifiable"),
                 new(RetentionClass.Billing, "billing and wallet records", Days(periods.Billing), "kept at least this long for tax and accounting; wallet transactions are kept indefinitely, de-identified once an account is erased"),
-                new(RetentionClass.BatchFiles, "uploaded files, batch inputs, results and outputs", Days(files.Value.Retention), "encrypted; deleted by destroying their keys, then the data"),
+                new(RetentionClass.BatchFiles, "uploaded files, batch inputs, results and outputs", Days(files.Value.Retention), "encrypted; deleted by destroying their keys, then the data, unless a legal hold applies"),
                 new(RetentionClass.LoginEvents, "sign-in events", Days(periods.LoginEvents), "deleted after the period"),
                 new(RetentionClass.DeletedAccounts, "personal data of deleted accounts", Days(periods.DeletedAccountGrace), "erased or pseudonymised within this grace period after the account is closed"),
                 new(RetentionClass.SupportMessages, "support messages", Days(periods.SupportMessages), "deleted after the period, counted from when the conversation closed"),
