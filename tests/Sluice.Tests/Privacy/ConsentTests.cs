@@ -22,9 +22,7 @@ public sealed class ConsentTests
         await ModelAsync(op, "cheap");
         await RouteAsync(op, "cheap", "trains", "c", trainsOnData: true);
         var (owner, orgId, key) = await TenantAsync(sluice);
-        var (member, _) = await sluice.SignUpAndLoginAsync("member@example.com");
-        var invite = await owner.PostAsJsonAsync($"/api/v1/orgs/{orgId}/invitations", new { email = "member@example.com", role = "member" });
-        await member.PostAsJsonAsync("/api/v1/invitations/accept", new { token = (await invite.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("token").GetString() });
+        using var member = await sluice.AddMemberAsync(owner, orgId, "member@example.com", "member");
         using var client = sluice.WithKey(key);
 
         var before = await client.PostAsync("/v1/chat/completions", Chat("cheap", "hi"));

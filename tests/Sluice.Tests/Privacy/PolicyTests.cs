@@ -69,10 +69,7 @@ public sealed partial class PolicyTests
         });
         using var op = await OperatorAsync(sluice);
         var (owner, orgId, _) = await TenantAsync(sluice, "owner@example.com");
-        var (member, _) = await sluice.SignUpAndLoginAsync("member@example.com");
-        var invite = await owner.PostAsJsonAsync($"/api/v1/orgs/{orgId}/invitations", new { email = "member@example.com", role = "member" });
-        var token = (await invite.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("token").GetString();
-        Assert.Equal(HttpStatusCode.OK, (await member.PostAsJsonAsync("/api/v1/invitations/accept", new { token })).StatusCode);
+        using var member = await sluice.AddMemberAsync(owner, orgId, "member@example.com", "member");
         var publisher = sluice.Services.GetRequiredService<PolicyPublisher>();
         var before = (await sluice.Anonymous().GetFromJsonAsync<JsonElement>("/privacy.json")).GetProperty("version").GetInt32();
 

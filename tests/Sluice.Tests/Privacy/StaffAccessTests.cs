@@ -19,9 +19,7 @@ public sealed class StaffAccessTests
         await using var sluice = new SluiceFactory(database, time: clock);
         using var op = await OperatorAsync(sluice);
         var (owner, orgId, key) = await TenantAsync(sluice, scopes: "batch");
-        var (viewer, _) = await sluice.SignUpAndLoginAsync("viewer@example.com");
-        var invite = await owner.PostAsJsonAsync($"/api/v1/orgs/{orgId}/invitations", new { email = "viewer@example.com", role = "viewer" });
-        await viewer.PostAsJsonAsync("/api/v1/invitations/accept", new { token = (await invite.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("token").GetString() });
+        using var viewer = await sluice.AddMemberAsync(owner, orgId, "viewer@example.com", "viewer");
         const string Secret = "canary-staff-4419 customer data";
         using var client = sluice.WithKey(key);
         var fileId = await BatchKit.UploadIdAsync(client, BatchKit.ChatLines(1, _ => Secret));

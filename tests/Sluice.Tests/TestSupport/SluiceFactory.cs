@@ -79,6 +79,18 @@ public sealed class SluiceFactory(TestDatabase database, IReadOnlyDictionary<str
         return (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
     }
 
+    /// <summary>Signs up a person, invites them to the organization with a role, and has them accept.</summary>
+    public async Task<HttpClient> AddMemberAsync(HttpClient owner, Guid orgId, string email, string role)
+    {
+        var (member, _) = await SignUpAndLoginAsync(email);
+        var invite = await owner.PostAsJsonAsync($"/api/v1/orgs/{orgId}/invitations", new { email, role });
+        Assert.True(invite.StatusCode == HttpStatusCode.Created, await invite.Content.ReadAsStringAsync());
+        var token = (await invite.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("token").GetString();
+        var accepted = await member.PostAsJsonAsync("/api/v1/invitations/accept", new { token });
+        Assert.True(accepted.StatusCode == HttpStatusCode.OK, await accepted.Content.ReadAsStringAsync());
+        return member;
+    }
+
     public static async Task<(Guid Id, string Key)> CreateKeyAsync(HttpClient caller, Guid orgId, params string[] scopes)
     {
         var response = await caller.PostAsJsonAsync($"/api/v1/orgs/{orgId}/keys", new { name = "test key", scopes = scopes.Length == 0 ? null : scopes });
