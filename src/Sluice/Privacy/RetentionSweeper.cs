@@ -25,7 +25,7 @@ internal sealed partial class RetentionSweeper(
     private const int BatchSize = 1000;
 
     // Arbitrary constant naming "sweep retention" among advisory locks.
-    private const long SweepLockId = 0x51_7C_E0_00_00_00_00_04;
+    internal const long SweepLockId = 0x51_7C_E0_00_00_00_00_04;
 
     protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
         PeriodicWork.RunAsync(options.Value.SweepInterval, time, logger, "retention sweep", async ct => await SweepAsync(ct), stoppingToken);
@@ -35,7 +35,7 @@ internal sealed partial class RetentionSweeper(
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
-        var lockFile = Path.Combine(Path.GetFullPath(server.Value.DataDir), "retention-sweep.lock");
+        var lockFile = LockFile(server.Value);
         await using var exclusive = await ReplicaLock.TryTakeAsync(db, SweepLockId, lockFile, cancellationToken);
         if (exclusive is null)
         {
@@ -91,6 +91,8 @@ internal sealed partial class RetentionSweeper(
 
         return results;
     }
+
+    internal static string LockFile(ServerOptions server) => Path.Combine(Path.GetFullPath(server.DataDir), "retention-sweep.lock");
 
     private static async Task<RetentionClassResult> SweepOperationalAsync(
         SluiceDbContext db, DateTimeOffset cutoff, HoldSet holds, List<Guid> orgs, List<Guid> people, CancellationToken cancellationToken)

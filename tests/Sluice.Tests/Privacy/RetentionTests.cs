@@ -146,6 +146,28 @@ public abstract class RetentionTests(DatabaseProvider provider)
         Assert.Equal(3, await db.AuditEntries.CountAsync(e => e.Action == "legal_hold.place" && e.Outcome == "refused"));
     }
 
+    [Fact]
+    public async Task Only_one_replica_sweeps_at_a_time()
+    {
+        await using var database = await TestDatabase.CreateAsync(provider);
+        await using var sluice = new SluiceFactory(database);
+        using var op = await OperatorAsync(sluice);
+        var sweeper = sluice.Services.GetRequiredService<RetentionSweeper>();
+        var server = sluice.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<Sluice.Hosting.ServerOptions>>().Value;
+        await using var otherReplica = database.CreateContext();
+
+        await using (var held = await Sluice.Hosting.ReplicaLock.TryTakeAsync(otherReplica, RetentionSweeper.SweepLockId, RetentionSweeper.LockFile(server), CancellationToken.None))
+        {
+            Assert.NotNull(held);
+            Assert.Null(await sweeper.SweepAsync(CancellationToken.None));
+            Assert.Equal(HttpStatusCode.Conflict, (await op.PostAsync("/api/v1/admin/retention/sweep", null)).StatusCode);
+        }
+
+        Assert.NotNull(await sweeper.SweepAsync(CancellationToken.None));
+        await using var db = database.CreateContext();
+        Assert.Equal(1, await db.AuditEntries.CountAsync(e => e.Action == "retention.run"));
+    }
+
     internal static UsageEvent Usage(Guid orgId, string requestId, DateTimeOffset at) => new()
     {
         Id = Guid.NewGuid(),
