@@ -23,7 +23,7 @@ internal sealed class EchoUpstream(TimeProvider time) : IUpstream
             InferenceEndpoint.Embeddings => Embeddings(root),
             _ => Completion(request, root),
         };
-        return Task.FromResult(new UpstreamResponse(200, new MemoryStream(body, writable: false), ResponseFormat.OpenAi));
+        return Task.FromResult(new UpstreamResponse(200, new MemoryStream(body, writable: false), ResponseFormat.OpenAi, length: body.Length));
     }
 
     private byte[] Completion(InferenceRequest request, JsonElement root)

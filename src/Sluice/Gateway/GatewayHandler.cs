@@ -348,7 +348,7 @@ public sealed class GatewayHandler(
     private async Task RelayWholeAsync(HttpContext context, InferenceRequest request, UpstreamResponse response, Trace trace, CancellationToken cancellationToken)
     {
         var started = Stopwatch.GetTimestamp();
-        var body = await ReadAllAsync(response.Body, MaxBufferedResponseBytes, cancellationToken);
+        var body = await ReadAllAsync(response.Body, response.Length, MaxBufferedResponseBytes, cancellationToken);
         if (response.Format == ResponseFormat.Anthropic)
         {
             body = AnthropicTranslation.Response(body, request.Model, time.GetUtcNow().ToUnixTimeSeconds());
@@ -461,7 +461,7 @@ public sealed class GatewayHandler(
 
     private static async Task RelayErrorAsync(HttpContext context, UpstreamResponse response, Trace trace, CancellationToken cancellationToken)
     {
-        var body = await ReadAllAsync(response.Body, 64 * 1024, cancellationToken);
+        var body = await ReadAllAsync(response.Body, response.Length, 64 * 1024, cancellationToken);
         trace.Status = response.Status;
         trace.ErrorType = "upstream_rejected";
         if (response.Format == ResponseFormat.OpenAi && body.AsSpan().IndexOf("\"error\""u8) >= 0)
@@ -494,7 +494,7 @@ public sealed class GatewayHandler(
         var reading = Stopwatch.GetTimestamp();
         try
         {
-            var body = await ReadAllAsync(context.Request.Body, limit, context.RequestAborted);
+            var body = await ReadAllAsync(context.Request.Body, context.Request.ContentLength, limit, context.RequestAborted);
             trace.RequestBytes = body.Length;
             return body;
         }
@@ -516,23 +516,50 @@ public sealed class GatewayHandler(
     private static OpenAiException TooLarge(long limit) =>
         new(413, $"The request body is larger than the limit of {limit} bytes.", "invalid_request_error", "request_too_large");
 
-    private static async Task<byte[]> ReadAllAsync(Stream stream, long limit, CancellationToken cancellationToken)
+    /// <summary>
+    /// Reads a whole body into one array of exactly its size. A declared length is read straight into its array; an
+    /// undeclared one is gathered in pooled buffers first. (Growing a fresh 16 KiB buffer per read used to allocate and
+    /// zero about 100 KiB per request.)
+    /// </summary>
+    private static async Task<byte[]> ReadAllAsync(Stream stream, long? declaredLength, long limit, CancellationToken cancellationToken)
     {
-        var buffer = new ArrayBufferWriter<byte>(16 * 1024);
-        while (true)
+        if (declaredLength is { } length && length <= limit)
         {
-            var memory = buffer.GetMemory(16 * 1024);
-            var read = await stream.ReadAsync(memory, cancellationToken);
-            if (read == 0)
-            {
-                return buffer.WrittenSpan.ToArray();
-            }
+            var exact = GC.AllocateUninitializedArray<byte>((int)length);
+            await stream.ReadExactlyAsync(exact, cancellationToken);
+            return exact;
+        }
 
-            buffer.Advance(read);
-            if (buffer.WrittenCount > limit)
+        var rented = ArrayPool<byte>.Shared.Rent(4096);
+        var count = 0;
+        try
+        {
+            while (true)
             {
-                throw new InvalidDataException("body over the limit");
+                if (count == rented.Length)
+                {
+                    var larger = ArrayPool<byte>.Shared.Rent(rented.Length * 2);
+                    rented.AsSpan(0, count).CopyTo(larger);
+                    ArrayPool<byte>.Shared.Return(rented);
+                    rented = larger;
+                }
+
+                var read = await stream.ReadAsync(rented.AsMemory(count), cancellationToken);
+                if (read == 0)
+                {
+                    return rented.AsSpan(0, count).ToArray();
+                }
+
+                count += read;
+                if (count > limit)
+                {
+                    throw new InvalidDataException("body over the limit");
+                }
             }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(rented);
         }
     }
 

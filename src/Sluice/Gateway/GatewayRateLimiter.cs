@@ -8,7 +8,7 @@ namespace Sluice.Gateway;
 /// </summary>
 public sealed class GatewayRateLimiter(TimeProvider time)
 {
-    private readonly ConcurrentDictionary<(string Scope, Guid Id, bool Tokens), Bucket> _buckets = new();
+    private readonly ConcurrentDictionary<(bool Org, Guid Id, bool Tokens), Bucket> _buckets = new();
     private readonly Lock _gate = new();
 
     public sealed record Decision(bool Allowed, TimeSpan RetryAfter, string? Which, Snapshot? Requests, Snapshot? Tokens);
@@ -17,43 +17,65 @@ public sealed class GatewayRateLimiter(TimeProvider time)
 
     public Decision TryAcquire(Guid keyId, int? keyRpm, int? keyTpm, Guid orgId, int? orgRpm, int? orgTpm, long estimatedTokens)
     {
+        // On the hot path for every request: the (at most four) applicable buckets live in an inline array, not a list.
         var now = time.GetTimestamp();
-        var buckets = new List<(Bucket Bucket, long Amount, string Which)>();
-        void Add(string scope, Guid id, bool tokens, int? limit, long amount, string which)
+        var buckets = default(Applicable);
+        var count = 0;
+        void Add(ref Applicable into, bool org, Guid id, bool tokens, int? limit, long amount, string which)
         {
             if (limit is { } perMinute)
             {
-                var bucket = _buckets.GetOrAdd((scope, id, tokens), _ => new Bucket(perMinute, now));
+                var bucket = _buckets.GetOrAdd((org, id, tokens), static (_, state) => new Bucket(state.PerMinute, state.Now), (PerMinute: perMinute, Now: now));
                 bucket.Resize(perMinute);
-                buckets.Add((bucket, amount, which));
+                into[count++] = new Entry(bucket, amount, tokens, which);
             }
         }
 
-        Add("key", keyId, false, keyRpm, 1, "requests per minute for this key");
-        Add("org", orgId, false, orgRpm, 1, "requests per minute for this organization");
-        Add("key", keyId, true, keyTpm, estimatedTokens, "tokens per minute for this key");
-        Add("org", orgId, true, orgTpm, estimatedTokens, "tokens per minute for this organization");
+        Add(ref buckets, false, keyId, false, keyRpm, 1, "requests per minute for this key");
+        Add(ref buckets, true, orgId, false, orgRpm, 1, "requests per minute for this organization");
+        Add(ref buckets, false, keyId, true, keyTpm, estimatedTokens, "tokens per minute for this key");
+        Add(ref buckets, true, orgId, true, orgTpm, estimatedTokens, "tokens per minute for this organization");
 
         lock (_gate)
         {
-            foreach (var (bucket, amount, which) in buckets)
+            for (var i = 0; i < count; i++)
             {
-                var wait = bucket.WaitFor(Math.Min(amount, bucket.Capacity), now, time);
+                var wait = buckets[i].Bucket.WaitFor(Math.Min(buckets[i].Amount, buckets[i].Bucket.Capacity), now, time);
                 if (wait > TimeSpan.Zero)
                 {
-                    return new Decision(false, wait, which, null, null);
+                    return new Decision(false, wait, buckets[i].Which, null, null);
                 }
             }
 
-            foreach (var (bucket, amount, _) in buckets)
+            for (var i = 0; i < count; i++)
             {
-                bucket.Take(amount, now, time);
+                buckets[i].Bucket.Take(buckets[i].Amount, now, time);
             }
         }
 
-        return new Decision(true, TimeSpan.Zero, null,
-            Tightest(buckets.Where(b => b.Which.StartsWith("requests", StringComparison.Ordinal)).Select(b => b.Bucket), now),
-            Tightest(buckets.Where(b => b.Which.StartsWith("tokens", StringComparison.Ordinal)).Select(b => b.Bucket), now));
+        return new Decision(true, TimeSpan.Zero, null, Tightest(buckets, count, tokens: false, now), Tightest(buckets, count, tokens: true, now));
+    }
+
+    private Snapshot? Tightest(Applicable buckets, int count, bool tokens, long now)
+    {
+        Snapshot? tightest = null;
+        for (var i = 0; i < count; i++)
+        {
+            if (buckets[i].Tokens == tokens && buckets[i].Bucket.Snapshot(now, time) is var snapshot && (tightest is null || snapshot.Remaining < tightest.Remaining))
+            {
+                tightest = snapshot;
+            }
+        }
+
+        return tightest;
+    }
+
+    private readonly record struct Entry(Bucket Bucket, long Amount, bool Tokens, string Which);
+
+    [System.Runtime.CompilerServices.InlineArray(4)]
+    private struct Applicable
+    {
+        private Entry _first;
     }
 
     /// <summary>Corrects the token buckets once the real usage is known (the difference may be negative).</summary>
@@ -67,18 +89,17 @@ public sealed class GatewayRateLimiter(TimeProvider time)
         var now = time.GetTimestamp();
         lock (_gate)
         {
-            foreach (var key in new[] { ("key", keyId, true), ("org", orgId, true) })
+            if (_buckets.TryGetValue((false, keyId, true), out var keyBucket))
             {
-                if (_buckets.TryGetValue(key, out var bucket))
-                {
-                    bucket.Take(difference, now, time);
-                }
+                keyBucket.Take(difference, now, time);
+            }
+
+            if (_buckets.TryGetValue((true, orgId, true), out var orgBucket))
+            {
+                orgBucket.Take(difference, now, time);
             }
         }
     }
-
-    private Snapshot? Tightest(IEnumerable<Bucket> buckets, long now) =>
-        buckets.Select(b => b.Snapshot(now, time)).OrderBy(s => s.Remaining).FirstOrDefault();
 
     private sealed class Bucket(int perMinute, long now)
     {

@@ -10,9 +10,13 @@ public enum ResponseFormat
 }
 
 /// <summary>What an upstream answered, before anything is sent to the client (so a failure can still fall back).</summary>
-public sealed class UpstreamResponse(int status, Stream body, ResponseFormat format, TimeSpan? retryAfter = null, IDisposable? owner = null) : IAsyncDisposable
+public sealed class UpstreamResponse(
+    int status, Stream body, ResponseFormat format, TimeSpan? retryAfter = null, IDisposable? owner = null, long? length = null) : IAsyncDisposable
 {
     public int Status { get; } = status;
+
+    /// <summary>The body's length when the upstream declared it.</summary>
+    public long? Length { get; } = length;
 
     public Stream Body { get; } = body;
 
@@ -98,7 +102,7 @@ internal static class Upstream
         var response = await client.SendAsync(message, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
         var body = await response.Content.ReadAsStreamAsync(cancellationToken);
         var retryAfter = response.Headers.RetryAfter?.Delta;
-        return new UpstreamResponse((int)response.StatusCode, body, format, retryAfter, response);
+        return new UpstreamResponse((int)response.StatusCode, body, format, retryAfter, response, response.Content.Headers.ContentLength);
     }
 
     public static bool IsConnectFailure(Exception exception) =>

@@ -29,7 +29,9 @@ public static class Policies
 /// <summary>The caller holds <see cref="Permission"/> in the organization named by the route's <c>orgId</c>.</summary>
 public sealed record OrgAccessRequirement(OrgAccess Permission) : IAuthorizationRequirement;
 
-internal sealed class OrgAccessHandler(SluiceDbContext db) : AuthorizationHandler<OrgAccessRequirement>
+// Authorization resolves every handler for every request, /v1 included; the database context is taken from the request's
+// services only when a person's membership must be looked up, so inference requests never rent one from the pool.
+internal sealed class OrgAccessHandler : AuthorizationHandler<OrgAccessRequirement>
 {
     protected override async Task HandleRequirementAsync(AuthorizationHandlerContext context, OrgAccessRequirement requirement)
     {
@@ -59,6 +61,7 @@ internal sealed class OrgAccessHandler(SluiceDbContext db) : AuthorizationHandle
             return;
         }
 
+        var db = http.RequestServices.GetRequiredService<SluiceDbContext>();
         if (await MembershipRoleAsync(http, db, orgId, userId) is { } role)
         {
             Grant(context, requirement, http, Permissions.Grants(role, requirement.Permission));
