@@ -381,54 +381,57 @@ public sealed class GatewayHandler(
         var sawUsage = false;
         try
         {
-            await foreach (var (eventType, data) in Sse.ReadAsync(response.Body, cancellationToken))
+            if (anthropic is null)
             {
-                if (anthropic is not null)
+                await SseRelay.RelayAsync(response.Body, context.Response.BodyWriter, data =>
                 {
-                    if (eventType == "message_stop")
+                    if (data.SequenceEqual("[DONE]"u8))
                     {
-                        if (request.ClientWantsUsage)
-                        {
-                            await WriteEventAsync(context, anthropic.UsageChunk(), trace, cancellationToken);
-                        }
-
-                        await WriteEventAsync(context, "[DONE]", trace, cancellationToken);
-                        break;
+                        trace.ResponseBytes += SseRelay.EventLength(data);
+                        return SseRelay.Verdict.WriteAndEnd;
                     }
 
-                    foreach (var chunk in anthropic.Translate(eventType ?? "", data))
+                    if (data.IndexOf("\"usage\":{"u8) >= 0 && TokenUsage.TryRead(data, out var usage))
+                    {
+                        trace.Usage = usage;
+                        sawUsage = true;
+                        if (!request.ClientWantsUsage && TokenUsage.IsUsageOnlyChunk(data))
+                        {
+                            return SseRelay.Verdict.Skip; // asked for on the client's behalf; it did not ask for it
+                        }
+                    }
+                    else
                     {
                         contentChunks++;
-                        await WriteEventAsync(context, chunk, trace, cancellationToken);
                     }
 
-                    trace.Usage = new TokenUsage(anthropic.PromptTokens, anthropic.CompletionTokens, anthropic.CachedTokens);
-                    sawUsage = anthropic.CompletionTokens > 0;
-                    continue;
-                }
+                    trace.ResponseBytes += SseRelay.EventLength(data);
+                    return SseRelay.Verdict.Write;
+                }, () => trace.FirstTokenMicros ??= (long)Stopwatch.GetElapsedTime(trace.Started).TotalMicroseconds, cancellationToken, context.RequestAborted);
+                return;
+            }
 
-                if (data == "[DONE]")
+            await foreach (var (eventType, data) in Sse.ReadAsync(response.Body, cancellationToken))
+            {
+                if (eventType == "message_stop")
                 {
-                    await WriteEventAsync(context, data, trace, cancellationToken);
+                    if (request.ClientWantsUsage)
+                    {
+                        await WriteEventAsync(context, anthropic.UsageChunk(), trace, cancellationToken);
+                    }
+
+                    await WriteEventAsync(context, "[DONE]", trace, cancellationToken);
                     break;
                 }
 
-                var bytes = Encoding.UTF8.GetBytes(data);
-                if (bytes.AsSpan().IndexOf("\"usage\":{"u8) >= 0 && TokenUsage.TryRead(bytes, out var usage))
-                {
-                    trace.Usage = usage;
-                    sawUsage = true;
-                    if (!request.ClientWantsUsage && TokenUsage.IsUsageOnlyChunk(bytes))
-                    {
-                        continue; // asked for on the client's behalf; it did not ask for it
-                    }
-                }
-                else
+                foreach (var chunk in anthropic.Translate(eventType ?? "", data))
                 {
                     contentChunks++;
+                    await WriteEventAsync(context, chunk, trace, cancellationToken);
                 }
 
-                await WriteEventAsync(context, data, trace, cancellationToken);
+                trace.Usage = new TokenUsage(anthropic.PromptTokens, anthropic.CompletionTokens, anthropic.CachedTokens);
+                sawUsage = anthropic.CompletionTokens > 0;
             }
         }
         catch (Exception ex) when (ex is IOException or UpstreamStreamException or HttpRequestException or System.Text.Json.JsonException
