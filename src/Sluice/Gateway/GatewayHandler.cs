@@ -163,13 +163,13 @@ public sealed class GatewayHandler(
         }
 
         var org = await policies.OrganizationAsync(caller.KeyOrganizationId!.Value, context.RequestAborted);
-        var routes = model.Routes.Where(r => r.Provider.Supports(endpoint)).ToList();
+        var routes = Eligible(model.Routes, r => r.Provider.Supports(endpoint));
         if (routes.Count == 0)
         {
             throw OpenAiException.Invalid($"The model '{Truncate(model.Id)}' does not support {InferenceRequest.Name(endpoint)}.", "model", "unsupported_endpoint");
         }
 
-        routes = routes.Where(r => (!org.RequireZeroRetention || !r.RetainsData) && (org.AllowsTrainingRoutes || !r.TrainsOnData)).ToList();
+        routes = Eligible(routes, r => (!org.RequireZeroRetention || !r.RetainsData) && (org.AllowsTrainingRoutes || !r.TrainsOnData));
         if (routes.Count == 0)
         {
             // Fail closed: never fall back to a route that breaks the organization's data policy, and never send content
@@ -222,7 +222,7 @@ public sealed class GatewayHandler(
     }
 
     private async Task HoldAndForwardAsync(
-        HttpContext context, InferenceRequest request, List<RouteInfo> routes, Trace trace, Guid orgId, VerifiedKey grants, int bodyLength, int discount, BatchLine? batch)
+        HttpContext context, InferenceRequest request, IReadOnlyList<RouteInfo> routes, Trace trace, Guid orgId, VerifiedKey grants, int bodyLength, int discount, BatchLine? batch)
     {
         // Hold the worst case before forwarding, from this replica's lease of the wallet (no database round trip
         // unless the lease needs topping up); free routes need no hold.
@@ -264,7 +264,7 @@ public sealed class GatewayHandler(
         }
     }
 
-    private async Task ForwardAsync(HttpContext context, InferenceRequest request, List<RouteInfo> routes, Trace trace, bool batch)
+    private async Task ForwardAsync(HttpContext context, InferenceRequest request, IReadOnlyList<RouteInfo> routes, Trace trace, bool batch)
     {
         var settings = options.Value;
         using var total = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted);
@@ -564,6 +564,20 @@ public sealed class GatewayHandler(
         {
             ArrayPool<byte>.Shared.Return(rented);
         }
+    }
+
+    /// <summary>The routes that pass; the list itself when all do (the usual case), so nothing is copied per request.</summary>
+    private static IReadOnlyList<RouteInfo> Eligible(IReadOnlyList<RouteInfo> routes, Func<RouteInfo, bool> passes)
+    {
+        for (var i = 0; i < routes.Count; i++)
+        {
+            if (!passes(routes[i]))
+            {
+                return routes.Where(passes).ToList();
+            }
+        }
+
+        return routes;
     }
 
     private IUpstream Upstream(RouteInfo route) => route.Provider.Kind switch

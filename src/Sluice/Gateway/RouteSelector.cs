@@ -14,13 +14,34 @@ public sealed class RouteSelector(IOptions<GatewayOptions> options, TimeProvider
 
     public RouteInfo? Next(IReadOnlyList<RouteInfo> routes, IReadOnlySet<Guid> tried)
     {
+        // Priority groups in ascending order, without LINQ: this runs for every request, and a model has a few routes.
         var now = time.GetUtcNow();
-        foreach (var group in routes.Where(r => !tried.Contains(r.Id)).GroupBy(r => r.Priority).OrderBy(g => g.Key))
+        long previous = long.MinValue;
+        while (true)
         {
+            long priority = long.MaxValue;
+            foreach (var route in routes)
+            {
+                if (route.Priority > previous && route.Priority < priority && !tried.Contains(route.Id))
+                {
+                    priority = route.Priority;
+                }
+            }
+
+            if (priority == long.MaxValue)
+            {
+                return null;
+            }
+
             RouteInfo? best = null;
             var bestLoad = double.MaxValue;
-            foreach (var route in group)
+            foreach (var route in routes)
             {
+                if (route.Priority != priority || tried.Contains(route.Id))
+                {
+                    continue;
+                }
+
                 var state = State(route.Id);
                 if (!state.Admits(now))
                 {
@@ -39,9 +60,9 @@ public sealed class RouteSelector(IOptions<GatewayOptions> options, TimeProvider
             {
                 return best;
             }
-        }
 
-        return null;
+            previous = priority;
+        }
     }
 
     public void Completed(RouteInfo route, bool success)
