@@ -132,9 +132,16 @@ public sealed class PrivacyRequestService(
         await db.SaveChangesAsync(cancellationToken);
         if (code is not null)
         {
-            await email.SendAsync(caller.Email, "Confirm your privacy request",
-                $"Your verification code is {code}. It expires in {options.Value.VerificationCodeLifetime.TotalMinutes:0} minutes. If you did not make a privacy request, ignore this email.",
-                cancellationToken);
+            try
+            {
+                await email.SendAsync(caller.Email, "Confirm your privacy request",
+                    $"Your verification code is {code}. It expires in {options.Value.VerificationCodeLifetime.TotalMinutes:0} minutes. If you did not make a privacy request, ignore this email.",
+                    cancellationToken);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                // The request stands (the sender logged the failure by type); the person can verify with their password.
+            }
         }
 
         return Response(entity);

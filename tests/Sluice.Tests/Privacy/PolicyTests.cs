@@ -123,6 +123,27 @@ public sealed partial class PolicyTests
         Assert.False(consents.GetProperty("current").EnumerateArray().Single(c => c.GetProperty("purpose").GetString() == "marketing").GetProperty("granted").GetBoolean());
     }
 
+    [Fact]
+    public async Task A_request_made_while_the_mail_relay_is_down_stands_and_is_verified_by_password()
+    {
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        await using var sluice = new SluiceFactory(database, new Dictionary<string, string?>
+        {
+            ["Privacy:SmtpHost"] = "127.0.0.1",
+            ["Privacy:SmtpPort"] = SluiceProcess.FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture), // nothing listens there
+        });
+        var (person, _) = await sluice.SignUpAndLoginAsync("unmailed@example.com");
+
+        var created = await person.PostAsJsonAsync("/api/v1/privacy/requests", new { type = "access" });
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        var requestId = (await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+        var verified = await person.PostAsJsonAsync($"/api/v1/privacy/requests/{requestId}/verify", new { password = SluiceFactory.Password });
+
+        Assert.Equal(HttpStatusCode.OK, verified.StatusCode);
+        Assert.Contains("Service email could not be sent", sluice.Logs.All, StringComparison.Ordinal);
+        Assert.DoesNotContain("unmailed@example.com", sluice.Logs.All, StringComparison.Ordinal);
+    }
+
     [GeneratedRegex(@"code is (\d{8})")]
     private static partial Regex VerificationCode();
 }
