@@ -144,6 +144,27 @@ public sealed partial class PolicyTests
         Assert.DoesNotContain("unmailed@example.com", sluice.Logs.All, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Two_replicas_publishing_the_same_change_at_once_make_one_version_and_one_notice_per_owner()
+    {
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Postgres);
+        await using var first = new SluiceFactory(database);
+        await using var second = new SluiceFactory(database);
+        using var op = await OperatorAsync(first);
+        var (owner, _, _) = await TenantAsync(first, "owner@example.com");
+        _ = second.Server; // started: it found the policy already published
+        Assert.Equal(HttpStatusCode.Created, (await op.PostAsJsonAsync("/api/v1/admin/subprocessors", new { name = "Hosting Co", purpose = "servers", location = "EU" })).StatusCode);
+
+        var versions = await Task.WhenAll(
+            first.Services.GetRequiredService<PolicyPublisher>().PublishIfChangedAsync(CancellationToken.None),
+            second.Services.GetRequiredService<PolicyPublisher>().PublishIfChangedAsync(CancellationToken.None));
+
+        Assert.Equal(versions[0], versions[1]);
+        await using var db = database.CreateContext();
+        Assert.Equal(versions[0], await db.PolicyVersions.CountAsync());
+        Assert.Single((await owner.GetFromJsonAsync<JsonElement>("/api/v1/me/notifications")).EnumerateArray(), n => n.GetProperty("kind").GetString() == "policy_update");
+    }
+
     [GeneratedRegex(@"code is (\d{8})")]
     private static partial Regex VerificationCode();
 }
