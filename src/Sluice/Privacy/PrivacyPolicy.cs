@@ -53,7 +53,7 @@ internal sealed partial class PrivacyPolicyJson : JsonSerializerContext;
 /// changes: the version is stored, every organization owner gets a notice in the service (and an email when a relay
 /// is configured), and the publication is audited. Checked at start and every <c>Privacy:PolicyCheckInterval</c>.
 /// </summary>
-public sealed partial class PolicyPublisher(
+public sealed class PolicyPublisher(
     IServiceScopeFactory scopes,
     IOptions<PrivacyOptions> privacy,
     IOptions<RetentionOptions> retention,
@@ -215,7 +215,7 @@ public sealed partial class PolicyPublisher(
                 return await CurrentVersionAsync(fresh.ServiceProvider.GetRequiredService<SluiceDbContext>(), cancellationToken);
             }
 
-            Published(logger, version.Version, recipients.Count);
+            PrivacyLog.Published(logger, version.Version, recipients.Count);
             if (email.IsConfigured)
             {
                 foreach (var (_, address) in recipients)
@@ -264,7 +264,4 @@ public sealed partial class PolicyPublisher(
         $"Version {version} of the privacy policy took effect on {at.UtcDateTime:yyyy-MM-dd}. Read it at /privacy; what changed is listed at /privacy.json.";
 
     private static int? Days(TimeSpan period) => (int)Math.Ceiling(period.TotalDays);
-
-    [LoggerMessage(72, LogLevel.Information, "Published privacy policy version {Version}; {Owners} organization owners notified")]
-    private static partial void Published(ILogger logger, int version, int owners);
 }

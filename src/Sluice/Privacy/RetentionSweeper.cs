@@ -14,7 +14,7 @@ public sealed record RetentionClassResult(string Class, DateTimeOffset? Cutoff, 
 /// Deletes what has outlived its retention class, in batches, skipping whatever an active legal hold covers, and writes
 /// each run (cutoffs, counts, skips) to the audit log. One replica sweeps at a time; deleting is idempotent anyway.
 /// </summary>
-internal sealed partial class RetentionSweeper(
+internal sealed class RetentionSweeper(
     IServiceScopeFactory scopes,
     FileSweeper files,
     IOptions<RetentionOptions> options,
@@ -86,7 +86,7 @@ internal sealed partial class RetentionSweeper(
         await db.SaveChangesAsync(cancellationToken);
         if (results.Sum(r => r.Deleted) > 0)
         {
-            Swept(logger, results.Sum(r => r.Deleted), results.Sum(r => r.Held));
+            PrivacyLog.Swept(logger, results.Sum(r => r.Deleted), results.Sum(r => r.Held));
         }
 
         return results;
@@ -176,6 +176,4 @@ internal sealed partial class RetentionSweeper(
 
     private static string Iso(DateTimeOffset? at) => at is { } value ? value.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ssZ", System.Globalization.CultureInfo.InvariantCulture) : "none";
 
-    [LoggerMessage(70, LogLevel.Information, "Retention sweep deleted {Deleted} records past retention; {Held} kept under legal hold")]
-    private static partial void Swept(ILogger logger, int deleted, int held);
 }

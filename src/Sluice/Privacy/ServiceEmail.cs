@@ -13,7 +13,7 @@ public interface IServiceEmail
 }
 
 /// <summary>Sends through the SMTP relay named by <c>Privacy:SmtpHost</c>. Failures are logged by type, never with the message.</summary>
-internal sealed partial class SmtpServiceEmail(IOptions<PrivacyOptions> options, ILogger<SmtpServiceEmail> logger) : IServiceEmail
+internal sealed class SmtpServiceEmail(IOptions<PrivacyOptions> options, ILogger<SmtpServiceEmail> logger) : IServiceEmail
 {
     public bool IsConfigured => !string.IsNullOrWhiteSpace(options.Value.SmtpHost);
 
@@ -33,11 +33,8 @@ internal sealed partial class SmtpServiceEmail(IOptions<PrivacyOptions> options,
         }
         catch (Exception ex) when (ex is SmtpException or InvalidOperationException or IOException)
         {
-            SendFailed(logger, ex.GetType().Name);
+            PrivacyLog.SendFailed(logger, ex.GetType().Name);
             throw;
         }
     }
-
-    [LoggerMessage(71, LogLevel.Warning, "Service email could not be sent ({ExceptionType})")]
-    private static partial void SendFailed(ILogger logger, string exceptionType);
 }
