@@ -10,6 +10,9 @@ namespace Sluice.Gateway;
 /// </summary>
 internal static class SseRelay
 {
+    /// <summary>The largest event the relay holds while waiting for its end.</summary>
+    public const int MaxEventBytes = 16 * 1024 * 1024;
+
     /// <summary>What to do with one event's data: write it on, skip it, or write it and end the stream.</summary>
     public enum Verdict
     {
@@ -67,6 +70,12 @@ internal static class SseRelay
                             ArrayPool<byte>.Shared.Return(rented);
                         }
                     }
+                }
+
+                if (buffer.Length > MaxEventBytes)
+                {
+                    // An upstream that never ends its event would otherwise grow this buffer without bound.
+                    throw new IOException("The provider sent an event larger than the relay accepts.");
                 }
 
                 reader.AdvanceTo(buffer.Start, buffer.End);

@@ -60,6 +60,18 @@ public sealed class SseRelayTests
         Assert.Equal("data: whole\n\n", Encoding.UTF8.GetString(output.ToArray()));
     }
 
+    [Fact]
+    public async Task An_event_that_never_ends_is_cut_off_at_the_limit_instead_of_growing_without_bound()
+    {
+        var endless = new byte[SseRelay.MaxEventBytes + 1024];
+        "data: "u8.CopyTo(endless);
+        endless.AsSpan(6).Fill((byte)'x');
+        var writer = PipeWriter.Create(new MemoryStream());
+
+        await Assert.ThrowsAsync<IOException>(() => SseRelay.RelayAsync(new MemoryStream(endless), writer,
+            _ => SseRelay.Verdict.Write, () => { }, CancellationToken.None, CancellationToken.None));
+    }
+
     /// <summary>A stream that hands out at most a few bytes per read, as a slow network would.</summary>
     private sealed class TricklingStream(byte[] bytes, int readSize) : MemoryStream(bytes)
     {
