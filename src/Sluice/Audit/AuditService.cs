@@ -174,11 +174,12 @@ public sealed class AuditService(
         }
 
         // The log is pruned as a prefix, so a held entry keeps itself and everything after it.
-        var heldActors = holds.Users.Select(u => $"user:{u}").ToHashSet(StringComparer.Ordinal);
+        var heldUsers = holds.Users.Select(u => u.ToString()).ToList();
+        var heldActors = heldUsers.Select(u => $"user:{u}").ToHashSet(StringComparer.Ordinal);
         var firstKept = snapshot.Entries.FirstOrDefault(e => e.Time >= cutoff
             || (e.OrganizationId is { } org && holds.Organizations.Contains(org))
             || heldActors.Contains(e.Actor)
-            || holds.Users.Any(u => e.Target.Contains(u.ToString(), StringComparison.Ordinal)))?.Seq ?? (long)tree.Size;
+            || heldUsers.Exists(u => e.Target.Contains(u, StringComparison.Ordinal)))?.Seq ?? (long)tree.Size;
         var target = snapshot.Checkpoints.Where(c => c.TreeSize <= firstKept && (ulong)c.TreeSize > tree.PrunedSize && (ulong)c.TreeSize <= tree.Size)
             .Select(c => (long?)c.TreeSize).Max();
         if (target is not { } prefix)

@@ -34,7 +34,7 @@ internal static class FilesEndpoints
 
     private static async Task UploadAsync(
         HttpContext context, FileStore store, SluiceDbContext db, AuditLog audit, TimeProvider time,
-        IOptions<FilesOptions> options, IOptions<Batches.BatchesOptions> batches)
+        IOptions<FilesOptions> options, IOptions<Batches.BatchesOptions> batches, OrganizationPolicies policies)
     {
         var caller = context.Caller();
         var orgId = caller.KeyOrganizationId!.Value;
@@ -116,7 +116,7 @@ internal static class FilesEndpoints
                 throw OpenAiException.Invalid($"'purpose' must be one of: {string.Join(", ", UploadPurposes)}.", "purpose");
             }
 
-            if (purpose == "fine-tune" && !await Privacy.ConsentService.OrganizationAllowsTrainingAsync(db, orgId, context.RequestAborted))
+            if (purpose == "fine-tune" && !(await policies.OrganizationAsync(orgId, context.RequestAborted)).AllowsTrainingRoutes)
             {
                 // C04: a training dataset is content flowing to training; it needs the organization's recorded opt-in.
                 throw new OpenAiException(403,

@@ -174,19 +174,9 @@ public sealed class GatewayHandler(
         {
             // Fail closed: never fall back to a route that breaks the organization's data policy, and never send content
             // to a provider that trains on it without the organization's recorded opt-in (C04).
-            var requirements = new List<string>(2);
-            if (org.RequireZeroRetention)
-            {
-                requirements.Add("zero-retention");
-            }
-
-            if (!org.AllowsTrainingRoutes)
-            {
-                requirements.Add("no-training");
-            }
-
-            var why = org.RequireNoTraining || org.RequireZeroRetention
-                ? $"Your organization requires {string.Join(" and ", requirements)} providers"
+            var why = org.RequireZeroRetention || org.RequireNoTraining
+                ? $"Your organization requires {(org.RequireZeroRetention && org.RequireNoTraining ? "zero-retention and no-training" : org.RequireZeroRetention ? "zero-retention" : "no-training")} providers"
+                  + (org.RequireZeroRetention && !org.RequireNoTraining && !org.TrainingConsent ? " and has not consented to training" : "")
                 : "Your organization has not consented to its content being used for training, so providers that train on data are excluded";
             throw new OpenAiException(403, $"{why}, and no provider of '{Truncate(model.Id)}' qualifies.", "invalid_request_error", "no_compliant_route", "model");
         }

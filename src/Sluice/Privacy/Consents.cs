@@ -83,11 +83,21 @@ public sealed class ConsentService(
         return await ForOrganizationAsync(orgId, cancellationToken);
     }
 
-    /// <summary>Whether an organization's content may be used for training now: only after an explicit, current opt-in.</summary>
-    public static async Task<bool> OrganizationAllowsTrainingAsync(SluiceDbContext db, Guid orgId, CancellationToken cancellationToken) =>
-        await db.Organizations.AsNoTracking().Where(o => o.Id == orgId).Select(o => o.TrainingConsent && !o.RequireNoTraining).SingleOrDefaultAsync(cancellationToken);
+    /// <summary>
+    /// Adds a withdrawal (a new version, recorded by <c>system</c>) for each purpose, in the caller's unit of work: what a
+    /// restriction, an objection or an opt-out does to a person's consents.
+    /// </summary>
+    public async Task WithdrawAsync(Guid userId, IReadOnlyList<string> purposes, CancellationToken cancellationToken)
+    {
+        foreach (var purpose in purposes)
+        {
+            var version = await db.ConsentRecords.Where(c => c.UserId == userId && c.Purpose == purpose).MaxAsync(c => (int?)c.Version, cancellationToken) ?? 0;
+            db.ConsentRecords.Add(await NewRecordAsync(userId, null, purpose, false, version + 1, cancellationToken, recordedBy: "system"));
+        }
+    }
 
-    private async Task<ConsentRecord> NewRecordAsync(Guid? userId, Guid? orgId, string purpose, bool granted, int version, CancellationToken cancellationToken)
+    private async Task<ConsentRecord> NewRecordAsync(
+        Guid? userId, Guid? orgId, string purpose, bool granted, int version, CancellationToken cancellationToken, string? recordedBy = null)
     {
         var now = time.GetUtcNow();
         return new ConsentRecord
@@ -99,7 +109,7 @@ public sealed class ConsentService(
             Granted = granted,
             Version = version,
             PolicyVersion = await policy.CurrentVersionAsync(db, cancellationToken),
-            RecordedBy = actor.Id,
+            RecordedBy = recordedBy ?? actor.Id,
             RecordedAt = now,
         };
     }

@@ -74,6 +74,7 @@ public sealed class PrivacyRequestService(
     AuditLog audit,
     AuditActor actor,
     AccountErasure erasure,
+    ConsentService consents,
     IServiceEmail email,
     IOptions<PrivacyOptions> options,
     TimeProvider time)
@@ -386,13 +387,13 @@ public sealed class PrivacyRequestService(
             case PrivacyRequestTypes.Restriction:
                 var user = await db.Users.SingleAsync(u => u.Id == entity.UserId, cancellationToken);
                 user.ProcessingRestrictedAt ??= now;
-                await WithdrawAsync(entity.UserId, ConsentPurposes.All, now, cancellationToken);
+                await consents.WithdrawAsync(entity.UserId, ConsentPurposes.All, cancellationToken);
                 break;
             case PrivacyRequestTypes.Objection:
-                await WithdrawAsync(entity.UserId, [ObjectionPurpose(entity.Details)], now, cancellationToken);
+                await consents.WithdrawAsync(entity.UserId, [ObjectionPurpose(entity.Details)], cancellationToken);
                 break;
             case PrivacyRequestTypes.OptOut:
-                await WithdrawAsync(entity.UserId, [ConsentPurposes.Marketing], now, cancellationToken);
+                await consents.WithdrawAsync(entity.UserId, [ConsentPurposes.Marketing], cancellationToken);
                 break;
         }
 
@@ -416,28 +417,6 @@ public sealed class PrivacyRequestService(
             }
 
             user.Email = newEmail;
-        }
-    }
-
-    /// <summary>Records a withdrawal for each purpose the person currently grants, as new consent versions.</summary>
-    private async Task WithdrawAsync(Guid userId, IReadOnlyList<string> purposes, DateTimeOffset now, CancellationToken cancellationToken)
-    {
-        var policyVersion = await db.PolicyVersions.MaxAsync(v => (int?)v.Version, cancellationToken) ?? 0;
-        foreach (var purpose in purposes)
-        {
-            var latest = await db.ConsentRecords.AsNoTracking().Where(c => c.UserId == userId && c.Purpose == purpose)
-                .OrderByDescending(c => c.Version).FirstOrDefaultAsync(cancellationToken);
-            db.ConsentRecords.Add(new ConsentRecord
-            {
-                Id = Guid.CreateVersion7(now),
-                UserId = userId,
-                Purpose = purpose,
-                Granted = false,
-                Version = (latest?.Version ?? 0) + 1,
-                PolicyVersion = policyVersion,
-                RecordedBy = "system",
-                RecordedAt = now,
-            });
         }
     }
 

@@ -51,7 +51,7 @@ public sealed class StaffAccessService(SluiceDbContext db, AuditLog audit, FileS
         }
 
         var max = options.Value.MaxStaffAccess;
-        if (request.Hours is not { } hours || hours <= 0 || TimeSpan.FromHours(hours) > max)
+        if (request.Hours is not { } hours || hours <= 0 || hours > max.TotalHours)
         {
             errors.Add("hours", $"must be more than 0 and at most {max.TotalHours:0}");
         }

@@ -29,6 +29,7 @@ public sealed class StaffAccessTests
         Assert.Contains("access grant", await withoutGrant.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         Assert.Equal(HttpStatusCode.BadRequest, (await op.PostAsJsonAsync($"/api/v1/admin/orgs/{orgId}/access-grants", new { hours = 2 })).StatusCode);
         Assert.Equal(HttpStatusCode.BadRequest, (await op.PostAsJsonAsync($"/api/v1/admin/orgs/{orgId}/access-grants", new { reason = "debug", hours = 24 * 30 })).StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, (await op.PostAsJsonAsync($"/api/v1/admin/orgs/{orgId}/access-grants", new { reason = "debug", hours = 1e300 })).StatusCode);
         Assert.Equal(HttpStatusCode.Forbidden, (await owner.PostAsJsonAsync($"/api/v1/admin/orgs/{orgId}/access-grants", new { reason = "me", hours = 1 })).StatusCode);
 
         var requested = await op.PostAsJsonAsync($"/api/v1/admin/orgs/{orgId}/access-grants", new { reason = "batch output looks truncated (ticket 42)", hours = 2 });
