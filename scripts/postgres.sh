@@ -26,9 +26,11 @@ postgres_install() {
   apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends postgresql >/dev/null
 }
 
-postgres_free_port() {
+# Candidate ports sit below Linux's ephemeral range (32768-60999), where a client connection's local port or a
+# TIME-WAIT left by one would make the bind fail although nothing listens there.
+postgres_free_port() { # [first]
   local port
-  for port in $(seq 55432 55632); do
+  for port in $(seq "${1:-25432}" 25632); do
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
       echo "$port"
       return 0
@@ -52,11 +54,17 @@ postgres_start() {
     cat "$SLUICE_PG_DIR/initdb.log" >&2
     return 1
   fi
-  local port
-  port="$(postgres_free_port)" || return 1
-  if ! "${run[@]}" "$bin/pg_ctl" -D "$SLUICE_PG_DIR/data" -l "$SLUICE_PG_DIR/server.log" -w -t 60 \
-      -o "-p $port -k $SLUICE_PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
-      start >/dev/null; then
+  local port=25431 attempt started=false
+  for attempt in 1 2 3 4 5; do
+    port="$(postgres_free_port $((port + 1)))" || return 1
+    if "${run[@]}" "$bin/pg_ctl" -D "$SLUICE_PG_DIR/data" -l "$SLUICE_PG_DIR/server.log" -w -t 60 \
+        -o "-p $port -k $SLUICE_PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+        start >/dev/null; then
+      started=true
+      break
+    fi
+  done
+  if [[ $started != true ]]; then
     cat "$SLUICE_PG_DIR/server.log" >&2
     return 1
   fi

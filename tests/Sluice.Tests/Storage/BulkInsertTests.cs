@@ -61,6 +61,33 @@ public abstract class BulkInsertTests(DatabaseProvider provider)
         Assert.Single(await read.UsageEvents.Where(e => e.OrganizationId == org).ToListAsync()); // ids compare as EF writes them
         Assert.Equal(600, await read.UsageEvents.CountAsync(e => e.StartedAt >= started.AddSeconds(600)));
     }
+
+    [Fact]
+    public async Task A_batch_that_fails_part_way_leaves_no_rows_behind()
+    {
+        await using var database = await TestDatabase.CreateAsync(provider);
+        await using (var migrate = database.CreateContext())
+        {
+            await new SchemaMigrator(migrate, database.Target).MigrateAsync(CancellationToken.None);
+        }
+
+        var duplicate = Guid.CreateVersion7();
+        var rows = Enumerable.Range(0, 10).Select(i => new UsageEvent
+        {
+            Id = i is 3 or 7 ? duplicate : Guid.CreateVersion7(),
+            RequestId = $"req_{i}",
+            Endpoint = "chat.completions",
+            StartedAt = DateTimeOffset.UtcNow,
+        }).ToList();
+
+        await using (var db = database.CreateContext())
+        {
+            await Assert.ThrowsAnyAsync<System.Data.Common.DbException>(() => BulkInsert.InsertAsync(db, rows, CancellationToken.None));
+        }
+
+        await using var read = database.CreateContext();
+        Assert.Equal(0, await read.UsageEvents.CountAsync());
+    }
 }
 
 public sealed class SqliteBulkInsertTests() : BulkInsertTests(DatabaseProvider.Sqlite);
