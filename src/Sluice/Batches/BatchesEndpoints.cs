@@ -16,7 +16,7 @@ internal static class BatchesEndpoints
 
     public static IEndpointRouteBuilder MapBatches(this IEndpointRouteBuilder endpoints)
     {
-        var batches = endpoints.MapGroup("/v1/batches").WithTags("batches").RequireAuthorization(Policies.Batch);
+        var batches = endpoints.MapGroup("/v1/batches").WithTags("batches").RequireApiKey(KeyScopes.Inference | KeyScopes.Batch);
         batches.MapPost("", CreateAsync);
         batches.MapGet("", ListAsync);
         batches.MapGet("/{batchId}", RetrieveAsync);

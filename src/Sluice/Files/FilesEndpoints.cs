@@ -23,7 +23,7 @@ internal static class FilesEndpoints
 
     public static IEndpointRouteBuilder MapFiles(this IEndpointRouteBuilder endpoints)
     {
-        var files = endpoints.MapGroup("/v1/files").WithTags("files").RequireAuthorization(Policies.Batch);
+        var files = endpoints.MapGroup("/v1/files").WithTags("files").RequireApiKey(KeyScopes.Inference | KeyScopes.Batch);
         files.MapPost("", UploadAsync);
         files.MapGet("", ListAsync);
         files.MapGet("/{fileId}", RetrieveAsync);

@@ -7,7 +7,7 @@ internal static class GatewayEndpoints
 {
     public static IEndpointRouteBuilder MapGateway(this IEndpointRouteBuilder endpoints)
     {
-        var v1 = endpoints.MapGroup("/v1").WithTags("inference").RequireAuthorization(Policies.Inference);
+        var v1 = endpoints.MapGroup("/v1").WithTags("inference").RequireApiKey(KeyScopes.Inference);
         v1.MapPost("/chat/completions", (HttpContext context, GatewayHandler handler) => handler.HandleAsync(context, InferenceEndpoint.ChatCompletions));
         v1.MapPost("/completions", (HttpContext context, GatewayHandler handler) => handler.HandleAsync(context, InferenceEndpoint.Completions));
         v1.MapPost("/embeddings", (HttpContext context, GatewayHandler handler) => handler.HandleAsync(context, InferenceEndpoint.Embeddings));

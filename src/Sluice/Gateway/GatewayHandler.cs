@@ -119,12 +119,7 @@ public sealed class GatewayHandler(
         context.Request.Headers["x-request-id"] = requestId;
         var response = new MemoryStream();
         context.Response.Body = response;
-        context.User = new System.Security.Claims.ClaimsPrincipal(new System.Security.Claims.ClaimsIdentity(
-        [
-            new(Caller.KeyClaim, key.KeyId.ToString()),
-            new(Caller.KeyOrganizationClaim, key.OrganizationId.ToString()),
-            new(Caller.KeyScopesClaim, ((int)key.Scopes).ToString(CultureInfo.InvariantCulture)),
-        ], "batch"));
+        context.User = ApiKeyClaims.Principal(key, "batch");
         context.Items[typeof(VerifiedKey)] = key;
         context.Items[typeof(BatchLine)] = line;
         try

@@ -99,17 +99,6 @@ internal sealed class ApiKeyAuthenticationHandler(
 
         usage.Touch(key.KeyId);
         Context.Items[typeof(VerifiedKey)] = key; // the gateway reads the key's limits and models from here, without I/O
-        var claims = new List<Claim>
-        {
-            new(Caller.KeyClaim, key.KeyId.ToString()),
-            new(Caller.KeyOrganizationClaim, key.OrganizationId.ToString()),
-            new(Caller.KeyScopesClaim, ((int)key.Scopes).ToString(System.Globalization.CultureInfo.InvariantCulture)),
-        };
-        if (key.CreatedByUserId is { } creator)
-        {
-            claims.Add(new Claim(Caller.KeyCreatorClaim, creator.ToString()));
-        }
-
-        return AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(new ClaimsIdentity(claims, Scheme.Name)), Scheme.Name));
+        return AuthenticateResult.Success(new AuthenticationTicket(ApiKeyClaims.Principal(key, Scheme.Name), Scheme.Name));
     }
 }

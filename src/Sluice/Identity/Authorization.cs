@@ -17,20 +17,14 @@ public static class Policies
     /// <summary>Anyone authenticated: a person or a key.</summary>
     public const string Authenticated = "authenticated";
 
-    /// <summary>An API key with the <c>inference</c> scope (the <c>/v1</c> API).</summary>
-    public const string Inference = "inference";
-
-    /// <summary>An API key with the <c>batch</c> or <c>inference</c> scope (<c>/v1/files</c>, <c>/v1/batches</c>).</summary>
-    public const string Batch = "batch";
-
     public static string Org(OrgAccess permission) => Permissions.PolicyName(permission);
 }
 
 /// <summary>The caller holds <see cref="Permission"/> in the organization named by the route's <c>orgId</c>.</summary>
 public sealed record OrgAccessRequirement(OrgAccess Permission) : IAuthorizationRequirement;
 
-// Authorization resolves every handler for every request, /v1 included; the database context is taken from the request's
-// services only when a person's membership must be looked up, so inference requests never rent one from the pool.
+// Authorization resolves every handler for every request it sees; the database context is taken from the request's
+// services only when a person's membership must be looked up, so key-authenticated requests never rent one from the pool.
 internal sealed class OrgAccessHandler : AuthorizationHandler<OrgAccessRequirement>
 {
     protected override async Task HandleRequirementAsync(AuthorizationHandlerContext context, OrgAccessRequirement requirement)
@@ -126,21 +120,6 @@ internal sealed class ProblemAuthorizationResultHandler(IProblemDetailsService p
 
     public async Task HandleAsync(RequestDelegate next, HttpContext context, AuthorizationPolicy policy, PolicyAuthorizationResult authorizeResult)
     {
-        if (Gateway.OpenAiError.IsV1(context) && (authorizeResult.Challenged || authorizeResult.Forbidden))
-        {
-            // The OpenAI-compatible API answers in OpenAI's error shape, as its SDKs expect.
-            if (authorizeResult.Challenged)
-            {
-                await Gateway.OpenAiError.WriteAsync(context, 401, "Incorrect or missing API key. Send 'Authorization: Bearer sk-sluice-…'.", "invalid_request_error", "invalid_api_key");
-            }
-            else
-            {
-                await Gateway.OpenAiError.WriteAsync(context, 403, "This API key lacks the scope this endpoint needs ('inference'; 'batch' or 'inference' for files and batches), or the caller is not an API key.", "invalid_request_error", "insufficient_scope");
-            }
-
-            return;
-        }
-
         ProblemDetails? problem = null;
         if (authorizeResult.Challenged)
         {

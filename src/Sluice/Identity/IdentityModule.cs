@@ -42,8 +42,6 @@ internal static class IdentityModule
             // Anything mapped without a policy is closed, not open; Docs/EndpointPolicyTests checks each endpoint declares one.
             .SetFallbackPolicy(new AuthorizationPolicyBuilder().RequireAuthenticatedUser().Build())
             .AddPolicy(Policies.Authenticated, p => p.RequireAuthenticatedUser())
-            .AddPolicy(Policies.Inference, p => p.RequireClaim(Caller.KeyClaim).RequireAssertion(c => Caller.From(c.User).KeyScopes.HasFlag(KeyScopes.Inference)))
-            .AddPolicy(Policies.Batch, p => p.RequireClaim(Caller.KeyClaim).RequireAssertion(c => (Caller.From(c.User).KeyScopes & (KeyScopes.Inference | KeyScopes.Batch)) != 0))
             .AddPolicy(Policies.User, p => p.RequireClaim(Caller.SessionClaim))
             .AddPolicy(Policies.Operator, p => p.RequireClaim(Caller.SessionClaim).RequireClaim(Caller.OperatorClaim, "true"));
         foreach (var permission in Enum.GetValues<OrgAccess>())

@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
+using Sluice.Identity;
 using Sluice.Storage;
 using Sluice.Tests.TestSupport;
 
@@ -25,7 +26,10 @@ public sealed class EndpointPolicyTests
             var route = endpoint.RoutePattern.RawText ?? endpoint.DisplayName ?? "?";
             var anonymous = endpoint.Metadata.GetMetadata<IAllowAnonymous>() is not null;
             var authorized = endpoint.Metadata.GetOrderedMetadata<IAuthorizeData>().Any(a => a.Policy is not null);
-            Assert.True(anonymous || authorized, $"{route} declares no authorization policy");
+            var keyOnly = endpoint.Metadata.GetMetadata<ApiKeyRequirement>() is { AnyOf: not KeyScopes.None };
+            Assert.True(anonymous || authorized || keyOnly, $"{route} declares no authorization policy");
+            Assert.False(keyOnly && (anonymous || authorized), $"{route} is both API-key-only and under a general policy");
+            Assert.Equal(keyOnly, route.StartsWith("/v1", StringComparison.Ordinal)); // the OpenAI-compatible API, and only it, takes keys alone
             if (anonymous)
             {
                 Assert.Contains(route.TrimEnd('/'), AnonymousAllowed);
