@@ -1,3 +1,4 @@
+using Microsoft.AspNetCore.DataProtection;
 using Microsoft.Extensions.Options;
 using Sluice.Audit;
 using Sluice.Batches;
@@ -16,7 +17,9 @@ internal static class SluiceApp
 {
     public static WebApplicationBuilder CreateBuilder(string[] hostArguments, CommandLineSettings commandLine)
     {
-        var builder = WebApplication.CreateBuilder(new WebApplicationOptions
+        // The slim builder leaves out what Sluice does not use (IIS integration, HTTP/3 over QUIC, static web assets),
+        // which the process would otherwise load and keep resident. HTTPS listen URLs still work (below).
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
         {
             Args = hostArguments,
             ContentRootPath = ContentRoot(hostArguments),
@@ -27,6 +30,7 @@ internal static class SluiceApp
 
         var server = SettingsValidator<ServerOptions>.BindNow(builder.Configuration, ServerOptions.Section, () => new ServerOptions());
         ConfigureLogging(builder.Logging, server.LogFormat);
+        builder.WebHost.UseKestrelHttpsConfiguration();
         builder.WebHost.UseUrls(server.ListenUrls());
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.AddServerHeader = false);
 
@@ -47,6 +51,18 @@ internal static class SluiceApp
         builder.Services.AddSluiceIdentity();
         builder.Services.AddPrivacy();
         builder.Services.AddSluiceHealth();
+
+        // Nothing in Sluice protects data with ASP.NET's key ring (sessions and keys are its own), but authentication
+        // registers it, and its start-up service writes a key file under the user's home, outside the data directory.
+        // Keys stay in memory instead, and the start-up service goes (matched by name: it is internal to ASP.NET) once
+        // every module has registered its services.
+        builder.Services.AddDataProtection().UseEphemeralDataProtectionProvider();
+        foreach (var keyRingStartup in builder.Services.Where(service => service.ServiceType == typeof(IHostedService)
+            && service.ImplementationType?.FullName == "Microsoft.AspNetCore.DataProtection.Internal.DataProtectionHostedService").ToList())
+        {
+            builder.Services.Remove(keyRingStartup);
+        }
+
         return builder;
     }
 
