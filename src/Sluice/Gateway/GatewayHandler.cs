@@ -34,7 +34,8 @@ public sealed class GatewayHandler(
     {
         var started = Stopwatch.GetTimestamp();
         var startedAt = time.GetUtcNow();
-        var requestId = RequestId(context);
+        var eventId = Guid.CreateVersion7(startedAt);
+        var requestId = RequestId(context, eventId);
         context.Response.Headers["x-request-id"] = requestId;
         var trace = new Trace(started);
         context.Response.OnStarting(() =>
@@ -71,7 +72,7 @@ public sealed class GatewayHandler(
         {
             meter.Record(new UsageEvent
             {
-                Id = Guid.CreateVersion7(startedAt),
+                Id = eventId,
                 RequestId = requestId,
                 OrganizationId = caller.KeyOrganizationId,
                 KeyId = caller.KeyId,
@@ -590,12 +591,13 @@ public sealed class GatewayHandler(
         }
     }
 
-    private static string RequestId(HttpContext context)
+    /// <summary>The client's own request id when it is a safe token, else one made from the usage event's id.</summary>
+    private static string RequestId(HttpContext context, Guid eventId)
     {
         var given = context.Request.Headers["x-request-id"].ToString();
         return given.Length is > 0 and <= 64 && given.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')
             ? given
-            : "req_" + Guid.CreateVersion7().ToString("N");
+            : "req_" + eventId.ToString("N");
     }
 
     private static string Truncate(string value) => value.Length > 100 ? value[..100] + "…" : value;

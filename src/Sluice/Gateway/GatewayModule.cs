@@ -37,23 +37,7 @@ internal static class GatewayModule
         services.AddSingleton<AnthropicUpstream>();
         services.AddHostedService<CatalogRefresher>();
         services.AddHostedService<UsageWriter>();
-        services.AddHttpClient(OpenAiCompatibleUpstream.ClientName)
-            .ConfigurePrimaryHttpMessageHandler(provider => new SocketsHttpHandler
-            {
-                ConnectTimeout = provider.GetRequiredService<IOptions<GatewayOptions>>().Value.ConnectTimeout,
-                PooledConnectionLifetime = TimeSpan.FromMinutes(5),
-                AutomaticDecompression = System.Net.DecompressionMethods.All,
-
-                // A provider's answer is relayed, never followed elsewhere; and no trace ids go to providers (the
-                // switch in Sluice.csproj also takes the diagnostics handler out of the pipeline).
-                AllowAutoRedirect = false,
-                ActivityHeadersPropagator = null,
-            })
-            .ConfigureHttpClient(client => client.Timeout = Timeout.InfiniteTimeSpan)
-
-            // The factory's logging handlers open a log scope and format the URI for every request; the gateway logs
-            // its own outcome (ids and status, never URIs with keys in them).
-            .RemoveAllLoggers();
+        services.AddSingleton<UpstreamClient>();
         return services;
     }
 }

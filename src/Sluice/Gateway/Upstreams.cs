@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Http.Headers;
+using Microsoft.Extensions.Options;
 
 namespace Sluice.Gateway;
 
@@ -41,11 +42,37 @@ public interface IUpstream
     Task<UpstreamResponse> SendAsync(InferenceRequest request, RouteInfo route, CancellationToken cancellationToken);
 }
 
-/// <summary>Any OpenAI-compatible server: OpenAI, vLLM, Ollama, llama.cpp, TGI, LM Studio and hosted peers.</summary>
-internal sealed class OpenAiCompatibleUpstream(IHttpClientFactory clients) : IUpstream
+/// <summary>
+/// The one connection pool to model providers, shared by every route. A bare <see cref="HttpMessageInvoker"/> over
+/// <see cref="SocketsHttpHandler"/>: the gateway sets its own deadlines per request and logs its own outcome (ids and
+/// status, never URIs), so <see cref="HttpClient"/>'s timeout and pending-request tokens, and the client factory's
+/// logging handlers and handler rotation, are work per request that buys nothing here (the pool's connection lifetime
+/// already follows DNS changes).
+/// </summary>
+internal sealed class UpstreamClient(IOptions<GatewayOptions> options) : IDisposable
 {
-    public const string ClientName = "upstream";
+    private readonly HttpMessageInvoker _invoker = new(new SocketsHttpHandler
+    {
+        ConnectTimeout = options.Value.ConnectTimeout,
+        PooledConnectionLifetime = TimeSpan.FromMinutes(5),
+        AutomaticDecompression = DecompressionMethods.All,
+        UseCookies = false, // a provider's cookies must never follow one tenant's request into another's
 
+        // A provider's answer is relayed, never followed elsewhere; and no trace ids go to providers (the switch in
+        // Sluice.csproj also takes the diagnostics handler out of the pipeline).
+        AllowAutoRedirect = false,
+        ActivityHeadersPropagator = null,
+    });
+
+    public Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
+        _invoker.SendAsync(request, cancellationToken);
+
+    public void Dispose() => _invoker.Dispose();
+}
+
+/// <summary>Any OpenAI-compatible server: OpenAI, vLLM, Ollama, llama.cpp, TGI, LM Studio and hosted peers.</summary>
+internal sealed class OpenAiCompatibleUpstream(UpstreamClient client) : IUpstream
+{
     public async Task<UpstreamResponse> SendAsync(InferenceRequest request, RouteInfo route, CancellationToken cancellationToken)
     {
         var path = request.Endpoint switch
@@ -64,12 +91,12 @@ internal sealed class OpenAiCompatibleUpstream(IHttpClientFactory clients) : IUp
             message.Headers.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
         }
 
-        return await Upstream.SendAsync(clients, message, route, ResponseFormat.OpenAi, cancellationToken);
+        return await Upstream.SendAsync(client, message, route, ResponseFormat.OpenAi, cancellationToken);
     }
 }
 
 /// <summary>Anthropic's Messages API, with chat completions translated to and from it (<see cref="AnthropicTranslation"/>).</summary>
-internal sealed class AnthropicUpstream(IHttpClientFactory clients) : IUpstream
+internal sealed class AnthropicUpstream(UpstreamClient client) : IUpstream
 {
     public async Task<UpstreamResponse> SendAsync(InferenceRequest request, RouteInfo route, CancellationToken cancellationToken)
     {
@@ -84,22 +111,21 @@ internal sealed class AnthropicUpstream(IHttpClientFactory clients) : IUpstream
             message.Headers.Add("x-api-key", apiKey);
         }
 
-        return await Upstream.SendAsync(clients, message, route, ResponseFormat.Anthropic, cancellationToken);
+        return await Upstream.SendAsync(client, message, route, ResponseFormat.Anthropic, cancellationToken);
     }
 }
 
 internal static class Upstream
 {
     public static async Task<UpstreamResponse> SendAsync(
-        IHttpClientFactory clients, HttpRequestMessage message, RouteInfo route, ResponseFormat format, CancellationToken cancellationToken)
+        UpstreamClient client, HttpRequestMessage message, RouteInfo route, ResponseFormat format, CancellationToken cancellationToken)
     {
         foreach (var (name, value) in route.Provider.Headers)
         {
             message.Headers.TryAddWithoutValidation(name, value);
         }
 
-        var client = clients.CreateClient(OpenAiCompatibleUpstream.ClientName);
-        var response = await client.SendAsync(message, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+        var response = await client.SendAsync(message, cancellationToken); // a handler answers at the headers; the body streams
         var body = await response.Content.ReadAsStreamAsync(cancellationToken);
         var retryAfter = response.Headers.RetryAfter?.Delta;
         return new UpstreamResponse((int)response.StatusCode, body, format, retryAfter, response, response.Content.Headers.ContentLength);

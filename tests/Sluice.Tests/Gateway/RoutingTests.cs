@@ -14,6 +14,7 @@ public sealed class RoutingTests
     public async Task Requests_reach_the_provider_with_its_model_name_its_decrypted_key_and_a_request_for_stream_usage()
     {
         await using var upstream = await FakeUpstream.StartAsync();
+        upstream.SetCookie = "provider-session=first-tenant; Path=/";
         await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
         await using var sluice = new SluiceFactory(database);
         using var op = await OperatorAsync(sluice);
@@ -35,6 +36,7 @@ public sealed class RoutingTests
         var requests = upstream.Requests.ToList();
         Assert.All(requests, r => Assert.Equal("Bearer upstream-secret-123", r.Headers.Authorization.ToString()));
         Assert.All(requests, r => Assert.Equal("header-secret-55", r.Headers["X-Tenant-Token"].ToString()));
+        Assert.All(requests, r => Assert.False(r.Headers.ContainsKey("Cookie"))); // a provider's cookie never rides along on later requests
         Assert.All(requests, r => Assert.Equal("meta-llama/Llama-3-8B", JsonDocument.Parse(r.Body).RootElement.GetProperty("model").GetString()));
         Assert.True(JsonDocument.Parse(requests[1].Body).RootElement.GetProperty("stream_options").GetProperty("include_usage").GetBoolean());
         var events = Events(await stream.Content.ReadAsStringAsync());

@@ -26,6 +26,9 @@ public sealed class FakeUpstream : IAsyncDisposable
 
     public TimeSpan DelayBeforeHeaders { get; set; }
 
+    /// <summary>A cookie every answer sets, as providers behind CDNs do.</summary>
+    public string? SetCookie { get; set; }
+
     /// <summary>Stream this many content chunks, then drop the connection.</summary>
     public int? BreakStreamAfter { get; set; }
 
@@ -88,6 +91,11 @@ public sealed class FakeUpstream : IAsyncDisposable
         using var reader = new StreamReader(context.Request.Body);
         var body = await reader.ReadToEndAsync();
         Requests.Enqueue((context.Request.Path, body, new HeaderDictionary(context.Request.Headers.ToDictionary(h => h.Key, h => h.Value))));
+        if (SetCookie is { } cookie)
+        {
+            context.Response.Headers.SetCookie = cookie;
+        }
+
         if (DelayBeforeHeaders > TimeSpan.Zero)
         {
             await Task.Delay(DelayBeforeHeaders, context.RequestAborted);
