@@ -1,10 +1,7 @@
 using BenchmarkDotNet.Attributes;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
-using Sluice.Hosting;
 using Sluice.Identity;
-using Sluice.Storage;
 
 namespace Sluice.Benchmarks;
 
@@ -24,15 +21,7 @@ public class KeyVerificationBenchmarks
     [GlobalSetup]
     public async Task SetupAsync()
     {
-        _directory = Directory.CreateTempSubdirectory("sluice-bench-").FullName;
-        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
-        builder.Configuration.AddInMemoryCollection([new("Server:DataDir", _directory)]);
-        builder.Services.AddSingleton(TimeProvider.System);
-        builder.Services.AddSettings<ServerOptions>(ServerOptions.Section);
-        builder.Services.AddStorage();
-        builder.Services.AddSluiceIdentityCore();
-        _host = builder.Build();
-        await _host.Services.GetRequiredService<StorageStartup>().PrepareAsync(applyMigrations: true, default);
+        (_host, _directory) = await BenchmarkStorage.StartAsync(services => services.AddSluiceIdentityCore());
 
         await using var scope = _host.Services.CreateAsyncScope();
         var organization = await scope.ServiceProvider.GetRequiredService<OrganizationService>().CreateAsync(new CreateOrganizationRequest("Bench", null), null, default);
@@ -60,8 +49,6 @@ public class KeyVerificationBenchmarks
     [GlobalCleanup]
     public void Cleanup()
     {
-        _host.Dispose();
-        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-        Directory.Delete(_directory, recursive: true);
+        BenchmarkStorage.Stop(_host, _directory);
     }
 }

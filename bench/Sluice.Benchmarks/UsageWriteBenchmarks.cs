@@ -1,10 +1,8 @@
 using BenchmarkDotNet.Attributes;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Sluice.Gateway;
-using Sluice.Hosting;
 using Sluice.Storage;
 
 namespace Sluice.Benchmarks;
@@ -24,14 +22,7 @@ public class UsageWriteBenchmarks
     [GlobalSetup]
     public async Task SetupAsync()
     {
-        _directory = Directory.CreateTempSubdirectory("sluice-bench-").FullName;
-        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
-        builder.Configuration.AddInMemoryCollection([new("Server:DataDir", _directory)]);
-        builder.Services.AddSingleton(TimeProvider.System);
-        builder.Services.AddSettings<ServerOptions>(ServerOptions.Section);
-        builder.Services.AddStorage();
-        _host = builder.Build();
-        await _host.Services.GetRequiredService<StorageStartup>().PrepareAsync(applyMigrations: true, default);
+        (_host, _directory) = await BenchmarkStorage.StartAsync();
         var organization = Guid.CreateVersion7();
         var key = Guid.CreateVersion7();
         var route = Guid.CreateVersion7();
@@ -132,8 +123,6 @@ public class UsageWriteBenchmarks
     [GlobalCleanup]
     public void Cleanup()
     {
-        _host.Dispose();
-        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-        Directory.Delete(_directory, recursive: true);
+        BenchmarkStorage.Stop(_host, _directory);
     }
 }
