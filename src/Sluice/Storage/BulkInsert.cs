@@ -75,7 +75,7 @@ public static class BulkInsert
     /// <summary>
     /// SQLite: one prepared single-row statement stepped per row inside one transaction, its values bound by position
     /// through SQLite's own API. (ADO.NET parameters are bound by name, which SQLite resolves with a scan of every name
-    /// in the statement, for every parameter of every row: with 21 columns that tripled the cost of a row.)
+    /// in the statement, for every parameter of every row; docs/benchmarks.md measures the two ways side by side.)
     /// </summary>
     private static async Task InsertPreparedAsync<T>(SluiceDbContext db, DbConnection connection, Plan plan, IReadOnlyList<T> rows, CancellationToken cancellationToken)
         where T : class
