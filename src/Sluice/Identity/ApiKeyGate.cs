@@ -25,7 +25,7 @@ public static class ApiKeyEndpointConventions
 /// </summary>
 internal sealed class ApiKeyGate(RequestDelegate next, ApiKeyVerifier verifier, ApiKeyUsageRecorder usage)
 {
-    public const string MissingKeyMessage = "Incorrect or missing API key. Send 'Authorization: Bearer sk-sluice-…'.";
+    private const string MissingKeyMessage = "Incorrect or missing API key. Send 'Authorization: Bearer sk-sluice-…'.";
 
     public async Task InvokeAsync(HttpContext context)
     {
