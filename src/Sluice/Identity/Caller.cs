@@ -31,5 +31,11 @@ public sealed record Caller(Guid? UserId, bool IsOperator, Guid? KeyId, Guid? Ke
 
 public static class CallerHttpContextExtensions
 {
-    public static Caller Caller(this HttpContext context) => Identity.Caller.From(context.User);
+    /// <summary>
+    /// The caller. A key-authenticated request (the gate, the key scheme, a batch line) carries its verified key, from
+    /// which its claims were built, so the key is read directly instead of parsing those claims back.
+    /// </summary>
+    public static Caller Caller(this HttpContext context) => context.Items.TryGetValue(typeof(VerifiedKey), out var item) && item is VerifiedKey key
+        ? new Identity.Caller(key.CreatedByUserId, false, key.KeyId, key.OrganizationId, key.Scopes)
+        : Identity.Caller.From(context.User);
 }
