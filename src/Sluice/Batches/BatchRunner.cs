@@ -30,7 +30,7 @@ public sealed partial class BatchRunner(
     TimeProvider time,
     IOptions<BatchesOptions> options,
     IOptions<FilesOptions> files,
-    ILogger<BatchRunner> logger) : BackgroundService
+    ILogger<BatchRunner> logger, Hosting.BackgroundHealth? health = null) : Hosting.SupervisedService(health)
 {
     private const int MaxLineBytes = 8 * 1024 * 1024;
     private const int MaxReportedErrors = 1000;
@@ -43,7 +43,7 @@ public sealed partial class BatchRunner(
     /// <summary>Look for work now (a batch was created or cancelled on this replica).</summary>
     public void Nudge() => _nudges.Writer.TryWrite(true);
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override async Task RunAsync(CancellationToken stoppingToken)
     {
         try
         {

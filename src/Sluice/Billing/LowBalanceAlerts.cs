@@ -116,12 +116,12 @@ public sealed class LowBalanceAlerts(SluiceDbContext db, SecretBox secrets, Audi
 }
 
 /// <summary>Checks low-balance alerts every <see cref="BillingOptions.AlertInterval"/>.</summary>
-internal sealed class LowBalanceAlertJob(IServiceScopeFactory scopes, IOptions<BillingOptions> options, TimeProvider time, ILogger<LowBalanceAlertJob> logger) : BackgroundService
+internal sealed class LowBalanceAlertJob(IServiceScopeFactory scopes, IOptions<BillingOptions> options, TimeProvider time, ILogger<LowBalanceAlertJob> logger, Hosting.BackgroundHealth? health = null) : Hosting.SupervisedService(health)
 {
-    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+    protected override Task RunAsync(CancellationToken stoppingToken) =>
         PeriodicWork.RunAsync(options.Value.AlertInterval, time, logger, "Low-balance alerts", async ct =>
         {
             await using var scope = scopes.CreateAsyncScope();
             await scope.ServiceProvider.GetRequiredService<LowBalanceAlerts>().CheckAsync(ct);
-        }, stoppingToken);
+        }, stoppingToken, Health);
 }

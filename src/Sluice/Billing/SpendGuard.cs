@@ -489,28 +489,62 @@ public sealed class SpendGuard(IServiceScopeFactory scopes, IOptions<BillingOpti
 /// <summary>
 /// Writes settled spend and renews leases; sweeps expired leases; on shutdown, once the server has drained its
 /// in-flight requests (<see cref="StoppedAsync"/> runs after every service stopped), settles and returns everything.
+/// Through a database outage a failed round keeps its spend in memory (<see cref="SpendGuard"/> restores it) and the
+/// next round writes it. After an outage this replica sweeps nothing until the database has been reachable for a full
+/// <see cref="BillingOptions.LeaseTtl"/>: every live replica renews its own leases within a settle interval of the
+/// database's return, so only a dead replica's lease is still expired by then (otherwise a live replica's unsettled
+/// spend would be handed back to the wallet and never billed). A shutdown settle that fails is logged, never thrown.
 /// </summary>
-internal sealed class SpendSettler(SpendGuard guard, IOptions<BillingOptions> options, TimeProvider time, ILogger<SpendSettler> logger)
-    : BackgroundService, IHostedLifecycleService
+internal sealed partial class SpendSettler(
+    SpendGuard guard,
+    IOptions<BillingOptions> options,
+    DatabaseAvailability availability,
+    TimeProvider time,
+    ILogger<SpendSettler> logger,
+    BackgroundHealth? health = null)
+    : SupervisedService(health), IHostedLifecycleService
 {
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override async Task RunAsync(CancellationToken stoppingToken)
     {
         var round = 0;
         await PeriodicWork.RunAsync(options.Value.SettleInterval, time, logger, "Settling spend", async ct =>
         {
-            await guard.SettleAsync(returnUnused: ++round % 30 == 0, ct);
-            if (round % 5 == 0)
+            try
             {
-                await guard.SweepAsync(ct);
+                await guard.SettleAsync(returnUnused: ++round % 30 == 0, ct);
+                if (round % 5 == 0 && availability.StableFor(options.Value.LeaseTtl))
+                {
+                    await guard.SweepAsync(ct);
+                }
             }
-        }, stoppingToken);
+            catch (Exception ex)
+            {
+                availability.Observe(ex);
+                throw;
+            }
+        }, stoppingToken, Health);
     }
 
-    public Task StoppedAsync(CancellationToken cancellationToken) => guard.SettleAsync(returnUnused: true, CancellationToken.None);
+    public async Task StoppedAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await guard.SettleAsync(returnUnused: true, CancellationToken.None);
+        }
+        catch (Exception ex)
+        {
+            // The database is unavailable: the unsettled spend cannot be written now. Throwing here would abort the
+            // process; the leases stay open and are swept once their TTL passes (docs/billing.md).
+            ShutdownSettleFailed(logger, ex.GetType().Name);
+        }
+    }
 
     public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
     public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
     public Task StoppingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    [LoggerMessage(110, LogLevel.Critical, "Settling spend on shutdown failed ({ExceptionType}); spend not yet written is lost with this process")]
+    private static partial void ShutdownSettleFailed(ILogger logger, string exceptionType);
 }

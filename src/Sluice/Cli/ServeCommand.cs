@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Runtime.InteropServices;
 using Sluice.Hosting;
 
 namespace Sluice.Cli;
@@ -59,8 +60,31 @@ internal static class ServeCommand
         }
 
         HostingLog.Listening(app.Logger, string.Join(", ", app.Urls));
-        await app.WaitForShutdownAsync();
+
+        // A stop asked for by a signal (the host's console lifetime acts on it) is a clean exit; the host stopping for
+        // any other reason is a failure, so a supervisor restarts the process and alerting sees it.
+        var signalled = 0;
+        using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, _ => Volatile.Write(ref signalled, 1));
+        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, _ => Volatile.Write(ref signalled, 1));
+        using var quit = PosixSignalRegistration.Create(PosixSignal.SIGQUIT, _ => Volatile.Write(ref signalled, 1));
+        try
+        {
+            await app.WaitForShutdownAsync();
+        }
+        catch (Exception ex)
+        {
+            HostingLog.StopFailed(app.Logger, ex.GetType().Name);
+            await DisposeQuietlyAsync(app);
+            return ExitCodes.Failure;
+        }
+
         await DisposeQuietlyAsync(app);
+        if (Volatile.Read(ref signalled) == 0)
+        {
+            HostingLog.StoppedWithoutSignal(app.Logger);
+            return ExitCodes.Failure;
+        }
+
         return ExitCodes.Success;
     }
 
@@ -70,8 +94,9 @@ internal static class ServeCommand
         {
             await app.DisposeAsync();
         }
-        catch (ObjectDisposedException)
+        catch (Exception ex) when (ex is not OutOfMemoryException)
         {
+            // Already disposed, or a service failed to dispose: the process is ending either way.
         }
     }
 }

@@ -13,15 +13,15 @@ namespace Sluice.Files;
 /// several replicas may sweep at once.
 /// </summary>
 internal sealed partial class FileSweeper(
-    IServiceScopeFactory scopes, FileStore store, TimeProvider time, IOptions<FilesOptions> options, ILogger<FileSweeper> logger) : BackgroundService
+    IServiceScopeFactory scopes, FileStore store, TimeProvider time, IOptions<FilesOptions> options, ILogger<FileSweeper> logger, Hosting.BackgroundHealth? health = null) : Hosting.SupervisedService(health)
 {
     private const int BatchSize = 500;
 
     /// <summary>An object on disk with no owner is left this long, so an upload or batch in progress is never touched.</summary>
     private static readonly TimeSpan OrphanGrace = TimeSpan.FromDays(1);
 
-    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
-        PeriodicWork.RunAsync(options.Value.SweepInterval, time, logger, "file sweep", SweepAsync, stoppingToken);
+    protected override Task RunAsync(CancellationToken stoppingToken) =>
+        PeriodicWork.RunAsync(options.Value.SweepInterval, time, logger, "file sweep", SweepAsync, stoppingToken, Health);
 
     public async Task<int> SweepAsync(CancellationToken cancellationToken)
     {

@@ -13,15 +13,15 @@ namespace Sluice.Files;
 /// lock on PostgreSQL, a lock file beside the ring otherwise), and replicas reread the ring when it changes.
 /// </summary>
 internal sealed partial class KeyRotationScheduler(
-    IServiceScopeFactory scopes, FileStore store, TimeProvider time, IOptions<FilesOptions> options, ILogger<KeyRotationScheduler> logger) : BackgroundService
+    IServiceScopeFactory scopes, FileStore store, TimeProvider time, IOptions<FilesOptions> options, ILogger<KeyRotationScheduler> logger, Hosting.BackgroundHealth? health = null) : Hosting.SupervisedService(health)
 {
     // Arbitrary constant naming "rotate the files key ring" among advisory locks.
     private const long RotationLockId = 0x51_7C_E0_00_00_00_00_03;
 
-    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+    protected override Task RunAsync(CancellationToken stoppingToken) =>
         options.Value.KeyRotationInterval <= TimeSpan.Zero || store.Keys.File is null
             ? Task.CompletedTask
-            : PeriodicWork.RunAsync(options.Value.KeyRotationCheckInterval, time, logger, "key rotation", RotateIfDueAsync, stoppingToken);
+            : PeriodicWork.RunAsync(options.Value.KeyRotationCheckInterval, time, logger, "key rotation", RotateIfDueAsync, stoppingToken, Health);
 
     /// <summary>Rotates when the ring is older than the interval; true when this call rotated.</summary>
     public async Task<bool> RotateIfDueAsync(CancellationToken cancellationToken)

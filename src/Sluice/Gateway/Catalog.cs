@@ -85,7 +85,7 @@ public sealed class Catalog(IServiceScopeFactory scopes, IOptions<GatewayOptions
 }
 
 /// <summary>Loads the catalog before the server starts, then reloads it periodically (changes made by other replicas).</summary>
-internal sealed class CatalogRefresher(Catalog catalog, IOptions<GatewayOptions> options, TimeProvider time, ILogger<CatalogRefresher> logger) : BackgroundService
+internal sealed class CatalogRefresher(Catalog catalog, IOptions<GatewayOptions> options, TimeProvider time, ILogger<CatalogRefresher> logger, Hosting.BackgroundHealth? health = null) : Hosting.SupervisedService(health)
 {
     public override async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -93,6 +93,6 @@ internal sealed class CatalogRefresher(Catalog catalog, IOptions<GatewayOptions>
         await base.StartAsync(cancellationToken);
     }
 
-    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
-        PeriodicWork.RunAsync(options.Value.CatalogRefreshInterval, time, logger, "Reloading the model catalog", catalog.RefreshAsync, stoppingToken);
+    protected override Task RunAsync(CancellationToken stoppingToken) =>
+        PeriodicWork.RunAsync(options.Value.CatalogRefreshInterval, time, logger, "Reloading the model catalog", catalog.RefreshAsync, stoppingToken, Health);
 }

@@ -8,11 +8,20 @@ internal static partial class GatewayLog
     [LoggerMessage(302, LogLevel.Warning, "Route {RouteId} ({Provider}) circuit opened after {Failures} consecutive failures")]
     public static partial void CircuitOpened(ILogger logger, Guid routeId, string provider, int failures);
 
-    [LoggerMessage(303, LogLevel.Error, "Writing {Count} usage events failed ({ExceptionType}); they are retried")]
-    public static partial void UsageWriteFailed(ILogger logger, int count, string exceptionType);
+    [LoggerMessage(303, LogLevel.Error, "Writing usage events failed ({ExceptionType}); {Waiting} wait in memory and are retried with backoff until the database takes them")]
+    public static partial void UsageWriteFailed(ILogger logger, int waiting, string exceptionType);
 
-    [LoggerMessage(304, LogLevel.Error, "The usage queue is full; usage event dropped (total dropped: {Dropped})")]
-    public static partial void UsageDropped(ILogger logger, long dropped);
+    [LoggerMessage(307, LogLevel.Information, "Writing usage events succeeded again; {Waiting} were waiting")]
+    public static partial void UsageWritingAgain(ILogger logger, int waiting);
+
+    [LoggerMessage(308, LogLevel.Error, "Usage event {EventId} was refused by the database ({ExceptionType}) and is not stored")]
+    public static partial void UsageRejected(ILogger logger, Guid eventId, string exceptionType);
+
+    [LoggerMessage(309, LogLevel.Critical, "Shutting down with {Waiting} usage events not written ({ExceptionType}): the database was unavailable until the shutdown timeout")]
+    public static partial void UsageLostOnShutdown(ILogger logger, int waiting, string exceptionType);
+
+    [LoggerMessage(304, LogLevel.Error, "The usage backlog is full ({Capacity} events, Gateway:UsageQueueCapacity); new usage events are dropped until it drains (total dropped: {Dropped})")]
+    public static partial void UsageDropped(ILogger logger, int capacity, long dropped);
 
     [LoggerMessage(305, LogLevel.Information, "Provider {ProviderId} {Change}")]
     public static partial void ProviderChanged(ILogger logger, Guid providerId, string change);

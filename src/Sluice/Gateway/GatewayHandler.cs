@@ -63,6 +63,13 @@ public sealed class GatewayHandler(
                 await OpenAiError.WriteAsync(context, error);
             }
         }
+        catch (Exception ex) when (!context.Response.HasStarted && Storage.DatabaseFailures.IsUnavailable(ex))
+        {
+            // Not cached and the database is down (an organization's policy, a lease to renew): 503 with Retry-After.
+            var error = OpenAiError.DatabaseUnavailable();
+            (status, errorType) = (error.Status, error.Code);
+            await OpenAiError.WriteAsync(context, error);
+        }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
         {
             status = 499;

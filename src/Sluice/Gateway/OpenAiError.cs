@@ -48,5 +48,13 @@ public static class OpenAiError
         return WriteAsync(context, error.Status, error.Message, error.Type, error.Code, error.Param);
     }
 
+    /// <summary>
+    /// The <c>/v1</c> answer when the database is unavailable (<see cref="Storage.DatabaseFailures"/>): 503,
+    /// <c>server_error</c> / <c>database_unavailable</c>, with <c>Retry-After</c>.
+    /// </summary>
+    public static OpenAiException DatabaseUnavailable() =>
+        new(StatusCodes.Status503ServiceUnavailable, "The service is temporarily unable to reach its database; retry shortly.",
+            "server_error", "database_unavailable", retryAfter: Storage.DatabaseFailures.RetryAfter);
+
     public static bool IsV1(HttpContext context) => context.Request.Path.StartsWithSegments("/v1", StringComparison.Ordinal);
 }

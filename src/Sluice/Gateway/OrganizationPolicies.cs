@@ -15,7 +15,9 @@ public sealed record OrganizationPolicy(Guid Id, bool RequireZeroRetention, bool
 
 /// <summary>
 /// Caches organizations' policies for a couple of seconds, so the hot path reads the database at most once per
-/// organization per period; changes made on this replica are seen at once (<see cref="Forget"/>).
+/// organization per period; changes made on this replica are seen at once (<see cref="Forget"/>). When the database
+/// is unavailable, the last value read is served (however old) so cached tenants keep being served through an outage;
+/// an organization never read on this replica then fails with a database-unavailable error (503).
 /// </summary>
 public sealed class OrganizationPolicies(IServiceScopeFactory scopes, TimeProvider time)
 {
@@ -30,12 +32,26 @@ public sealed class OrganizationPolicies(IServiceScopeFactory scopes, TimeProvid
             return cached.Policy;
         }
 
-        await using var scope = scopes.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
-        var policy = await db.Organizations.AsNoTracking().Where(o => o.Id == orgId)
-            .Select(o => new OrganizationPolicy(o.Id, o.RequireZeroRetention, o.RequireNoTraining, o.RequestsPerMinute, o.TokensPerMinute, o.TrainingConsent))
-            .SingleOrDefaultAsync(cancellationToken)
-            ?? throw new OpenAiException(401, "The API key's organization no longer exists.", "invalid_request_error", "invalid_api_key");
+        OrganizationPolicy? policy;
+        try
+        {
+            await using var scope = scopes.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
+            policy = await db.Organizations.AsNoTracking().Where(o => o.Id == orgId)
+                .Select(o => new OrganizationPolicy(o.Id, o.RequireZeroRetention, o.RequireNoTraining, o.RequestsPerMinute, o.TokensPerMinute, o.TrainingConsent))
+                .SingleOrDefaultAsync(cancellationToken);
+        }
+        catch (Exception ex) when (cached.Policy is not null && DatabaseFailures.IsUnavailable(ex))
+        {
+            return cached.Policy; // the last value read; refreshed once the database answers again
+        }
+
+        if (policy is null)
+        {
+            _cache.TryRemove(orgId, out _);
+            throw new OpenAiException(401, "The API key's organization no longer exists.", "invalid_request_error", "invalid_api_key");
+        }
+
         _cache[orgId] = (policy, now + Lifetime);
         return policy;
     }

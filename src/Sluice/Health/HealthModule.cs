@@ -10,7 +10,10 @@ internal static class HealthModule
 
     public static IServiceCollection AddSluiceHealth(this IServiceCollection services)
     {
-        services.AddHealthChecks().AddCheck<DatabaseReadinessCheck>("database", tags: [ReadyTag]);
+        services.AddHealthChecks()
+            .AddCheck<DatabaseReadinessCheck>("database", tags: [ReadyTag])
+            .AddCheck<Hosting.BackgroundHealthCheck>("background", tags: [ReadyTag])
+            .AddCheck<Gateway.UsagePipelineHealthCheck>("usage", tags: [ReadyTag]);
         return services;
     }
 

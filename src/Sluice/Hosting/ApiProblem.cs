@@ -42,6 +42,12 @@ public static class ApiProblem
     public static ApiProblemException TooManyRequests(string detail, TimeSpan retryAfter) =>
         new(StatusCodes.Status429TooManyRequests, "Too many requests.", detail, retryAfter: retryAfter);
 
+    /// <summary>The <c>/api</c> answer when the database is unavailable (<see cref="Storage.DatabaseFailures"/>).</summary>
+    public static ApiProblemException DatabaseUnavailable() =>
+        new(StatusCodes.Status503ServiceUnavailable, "The database is unavailable.",
+            "The service cannot reach its database right now; nothing was changed. Retry after the time in Retry-After.",
+            retryAfter: Storage.DatabaseFailures.RetryAfter);
+
     public static ApiProblemException Unauthorized(string detail) =>
         new(StatusCodes.Status401Unauthorized, "Not signed in.", detail);
 }
@@ -77,6 +83,15 @@ internal sealed partial class ApiProblemHandler(IProblemDetailsService problemDe
 {
     public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
     {
+        if (exception is not ApiProblemException and not Gateway.OpenAiException
+            && httpContext.RequestServices.GetService<Storage.DatabaseAvailability>() is var availability
+            && (availability?.Observe(exception) ?? Storage.DatabaseFailures.IsUnavailable(exception)))
+        {
+            // A database outage is the service's, not the caller's: 503 with Retry-After in each protocol's shape.
+            LogDatabaseUnavailable(logger, exception.GetType().Name, httpContext.Request.Method);
+            exception = Gateway.OpenAiError.IsV1(httpContext) ? Gateway.OpenAiError.DatabaseUnavailable() : ApiProblem.DatabaseUnavailable();
+        }
+
         if (Gateway.OpenAiError.IsV1(httpContext))
         {
             if (exception is Gateway.OpenAiException openAi)
@@ -129,6 +144,9 @@ internal sealed partial class ApiProblemHandler(IProblemDetailsService problemDe
         httpContext.Response.StatusCode = problem.Status!.Value;
         return await problemDetails.TryWriteAsync(new ProblemDetailsContext { HttpContext = httpContext, ProblemDetails = problem, Exception = exception });
     }
+
+    [LoggerMessage(21, LogLevel.Debug, "{Method} answered 503: the database is unavailable ({ExceptionType})")]
+    private static partial void LogDatabaseUnavailable(ILogger logger, string exceptionType, string method);
 
     [LoggerMessage(20, LogLevel.Error, "Unhandled {ExceptionType} on {Method} {Path}")]
     private static partial void LogUnexpected(ILogger logger, string exceptionType, string method, string path);

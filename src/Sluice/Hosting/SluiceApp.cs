@@ -37,7 +37,15 @@ internal static class SluiceApp
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddSettings<ServerOptions>(ServerOptions.Section);
         builder.Services.AddOptions<HostOptions>()
-            .Configure<IOptions<ServerOptions>>((host, settings) => host.ShutdownTimeout = settings.Value.ShutdownTimeout);
+            .Configure<IOptions<ServerOptions>>((host, settings) =>
+            {
+                host.ShutdownTimeout = settings.Value.ShutdownTimeout;
+
+                // No background service stops the host: each is a SupervisedService that restarts its loop with backoff
+                // and reports it in /readyz. Ignore is the backstop for anything that still escapes.
+                host.BackgroundServiceExceptionBehavior = BackgroundServiceExceptionBehavior.Ignore;
+            });
+        builder.Services.AddSingleton<BackgroundHealth>();
         builder.Services.AddProblemDetails();
         builder.Services.AddExceptionHandler<ApiProblemHandler>();
         builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);

@@ -15,11 +15,11 @@ internal sealed class ApiKeyChangeWatcher(
     ApiKeyVerifier verifier,
     TimeProvider time,
     IOptions<IdentityOptions> options,
-    ILogger<ApiKeyChangeWatcher> logger) : BackgroundService
+    ILogger<ApiKeyChangeWatcher> logger, Hosting.BackgroundHealth? health = null) : Hosting.SupervisedService(health)
 {
     private static readonly TimeSpan LookBack = TimeSpan.FromSeconds(30);
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override async Task RunAsync(CancellationToken stoppingToken)
     {
         using var timer = new PeriodicTimer(options.Value.KeyChangePollInterval, time);
         var since = time.GetUtcNow() - LookBack;

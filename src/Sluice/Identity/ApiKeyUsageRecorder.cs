@@ -9,7 +9,7 @@ namespace Sluice.Identity;
 /// flush writes the marks every few seconds, one statement for all of them. <c>updated_at</c> is left alone, so a
 /// busy key never looks "changed" to the other replicas' caches.
 /// </summary>
-public sealed class ApiKeyUsageRecorder(IServiceScopeFactory scopes, TimeProvider time, ILogger<ApiKeyUsageRecorder> logger) : BackgroundService
+public sealed class ApiKeyUsageRecorder(IServiceScopeFactory scopes, TimeProvider time, ILogger<ApiKeyUsageRecorder> logger, Hosting.BackgroundHealth? health = null) : Hosting.SupervisedService(health)
 {
     private static readonly TimeSpan FlushInterval = TimeSpan.FromSeconds(5);
     private readonly ConcurrentDictionary<Guid, byte> _used = new();
@@ -35,7 +35,7 @@ public sealed class ApiKeyUsageRecorder(IServiceScopeFactory scopes, TimeProvide
         await db.ApiKeys.Where(k => ids.Contains(k.Id)).ExecuteUpdateAsync(set => set.SetProperty(k => k.LastUsedAt, now), cancellationToken);
     }
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override async Task RunAsync(CancellationToken stoppingToken)
     {
         using var timer = new PeriodicTimer(FlushInterval, time);
         try

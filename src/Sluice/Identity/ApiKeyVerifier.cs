@@ -34,6 +34,7 @@ public sealed class ApiKeyVerifier(IServiceScopeFactory scopes, TimeProvider tim
 {
     private const int MaxNegativeEntries = 10_000;
     private static readonly TimeSpan NegativeTtl = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan StaleRecheck = TimeSpan.FromSeconds(5);
 
     private readonly byte[] _pepper = RandomNumberGenerator.GetBytes(32);
     private readonly ConcurrentDictionary<CacheKey, CachedKey> _verified = new();
@@ -52,14 +53,23 @@ public sealed class ApiKeyVerifier(IServiceScopeFactory scopes, TimeProvider tim
 
         var cacheKey = Hmac(presented);
         var now = time.GetUtcNow();
+        CachedKey? stale = null;
         if (_verified.TryGetValue(cacheKey, out var cached))
         {
-            if (cached.CachedUntil > now && (cached.Key.ValidUntil is not { } until || until > now))
+            var valid = cached.Key.ValidUntil is not { } until || until > now;
+            if (cached.CachedUntil > now && valid)
             {
                 return ValueTask.FromResult<VerifiedKey?>(cached.Key);
             }
 
-            _verified.TryRemove(KeyValuePair.Create(cacheKey, cached));
+            if (valid)
+            {
+                stale = cached; // re-read now; served only if the database cannot be reached
+            }
+            else
+            {
+                _verified.TryRemove(KeyValuePair.Create(cacheKey, cached));
+            }
         }
 
         if (_rejected.TryGetValue(cacheKey, out var rejectedUntil) && rejectedUntil > now.UtcTicks)
@@ -67,7 +77,7 @@ public sealed class ApiKeyVerifier(IServiceScopeFactory scopes, TimeProvider tim
             return ValueTask.FromResult<VerifiedKey?>(null);
         }
 
-        return new ValueTask<VerifiedKey?>(VerifySlowAsync(presented, cacheKey, cancellationToken));
+        return new ValueTask<VerifiedKey?>(VerifySlowAsync(presented, cacheKey, stale, cancellationToken));
     }
 
     /// <summary>Drops cached verifications of <paramref name="keyId"/> unless they were read at <paramref name="currentVersion"/>.</summary>
@@ -82,10 +92,10 @@ public sealed class ApiKeyVerifier(IServiceScopeFactory scopes, TimeProvider tim
         }
     }
 
-    private async Task<VerifiedKey?> VerifySlowAsync(string presented, CacheKey cacheKey, CancellationToken cancellationToken)
+    private async Task<VerifiedKey?> VerifySlowAsync(string presented, CacheKey cacheKey, CachedKey? stale, CancellationToken cancellationToken)
     {
         // Concurrent first uses of one key share a single database read and bcrypt.
-        var lazy = _inFlight.GetOrAdd(cacheKey, _ => new Lazy<Task<VerifiedKey?>>(() => LoadAndVerifyAsync(presented, cacheKey)));
+        var lazy = _inFlight.GetOrAdd(cacheKey, _ => new Lazy<Task<VerifiedKey?>>(() => LoadAndVerifyAsync(presented, cacheKey, stale)));
         try
         {
             return await lazy.Value.WaitAsync(cancellationToken);
@@ -96,18 +106,29 @@ public sealed class ApiKeyVerifier(IServiceScopeFactory scopes, TimeProvider tim
         }
     }
 
-    private async Task<VerifiedKey?> LoadAndVerifyAsync(string presented, CacheKey cacheKey)
+    private async Task<VerifiedKey?> LoadAndVerifyAsync(string presented, CacheKey cacheKey, CachedKey? stale)
     {
         var now = time.GetUtcNow();
         var prefix = ApiKeyFormat.LookupPrefix(presented);
         List<ApiKey> candidates;
-        await using (var scope = scopes.CreateAsyncScope())
+        try
         {
+            await using var scope = scopes.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
             candidates = await db.ApiKeys.AsNoTracking()
                 .Where(k => (k.Prefix == prefix || k.PreviousPrefix == prefix) && k.RevokedAt == null)
                 .ToListAsync();
         }
+        catch (Exception ex) when (stale is not null && DatabaseFailures.IsUnavailable(ex))
+        {
+            // The database is unavailable: keep serving a key this replica verified before, re-checking it every
+            // StaleRecheck, so an outage does not refuse keys that were valid when it began. A key revoked elsewhere just
+            // before the outage is refused within StaleRecheck of the database's return (plus the change watcher's poll).
+            _verified[cacheKey] = stale with { CachedUntil = now + StaleRecheck };
+            return stale.Key;
+        }
+
+        _verified.TryRemove(cacheKey, out _); // re-cached below if it still verifies
 
         foreach (var key in candidates.Where(k => k.ExpiresAt is not { } expires || expires > now))
         {

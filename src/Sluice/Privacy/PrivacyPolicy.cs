@@ -62,7 +62,7 @@ public sealed class PolicyPublisher(
     IOptions<IdentityOptions> identity,
     IServiceEmail email,
     TimeProvider time,
-    ILogger<PolicyPublisher> logger) : BackgroundService
+    ILogger<PolicyPublisher> logger, Hosting.BackgroundHealth? health = null) : Hosting.SupervisedService(health)
 {
     public static readonly IReadOnlyList<DataCategory> Categories =
     [
@@ -245,8 +245,8 @@ public sealed class PolicyPublisher(
         await base.StartAsync(cancellationToken);
     }
 
-    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
-        Hosting.PeriodicWork.RunAsync(privacy.Value.PolicyCheckInterval, time, logger, "privacy policy check", async ct => await PublishIfChangedAsync(ct), stoppingToken);
+    protected override Task RunAsync(CancellationToken stoppingToken) =>
+        Hosting.PeriodicWork.RunAsync(privacy.Value.PolicyCheckInterval, time, logger, "privacy policy check", async ct => await PublishIfChangedAsync(ct), stoppingToken, Health);
 
     private static SortedDictionary<string, string> SectionFingerprints(PrivacyPolicyDocument document)
     {

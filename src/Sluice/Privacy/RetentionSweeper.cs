@@ -20,15 +20,15 @@ internal sealed class RetentionSweeper(
     IOptions<RetentionOptions> options,
     IOptions<ServerOptions> server,
     TimeProvider time,
-    ILogger<RetentionSweeper> logger) : BackgroundService
+    ILogger<RetentionSweeper> logger, Hosting.BackgroundHealth? health = null) : Hosting.SupervisedService(health)
 {
     private const int BatchSize = 1000;
 
     // Arbitrary constant naming "sweep retention" among advisory locks.
     internal const long SweepLockId = 0x51_7C_E0_00_00_00_00_04;
 
-    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
-        PeriodicWork.RunAsync(options.Value.SweepInterval, time, logger, "retention sweep", async ct => await SweepAsync(ct), stoppingToken);
+    protected override Task RunAsync(CancellationToken stoppingToken) =>
+        PeriodicWork.RunAsync(options.Value.SweepInterval, time, logger, "retention sweep", async ct => await SweepAsync(ct), stoppingToken, Health);
 
     /// <summary>One run over every class; null when another replica is sweeping.</summary>
     public async Task<IReadOnlyList<RetentionClassResult>?> SweepAsync(CancellationToken cancellationToken)

@@ -20,7 +20,12 @@ public static class BulkInsert
 {
     private static readonly ConcurrentDictionary<(IModel, Type), Plan> Plans = new();
 
-    public static async Task InsertAsync<T>(SluiceDbContext db, IReadOnlyList<T> rows, CancellationToken cancellationToken)
+    /// <summary>
+    /// Inserts <paramref name="rows"/>. With <paramref name="skipExisting"/>, rows whose key is already stored are skipped
+    /// instead of failing the insert: for retrying a write whose commit outcome is unknown (the connection broke during
+    /// it), so that rows are idempotent by id.
+    /// </summary>
+    public static async Task InsertAsync<T>(SluiceDbContext db, IReadOnlyList<T> rows, CancellationToken cancellationToken, bool skipExisting = false)
         where T : class
     {
         if (rows.Count == 0)
@@ -35,11 +40,18 @@ public static class BulkInsert
             var connection = db.Database.GetDbConnection();
             if (connection is Npgsql.NpgsqlConnection postgres)
             {
-                await CopyAsync(postgres, plan, rows, cancellationToken);
+                if (skipExisting)
+                {
+                    await CopySkippingExistingAsync(db, postgres, plan, rows, cancellationToken);
+                }
+                else
+                {
+                    await CopyAsync(postgres, plan.CopySql, plan, rows, cancellationToken);
+                }
             }
             else
             {
-                await InsertPreparedAsync(db, connection, plan, rows, cancellationToken);
+                await InsertPreparedAsync(db, connection, plan, rows, skipExisting, cancellationToken);
             }
         }
         finally
@@ -49,10 +61,10 @@ public static class BulkInsert
     }
 
     /// <summary>PostgreSQL: binary <c>COPY</c>, the fastest way in.</summary>
-    private static async Task CopyAsync<T>(Npgsql.NpgsqlConnection connection, Plan plan, IReadOnlyList<T> rows, CancellationToken cancellationToken)
+    private static async Task CopyAsync<T>(Npgsql.NpgsqlConnection connection, string copySql, Plan plan, IReadOnlyList<T> rows, CancellationToken cancellationToken)
         where T : class
     {
-        await using var importer = await connection.BeginBinaryImportAsync(plan.CopySql, cancellationToken);
+        await using var importer = await connection.BeginBinaryImportAsync(copySql, cancellationToken);
         foreach (var row in rows)
         {
             await importer.StartRowAsync(cancellationToken);
@@ -73,18 +85,55 @@ public static class BulkInsert
     }
 
     /// <summary>
+    /// PostgreSQL, skipping rows already stored: <c>COPY</c> into a temporary table, then one
+    /// <c>INSERT … SELECT … ON CONFLICT DO NOTHING</c>, in one transaction.
+    /// </summary>
+    private static async Task CopySkippingExistingAsync<T>(SluiceDbContext db, Npgsql.NpgsqlConnection connection, Plan plan, IReadOnlyList<T> rows, CancellationToken cancellationToken)
+        where T : class
+    {
+        var owned = db.Database.CurrentTransaction is null ? await connection.BeginTransactionAsync(cancellationToken) : null;
+        try
+        {
+            await using (var create = connection.CreateCommand())
+            {
+                create.CommandText = $"CREATE TEMP TABLE {plan.StagingTable} (LIKE {plan.Table} INCLUDING DEFAULTS) ON COMMIT DROP";
+                await create.ExecuteNonQueryAsync(cancellationToken);
+            }
+
+            await CopyAsync(connection, plan.StagingCopySql, plan, rows, cancellationToken);
+            await using (var insert = connection.CreateCommand())
+            {
+                insert.CommandText = plan.InsertFromStagingSql;
+                await insert.ExecuteNonQueryAsync(cancellationToken);
+            }
+
+            if (owned is not null)
+            {
+                await owned.CommitAsync(cancellationToken);
+            }
+        }
+        finally
+        {
+            if (owned is not null)
+            {
+                await owned.DisposeAsync();
+            }
+        }
+    }
+
+    /// <summary>
     /// SQLite: one prepared single-row statement stepped per row inside one transaction, its values bound by position
     /// through SQLite's own API. (ADO.NET parameters are bound by name, which SQLite resolves with a scan of every name
     /// in the statement, for every parameter of every row; docs/benchmarks.md measures the two ways side by side.)
     /// </summary>
-    private static async Task InsertPreparedAsync<T>(SluiceDbContext db, DbConnection connection, Plan plan, IReadOnlyList<T> rows, CancellationToken cancellationToken)
+    private static async Task InsertPreparedAsync<T>(SluiceDbContext db, DbConnection connection, Plan plan, IReadOnlyList<T> rows, bool skipExisting, CancellationToken cancellationToken)
         where T : class
     {
         var owned = db.Database.CurrentTransaction is null ? await connection.BeginTransactionAsync(cancellationToken) : null;
         try
         {
             var handle = ((SqliteConnection)connection).Handle!;
-            Check(raw.sqlite3_prepare_v2(handle, plan.PositionalInsertSql, out var statement), handle);
+            Check(raw.sqlite3_prepare_v2(handle, skipExisting ? plan.PositionalInsertSql + " ON CONFLICT DO NOTHING" : plan.PositionalInsertSql, out var statement), handle);
             using (statement)
             {
                 var text = new byte[256];
@@ -205,7 +254,16 @@ public static class BulkInsert
         public string PositionalInsertSql { get; } =
             $"INSERT INTO {table} ({string.Join(", ", columns.Select(c => c.Name))}) VALUES ({string.Join(", ", columns.Select((_, j) => $"?{j + 1}"))})";
 
+        public string Table => table;
+
         public string CopySql { get; } = $"COPY {table} ({string.Join(", ", columns.Select(c => c.Name))}) FROM STDIN (FORMAT BINARY)";
+
+        public string StagingTable { get; } = $"staging_{table}";
+
+        public string StagingCopySql { get; } = $"COPY staging_{table} ({string.Join(", ", columns.Select(c => c.Name))}) FROM STDIN (FORMAT BINARY)";
+
+        public string InsertFromStagingSql { get; } =
+            $"INSERT INTO {table} ({string.Join(", ", columns.Select(c => c.Name))}) SELECT {string.Join(", ", columns.Select(c => c.Name))} FROM staging_{table} ON CONFLICT DO NOTHING";
 
         public static Plan For(IModel model, Type type)
         {

@@ -22,6 +22,7 @@ internal static class StorageModule
             ConfigureProvider(options, provider.GetRequiredService<DatabaseTarget>(),
                 provider.GetRequiredService<IOptions<DatabaseOptions>>().Value.CommandTimeout));
         services.AddScoped<SchemaMigrator>();
+        services.AddSingleton<DatabaseAvailability>();
         services.AddSingleton<StorageStartup>();
         services.AddHostedService(provider => provider.GetRequiredService<StorageStartup>());
         return services;
