@@ -29,7 +29,8 @@ internal static class ServeCommand
         return command;
     }
 
-    public static async Task<int> RunAsync(string[] hostArguments, CommandLineSettings settings)
+    /// <summary>Runs the server until it stops; <paramref name="started"/> is called once it listens (tests stop the host with it).</summary>
+    public static async Task<int> RunAsync(string[] hostArguments, CommandLineSettings settings, Action<WebApplication>? started = null)
     {
         WebApplication? app = null;
         try
@@ -67,6 +68,7 @@ internal static class ServeCommand
         using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, _ => Volatile.Write(ref signalled, 1));
         using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, _ => Volatile.Write(ref signalled, 1));
         using var quit = PosixSignalRegistration.Create(PosixSignal.SIGQUIT, _ => Volatile.Write(ref signalled, 1));
+        started?.Invoke(app);
         try
         {
             await app.WaitForShutdownAsync();

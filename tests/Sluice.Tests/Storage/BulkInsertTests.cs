@@ -88,6 +88,41 @@ public abstract class BulkInsertTests(DatabaseProvider provider)
         await using var read = database.CreateContext();
         Assert.Equal(0, await read.UsageEvents.CountAsync());
     }
+
+    [Fact]
+    public async Task A_retried_batch_skips_the_rows_already_stored_and_writes_the_rest_once()
+    {
+        await using var database = await TestDatabase.CreateAsync(provider);
+        await using (var migrate = database.CreateContext())
+        {
+            await new SchemaMigrator(migrate, database.Target).MigrateAsync(CancellationToken.None);
+        }
+
+        var rows = Enumerable.Range(0, 20).Select(i => new UsageEvent
+        {
+            Id = Guid.CreateVersion7(),
+            RequestId = $"req_{i}",
+            Endpoint = "chat.completions",
+            CostMicros = i,
+            StartedAt = DateTimeOffset.UtcNow,
+        }).ToList();
+
+        // The first write committed although its caller never heard back (the connection broke): the retry carries
+        // those rows again, with new ones.
+        await using (var db = database.CreateContext())
+        {
+            await BulkInsert.InsertAsync(db, rows[..12], CancellationToken.None);
+        }
+
+        await using (var db = database.CreateContext())
+        {
+            await BulkInsert.InsertAsync(db, rows, CancellationToken.None, skipExisting: true);
+        }
+
+        await using var read = database.CreateContext();
+        Assert.Equal(20, await read.UsageEvents.CountAsync());
+        Assert.Equal(rows.Sum(r => r.CostMicros), await read.UsageEvents.SumAsync(e => e.CostMicros));
+    }
 }
 
 public sealed class SqliteBulkInsertTests() : BulkInsertTests(DatabaseProvider.Sqlite);
