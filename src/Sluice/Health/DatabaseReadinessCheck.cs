@@ -3,7 +3,12 @@ using Sluice.Storage;
 
 namespace Sluice.Health;
 
-/// <summary>Ready when the database answers and its schema is exactly the one this binary expects.</summary>
+/// <summary>
+/// Ready when the database answers and its schema is exactly the one this binary expects. A database that does not
+/// answer is <em>degraded</em>, not failing: every replica shares it, so failing readiness would take them all out of
+/// the load balancer at once, while a replica still serves cached callers and answers the rest 503 with Retry-After
+/// (docs/operations.md, "Database outages"). A schema this binary does not match is failing.
+/// </summary>
 internal sealed class DatabaseReadinessCheck(SluiceDbContext db, SchemaMigrator migrator) : IHealthCheck
 {
     public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
@@ -12,7 +17,7 @@ internal sealed class DatabaseReadinessCheck(SluiceDbContext db, SchemaMigrator 
         {
             if (!await db.Database.CanConnectAsync(cancellationToken))
             {
-                return HealthCheckResult.Unhealthy("database unreachable");
+                return HealthCheckResult.Degraded("database unreachable");
             }
 
             var status = await migrator.GetStatusAsync(cancellationToken);
@@ -28,7 +33,9 @@ internal sealed class DatabaseReadinessCheck(SluiceDbContext db, SchemaMigrator 
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
             // The exception type only: driver messages can name hosts and users, which a probe endpoint need not show.
-            return HealthCheckResult.Unhealthy($"database error ({ex.GetType().Name})");
+            return Storage.DatabaseFailures.IsUnavailable(ex)
+                ? HealthCheckResult.Degraded($"database unreachable ({ex.GetType().Name})")
+                : HealthCheckResult.Unhealthy($"database error ({ex.GetType().Name})");
         }
     }
 }

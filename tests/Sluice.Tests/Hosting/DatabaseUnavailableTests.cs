@@ -113,10 +113,13 @@ public sealed class DatabaseUnavailableTests
         Assert.True(meter.Dropped >= During - 600, $"dropped {meter.Dropped}");
         Assert.Equal(During, meter.Queued + meter.Dropped);
         Assert.Single(sluice.Logs.Lines, l => l.Contains("usage backlog is full", StringComparison.Ordinal));
-        // /readyz answers 503 while the database is away (its own check); the usage entry says what waits and what was dropped.
+        // The replica stays ready (every replica shares the outage); the usage entry says what waits and what was dropped.
         var readyz = await sluice.CreateClient().GetAsync("/readyz");
+        Assert.Equal(HttpStatusCode.OK, readyz.StatusCode);
         using (var body = JsonDocument.Parse(await readyz.Content.ReadAsStringAsync()))
         {
+            Assert.Equal("degraded", body.RootElement.GetProperty("status").GetString());
+            Assert.Equal("degraded", body.RootElement.GetProperty("checks").GetProperty("database").GetProperty("status").GetString());
             var usage = body.RootElement.GetProperty("checks").GetProperty("usage");
             Assert.Equal("degraded", usage.GetProperty("status").GetString());
             Assert.Contains($"{meter.Dropped} dropped", usage.GetProperty("detail").GetString(), StringComparison.Ordinal);
