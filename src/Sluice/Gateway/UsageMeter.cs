@@ -130,7 +130,8 @@ internal sealed class UsageWriter(
     {
         while (await meter.Reader.WaitToReadAsync(stoppingToken))
         {
-            await Task.Delay(options.Value.UsageFlushInterval, time, stoppingToken);
+            // Pacing on the real clock, as before: tests that move a manual clock must not have to move it for metering.
+            await Task.Delay(options.Value.UsageFlushInterval, stoppingToken);
             await DrainAsync(stoppingToken);
         }
     }
@@ -196,7 +197,7 @@ internal sealed class UsageWriter(
                 }
 
                 var delay = TimeSpan.FromTicks(Math.Min(MaxRetry.Ticks, FirstRetry.Ticks * (1L << Math.Min(attempt - 1, 16))));
-                await Task.Delay(delay, time, cancellationToken);
+                await Task.Delay(delay, cancellationToken);
             }
         }
     }
