@@ -48,6 +48,20 @@ public sealed record IdentityOptions
     [Range(typeof(TimeSpan), "00:00:00.100", "00:00:01.500", ErrorMessage = "must be between {1} and {2}")]
     public TimeSpan KeyChangePollInterval { get; init; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>How many API-key bcrypt verifications run at once on a replica; 0 picks a quarter of the CPU cores (at least 1).</summary>
+    [Range(0, 64, ErrorMessage = "must be between {1} and {2}")]
+    public int KeyHashConcurrency { get; init; }
+
+    /// <summary>
+    /// Wrong secrets a key prefix may cost bcrypt for in <see cref="KeyFailureWindow"/>; past that, secrets of that
+    /// prefix not verified before on the replica are refused without bcrypt until the window ends.
+    /// </summary>
+    [Range(1, 1000, ErrorMessage = "must be between {1} and {2}")]
+    public int KeyFailuresPerPrefix { get; init; } = 10;
+
+    [Range(typeof(TimeSpan), "00:00:01", "01:00:00", ErrorMessage = "must be between {1} and {2}")]
+    public TimeSpan KeyFailureWindow { get; init; } = TimeSpan.FromMinutes(1);
+
     [Range(1, 1000, ErrorMessage = "must be between {1} and {2}")]
     public int LoginAttemptsPerAccount { get; init; } = 10;
 
