@@ -62,11 +62,21 @@ public sealed record IdentityOptions
     [Range(typeof(TimeSpan), "00:00:01", "01:00:00", ErrorMessage = "must be between {1} and {2}")]
     public TimeSpan KeyFailureWindow { get; init; } = TimeSpan.FromMinutes(1);
 
+    /// <summary>Sign-in attempts per account from one client network (/24 or /64) per <see cref="LoginWindow"/>; then 429 from that network.</summary>
     [Range(1, 1000, ErrorMessage = "must be between {1} and {2}")]
     public int LoginAttemptsPerAccount { get; init; } = 10;
 
+    /// <summary>Sign-in attempts from one client network (/24 or /64), across accounts, per <see cref="LoginWindow"/>; then 429.</summary>
     [Range(1, 10000, ErrorMessage = "must be between {1} and {2}")]
     public int LoginAttemptsPerIp { get; init; } = 50;
+
+    /// <summary>Sign-in attempts per account from all networks together per <see cref="LoginWindow"/> before each further one waits <see cref="LoginSlowdown"/>.</summary>
+    [Range(1, 100000, ErrorMessage = "must be between {1} and {2}")]
+    public int LoginAttemptsPerAccountBeforeSlowdown { get; init; } = 30;
+
+    /// <summary>How long each sign-in attempt waits once its account is past <see cref="LoginAttemptsPerAccountBeforeSlowdown"/>.</summary>
+    [Range(typeof(TimeSpan), "00:00:00", "00:00:30", ErrorMessage = "must be between {1} and {2}")]
+    public TimeSpan LoginSlowdown { get; init; } = TimeSpan.FromSeconds(2);
 
     [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00", ErrorMessage = "must be between {1} and {2}")]
     public TimeSpan LoginWindow { get; init; } = TimeSpan.FromMinutes(5);
