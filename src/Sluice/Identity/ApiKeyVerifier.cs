@@ -124,6 +124,14 @@ public sealed class ApiKeyVerifier(IServiceScopeFactory scopes, TimeProvider tim
     {
         var now = time.GetUtcNow();
         var prefix = ApiKeyFormat.LookupPrefix(presented);
+        if (PrefixExhausted(prefix, now) && !_known.ContainsKey(cacheKey))
+        {
+            // A prefix under attack: secrets never verified here are refused without bcrypt, or even a database read,
+            // until its window ends. Not remembered as wrong: the prefix's own genuine secret may be among these.
+            Interlocked.Increment(ref _refusedWithoutHash);
+            return null;
+        }
+
         List<ApiKey> candidates;
         await using (var scope = scopes.CreateAsyncScope())
         {
@@ -163,7 +171,6 @@ public sealed class ApiKeyVerifier(IServiceScopeFactory scopes, TimeProvider tim
 
         if (PrefixExhausted(prefix, now))
         {
-            // Not remembered as wrong: the prefix's own genuine secret may be among these, and answers again once the window ends.
             Interlocked.Increment(ref _refusedWithoutHash);
             return null;
         }
@@ -180,6 +187,13 @@ public sealed class ApiKeyVerifier(IServiceScopeFactory scopes, TimeProvider tim
         Interlocked.Decrement(ref _hashWaiting);
         try
         {
+            // Checked again with the slot held: what queued while the prefix's budget ran out costs no bcrypt either.
+            if (PrefixExhausted(prefix, time.GetUtcNow()))
+            {
+                Interlocked.Increment(ref _refusedWithoutHash);
+                return null;
+            }
+
             foreach (var key in live)
             {
                 if (key.Prefix == prefix && Bcrypt.Verify(presented, key.SecretHash))
