@@ -12,9 +12,9 @@ namespace Sluice.Tests.Identity;
 /// random well-formed keys and of garbage, sent at a real server on loopback, leaves valid (cached) keys served, all of
 /// them, at a throughput and latency close to a baseline measured in the same test.
 /// </summary>
+[Collection(MeasuredAlone.Name)]
 public sealed class ForgedKeyFloodTests
 {
-    private const int FloodPerSecond = 500;
     private static readonly TimeSpan Phase = TimeSpan.FromSeconds(4);
 
     [Fact]
@@ -41,21 +41,24 @@ public sealed class ForgedKeyFloodTests
         };
         Assert.Equal(HttpStatusCode.OK, await GetModelsAsync(http, key)); // verified once, now cached
 
-        var baseline = await MeasureAsync(http, attacker, key, flood: false);
-        var flooded = await MeasureAsync(http, attacker, key, flood: true);
+        var baseline = await MeasureAsync(http, attacker, key, floodPerSecond: 0);
+        // The flood is sized to what this machine serves (an eighth of the baseline rate, 100 to 400 a second), so a
+        // loaded CI machine is flooded in proportion rather than simply overrun. Unbounded bcrypt stalls at 100/s.
+        var floodPerSecond = (int)Math.Clamp(baseline.Valid / Phase.TotalSeconds / 8, 100, 400);
+        var flooded = await MeasureAsync(http, attacker, key, floodPerSecond);
 
-        var summary = $"valid requests: baseline {baseline.Valid} (p99 {baseline.P99:F1} ms), under the flood {flooded.Valid} (p99 {flooded.P99:F1} ms); forged sent {flooded.Forged}";
+        var summary = $"valid requests: baseline {baseline.Valid} (p99 {baseline.P99:F1} ms), under the flood {flooded.Valid} (p99 {flooded.P99:F1} ms); forged sent {flooded.Forged} at {floodPerSecond}/s";
         TestContext.Current.TestOutputHelper?.WriteLine(summary);
         Assert.True(baseline.Failures == 0 && flooded.Failures == 0, $"valid requests failed: {baseline.Failures} + {flooded.Failures}; {summary}");
         Assert.True(flooded.ForgedAccepted == 0, $"{flooded.ForgedAccepted} forged keys were accepted or answered other than 401; {summary}");
-        Assert.True(flooded.Forged >= FloodPerSecond * Phase.TotalSeconds / 2, $"the flood was too thin to prove anything; {summary}");
+        Assert.True(flooded.Forged >= floodPerSecond * Phase.TotalSeconds / 2, $"the flood was too thin to prove anything; {summary}");
         // Generous for a loaded 2-core CI machine, where the flood's own clients share the CPU; the measured figures
         // (within 10 %, p99 under 10 ms) are in docs/benchmarks.md. Unbounded bcrypt falls far below both.
         Assert.True(flooded.Valid >= baseline.Valid * 0.25, summary);
-        Assert.True(flooded.P99 <= Math.Max(baseline.P99 * 8, 100), summary);
+        Assert.True(flooded.P99 <= Math.Max(baseline.P99 * 10, 150), summary);
     }
 
-    private static async Task<Result> MeasureAsync(HttpClient http, HttpClient attacker, string key, bool flood)
+    private static async Task<Result> MeasureAsync(HttpClient http, HttpClient attacker, string key, int floodPerSecond)
     {
         using var stop = new CancellationTokenSource();
         var latencies = new List<double>();
@@ -76,14 +79,14 @@ public sealed class ForgedKeyFloodTests
             }
         })).ToList();
         // The flood is open-loop at a fixed rate, as an attacker's would be: it does not slow down when the server does.
-        var forgers = flood ? [Task.Run(async () =>
+        var forgers = floodPerSecond > 0 ? [Task.Run(async () =>
         {
             using var tick = new PeriodicTimer(TimeSpan.FromMilliseconds(10));
             var inFlight = new List<Task>();
             for (var i = 0; await tick.WaitForNextTickAsync() && !stop.IsCancellationRequested;)
             {
                 inFlight.RemoveAll(t => t.IsCompleted);
-                for (var n = 0; n < FloodPerSecond / 100 && inFlight.Count < 256; n++, i++)
+                for (var n = 0; n < floodPerSecond / 100 && inFlight.Count < 256; n++, i++)
                 {
                     var presented = (i % 3) switch
                     {
@@ -122,4 +125,11 @@ public sealed class ForgedKeyFloodTests
     }
 
     private sealed record Result(int Valid, int Failures, double P99, int Forged, int ForgedAccepted);
+}
+
+/// <summary>Tests that measure throughput or latency against a baseline run with no other test beside them.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class MeasuredAlone
+{
+    public const string Name = "measured alone";
 }
