@@ -49,7 +49,7 @@ internal static class BillingEndpoints
             return await topUps.HandlePaymentNotificationAsync(payload, http.Headers["Stripe-Signature"], ct)
                 ? Results.Ok()
                 : Results.Problem(statusCode: 400, title: "Invalid signature.", detail: "The Stripe-Signature header does not verify, or the event is too old.");
-        }).WithTags("billing").AllowAnonymous();
+        }).WithTags("billing").AllowAnonymous().WithMetadata(new BodyLimit(256 * 1024)); // Stripe events are a few KiB
 
         var prices = endpoints.MapGroup("/api/v1/catalog").WithTags("billing").RequireAuthorization(Policies.Operator);
         prices.MapGet("/prices", (Guid? routeId, PriceBook book, CancellationToken ct) => book.ListAsync(routeId, ct));

@@ -114,6 +114,12 @@ internal sealed partial class ApiProblemHandler(IProblemDetailsService problemDe
         var problem = exception switch
         {
             ApiProblemException api => new ProblemDetails { Status = api.Status, Title = api.Title, Detail = api.Message },
+            BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } => new ProblemDetails
+            {
+                Status = StatusCodes.Status413PayloadTooLarge,
+                Title = "The request body is too large.",
+                Detail = "The body is larger than this endpoint takes; send less.",
+            },
             Billing.InsufficientFundsException => new ProblemDetails { Status = StatusCodes.Status402PaymentRequired, Title = "Insufficient funds.", Detail = "The wallet does not hold enough funds; top it up." },
             BadHttpRequestException bad => new ProblemDetails
             {

@@ -27,6 +27,14 @@ public sealed record ServerOptions : IValidatableObject
 
     public LogFormat LogFormat { get; init; } = LogFormat.Text;
 
+    /// <summary>
+    /// The largest request body the management API (<c>/api</c>) accepts, in bytes; larger ones get 413 before the body
+    /// is read. Endpoints that need more or less say so themselves (the Stripe webhook: 256 KiB). <c>/v1</c> and file
+    /// uploads have their own limits.
+    /// </summary>
+    [Range(1024, 32 * 1024 * 1024, ErrorMessage = "must be between {1} and {2}")]
+    public long ApiMaxBodyBytes { get; init; } = 64 * 1024;
+
     public string[] ListenUrls() =>
         Urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
 

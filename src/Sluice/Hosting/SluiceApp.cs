@@ -83,6 +83,7 @@ internal static class SluiceApp
             SuppressDiagnosticsCallback = _ => true,
         });
         app.UseStatusCodePages();
+        app.UseMiddleware<ApiBodyLimit>();
 
         // The OpenAI-compatible API takes API keys only: the gate checks the key and its scopes in one step and runs those
         // endpoints itself. Everything else goes on to the general authentication (session cookie or key) and

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net.Mail;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
@@ -17,8 +18,12 @@ public sealed class AccountService(
     TimeProvider time,
     ILogger<AccountService> logger)
 {
-    // A real bcrypt hash of a random string: unknown emails cost the same time as wrong passwords.
-    private static readonly Lazy<string> DecoyHash = new(() => Bcrypt.Hash(SessionTokens.Create().AsSpan(0, 32), 10));
+    // A real bcrypt hash of a random string at the cost real passwords are hashed with: an unknown email costs the same
+    // time as a wrong password, so the answer's timing does not say whether an account exists.
+    private static readonly ConcurrentDictionary<int, Lazy<string>> DecoyHashes = new();
+
+    private static string DecoyHash(int cost) =>
+        DecoyHashes.GetOrAdd(cost, c => new Lazy<string>(() => Bcrypt.Hash(SessionTokens.Create().AsSpan(0, 32), c))).Value;
 
     public async Task<User> SignUpAsync(SignUpRequest request, CancellationToken cancellationToken)
     {
@@ -106,15 +111,22 @@ public sealed class AccountService(
         errors.ThrowIfAny();
         var email = User.NormalizeEmail(request.Email!);
         var now = time.GetUtcNow();
-        if (throttle.TryAttempt(email, address) is { } retryAfter)
+        var decision = throttle.TryAttempt(email, address);
+        if (decision.RetryAfter is { } retryAfter)
         {
             await RecordAsync(null, "throttled", address, userAgent, cancellationToken);
-            throw ApiProblem.TooManyRequests("Too many sign-in attempts for this account or address; wait before trying again.", retryAfter);
+            throw ApiProblem.TooManyRequests("Too many sign-in attempts from your network, for this account or in all; wait before trying again.", retryAfter);
+        }
+
+        if (decision.Delay > TimeSpan.Zero)
+        {
+            // Many attempts on this account from many networks: slowed, not locked, so its owner still gets in.
+            await Task.Delay(decision.Delay, time, cancellationToken);
         }
 
         // A closed account (deletion requested) signs in no more; it answers like an unknown one.
         var user = await db.Users.SingleOrDefaultAsync(u => u.Email == email && u.ClosedAt == null, cancellationToken);
-        var passwordMatches = Bcrypt.Verify(request.Password!, user?.PasswordHash ?? DecoyHash.Value);
+        var passwordMatches = Bcrypt.Verify(request.Password!, user?.PasswordHash ?? DecoyHash(options.Value.PasswordHashCost));
         if (user is null || !passwordMatches)
         {
             var outcome = user is null ? "unknown_account" : "wrong_password";

@@ -23,7 +23,11 @@ public sealed class ApiKey
 
     public Guid OrganizationId { get; init; }
 
-    public Guid? CreatedByUserId { get; init; }
+    /// <summary>
+    /// The person whose current role bounds what the key may do; while they are no member (removed, or account
+    /// closed) the key does not verify. Null for a key an admin reassigned to the organization: its scopes alone bound it.
+    /// </summary>
+    public Guid? CreatedByUserId { get; set; }
 
     public required string Name { get; set; }
 

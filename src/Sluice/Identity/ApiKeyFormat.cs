@@ -27,6 +27,9 @@ public static class ApiKeyFormat
         return Prefix + secret + Checksum(secret);
     }
 
+    /// <summary>A well-formed key around <paramref name="secret"/> (32 base62 characters): what anyone can mint, for tests and benchmarks.</summary>
+    internal static string WithChecksum(string secret) => Prefix + secret + Checksum(secret);
+
     /// <summary>True when <paramref name="key"/> has the shape and checksum of a Sluice key.</summary>
     public static bool IsWellFormed(ReadOnlySpan<char> key)
     {

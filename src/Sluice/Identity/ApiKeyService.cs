@@ -7,7 +7,11 @@ using Sluice.Storage;
 
 namespace Sluice.Identity;
 
+/// <summary>The most a key's creator may grant, and why, for the refusal's message (e.g. "your role (member)").</summary>
+public sealed record ScopeCeiling(KeyScopes Allowed, string Because);
+
 /// <summary>Creating, listing, revoking and rotating an organization's API keys. Secrets are shown once and stored as bcrypt.</summary>
+
 public sealed class ApiKeyService(
     SluiceDbContext db,
     AuditLog audit,
@@ -18,7 +22,12 @@ public sealed class ApiKeyService(
 {
     private const int MaxModels = 100;
 
-    public async Task<CreatedKeyResponse> CreateAsync(Guid orgId, CreateKeyRequest request, Guid? createdBy, CancellationToken cancellationToken)
+    /// <summary>
+    /// Creates a key. <paramref name="ceiling"/> is the most the creator may grant (their role's scopes, and a calling
+    /// key's own scopes); asking for more is refused with 403 naming the scope. The CLI (the server's console) has no ceiling.
+    /// </summary>
+    public async Task<CreatedKeyResponse> CreateAsync(
+        Guid orgId, CreateKeyRequest request, Guid? createdBy, CancellationToken cancellationToken, ScopeCeiling? ceiling = null)
     {
         var now = time.GetUtcNow();
         var errors = new FieldErrors();
@@ -35,6 +44,14 @@ public sealed class ApiKeyService(
             errors.Add("scopes", unknown is null
                 ? "must name at least one scope"
                 : $"'{Truncate(unknown)}' is not a scope; use {string.Join(", ", KeyScopeNames.All)}");
+        }
+
+        if (ceiling is not null && request.Scopes is not null && (scopes & ~ceiling.Allowed) is var excess && excess != KeyScopes.None)
+        {
+            var names = KeyScopeNames.Format(excess);
+            var message = $"{string.Join(", ", names.Select(n => $"'{n}'"))} is more than {ceiling.Because} may grant; ask an owner or admin for such a key";
+            throw new ApiProblemException(StatusCodes.Status403Forbidden, "Not allowed.", $"scopes: {message}",
+                new Dictionary<string, string[]> { ["scopes"] = [message] });
         }
 
         string? models = null;
@@ -164,15 +181,64 @@ public sealed class ApiKeyService(
         return new CreatedKeyResponse(secret, KeyResponse.From(key, now));
     }
 
-    /// <summary>Members may change only the keys they created; admins, owners and management keys may change any.</summary>
+    /// <summary>
+    /// Members may change only the keys they created; owners and admins may change any. A key acts with its creator's
+    /// current role (<paramref name="callerRole"/>); a key reassigned to the organization, with its scopes alone.
+    /// </summary>
     private static void EnsureMayChange(ApiKey key, Caller caller, OrgRole? callerRole)
     {
-        if (caller.IsKey || callerRole is OrgRole.Owner or OrgRole.Admin || (caller.UserId is { } user && key.CreatedByUserId == user))
+        if ((caller.IsKey && caller.UserId is null) || callerRole is OrgRole.Owner or OrgRole.Admin
+            || (callerRole is not null && caller.UserId is { } user && key.CreatedByUserId == user))
         {
             return;
         }
 
         throw ApiProblem.Forbidden("Members can revoke or rotate only the keys they created; ask an admin.");
+    }
+
+    /// <summary>
+    /// Hands a key over to the organization: it no longer depends on its creator's membership, so it keeps working when
+    /// they leave, and is bounded by its scopes alone. Audited as <c>key.reassign</c>.
+    /// </summary>
+    public async Task<KeyResponse> ReassignToOrganizationAsync(Guid orgId, Guid keyId, CancellationToken cancellationToken)
+    {
+        var key = await FindAsync(orgId, keyId, cancellationToken);
+        var now = time.GetUtcNow();
+        if (key.RevokedAt is not null)
+        {
+            throw ApiProblem.Conflict("keyId", "a revoked key cannot be reassigned; create a new key");
+        }
+
+        if (key.CreatedByUserId is { } previous)
+        {
+            key.CreatedByUserId = null;
+            key.UpdatedAt = now;
+            audit.Record("key.reassign", $"key:{key.Id} from user:{previous} to org", orgId);
+            await db.SaveChangesAsync(cancellationToken);
+            verifier.Evict(key.Id);
+            IdentityLog.KeyChanged(logger, key.Id, "reassigned", orgId);
+        }
+
+        return KeyResponse.From(key, now);
+    }
+
+    /// <summary>
+    /// Marks the keys <paramref name="userId"/> created in <paramref name="orgId"/> (every org when null) as changed, in
+    /// the caller's unit of work: once the caller has saved (and ended the membership or closed the account) and
+    /// evicted the returned ids on this replica, they stop here at once and on every other replica when its change
+    /// watcher next polls, because a key whose creator is no member does not verify.
+    /// </summary>
+    public static async Task<IReadOnlyList<Guid>> MarkKeysOfChangedAsync(
+        SluiceDbContext db, Guid userId, Guid? orgId, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        var keys = await db.ApiKeys.Where(k => k.CreatedByUserId == userId && k.RevokedAt == null && (orgId == null || k.OrganizationId == orgId))
+            .ToListAsync(cancellationToken);
+        foreach (var key in keys)
+        {
+            key.UpdatedAt = now;
+        }
+
+        return keys.Select(k => k.Id).ToList();
     }
 
     private async Task<ApiKey> FindAsync(Guid orgId, Guid keyId, CancellationToken cancellationToken) =>

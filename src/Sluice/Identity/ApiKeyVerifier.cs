@@ -25,14 +25,26 @@ public sealed record VerifiedKey(
     DateTimeOffset? ValidUntil);
 
 /// <summary>
-/// Verifies presented API keys. bcrypt runs once per key per <see cref="IdentityOptions.KeyCacheTtl"/>: successes are
-/// cached in memory under HMAC-SHA256(pepper, key), never under the key itself, with a pepper drawn at random per
-/// process (the cache never leaves it). Revocation, rotation and edits evict at once on this replica
-/// (<see cref="Evict"/>) and within <see cref="IdentityOptions.KeyChangePollInterval"/> elsewhere (<see cref="ApiKeyChangeWatcher"/>).
+/// Verifies presented API keys. Successes are cached in memory under HMAC-SHA256(pepper, key), never under the key
+/// itself, with a pepper drawn at random per process (the cache never leaves it), for
+/// <see cref="IdentityOptions.KeyCacheTtl"/>; after that the row is read again, and bcrypt runs again only if the
+/// row's hash changed (the fingerprint remembers which hash it matched). Revocation, rotation, edits and the creator
+/// leaving the organization evict at once on this replica (<see cref="Evict"/>) and within
+/// <see cref="IdentityOptions.KeyChangePollInterval"/> elsewhere (<see cref="ApiKeyChangeWatcher"/>).
+/// <para>
+/// bcrypt is what a forged key costs, so its work is bounded: at most <see cref="IdentityOptions.KeyHashConcurrency"/>
+/// run at once with a short queue (a key that finds the queue full is refused, not queued without end), and a key
+/// prefix whose secrets failed <see cref="IdentityOptions.KeyFailuresPerPrefix"/> times in
+/// <see cref="IdentityOptions.KeyFailureWindow"/> refuses secrets it has not verified before without bcrypt until the
+/// window ends. Valid keys already verified on this replica never wait for any of it.
+/// </para>
 /// </summary>
-public sealed class ApiKeyVerifier(IServiceScopeFactory scopes, TimeProvider time, IOptions<IdentityOptions> options)
+public sealed class ApiKeyVerifier(IServiceScopeFactory scopes, TimeProvider time, IOptions<IdentityOptions> options) : IDisposable
 {
     private const int MaxNegativeEntries = 10_000;
+    private const int MaxKnownEntries = 100_000;
+    private const int MaxPrefixBudgets = 100_000;
+    private const int MaxHashQueue = 64;
     private static readonly TimeSpan NegativeTtl = TimeSpan.FromSeconds(10);
     private static readonly TimeSpan StaleRecheck = TimeSpan.FromSeconds(5);
 
@@ -40,6 +52,18 @@ public sealed class ApiKeyVerifier(IServiceScopeFactory scopes, TimeProvider tim
     private readonly ConcurrentDictionary<CacheKey, CachedKey> _verified = new();
     private readonly ConcurrentDictionary<CacheKey, long> _rejected = new();
     private readonly ConcurrentDictionary<CacheKey, Lazy<Task<VerifiedKey?>>> _inFlight = new();
+
+    // Fingerprint of a secret that bcrypt accepted → the stored hash it matched: a later read of an unchanged row
+    // accepts the same secret without bcrypt. Holds what the positive cache holds (HMAC under the process pepper).
+    private readonly ConcurrentDictionary<CacheKey, string> _known = new();
+    private readonly ConcurrentDictionary<string, PrefixBudget> _prefixFailures = new(StringComparer.Ordinal);
+    private readonly SemaphoreSlim _hashSlots = new(HashConcurrency(options.Value), HashConcurrency(options.Value));
+    private int _hashWaiting;
+
+    /// <summary>How many presented keys were refused without bcrypt because their prefix or the bcrypt queue was exhausted.</summary>
+    public long RefusedWithoutHash => Interlocked.Read(ref _refusedWithoutHash);
+
+    private long _refusedWithoutHash;
 
     public int CachedCount => _verified.Count;
 
@@ -110,13 +134,26 @@ public sealed class ApiKeyVerifier(IServiceScopeFactory scopes, TimeProvider tim
     {
         var now = time.GetUtcNow();
         var prefix = ApiKeyFormat.LookupPrefix(presented);
+        if (PrefixExhausted(prefix, now) && !_known.ContainsKey(cacheKey))
+        {
+            // A prefix under attack: secrets never verified here are refused without bcrypt, or even a database read,
+            // until its window ends. Not remembered as wrong: the prefix's own genuine secret may be among these.
+            Interlocked.Increment(ref _refusedWithoutHash);
+            return null;
+        }
+
         List<ApiKey> candidates;
         try
         {
             await using var scope = scopes.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
+
+            // A key verifies only while its creator is a member of its organization with an open account, unless an
+            // admin reassigned it to the organization (no creator).
             candidates = await db.ApiKeys.AsNoTracking()
                 .Where(k => (k.Prefix == prefix || k.PreviousPrefix == prefix) && k.RevokedAt == null)
+                .Where(k => k.CreatedByUserId == null || db.Memberships.Any(m => m.OrganizationId == k.OrganizationId && m.UserId == k.CreatedByUserId
+                    && db.Users.Any(u => u.Id == m.UserId && u.ClosedAt == null)))
                 .ToListAsync();
         }
         catch (Exception ex) when (stale is not null && DatabaseFailures.IsUnavailable(ex))
@@ -130,21 +167,84 @@ public sealed class ApiKeyVerifier(IServiceScopeFactory scopes, TimeProvider tim
 
         _verified.TryRemove(cacheKey, out _); // re-cached below if it still verifies
 
-        foreach (var key in candidates.Where(k => k.ExpiresAt is not { } expires || expires > now))
+        var live = candidates.Where(k => k.ExpiresAt is not { } expires || expires > now).ToList();
+        if (live.Count == 0)
         {
-            if (key.Prefix == prefix && Bcrypt.Verify(presented, key.SecretHash))
-            {
-                return Remember(cacheKey, key, key.ExpiresAt, now);
-            }
+            return Reject(cacheKey, now);
+        }
 
-            if (key.PreviousPrefix == prefix && key.PreviousValidUntil is { } graceEnds && graceEnds > now
-                && key.PreviousSecretHash is { } previous && Bcrypt.Verify(presented, previous))
+        // A secret bcrypt accepted before, against a hash the row still holds, needs no bcrypt now.
+        if (_known.TryGetValue(cacheKey, out var knownHash))
+        {
+            foreach (var key in live)
             {
-                var validUntil = key.ExpiresAt is { } expires && expires < graceEnds ? expires : graceEnds;
-                return Remember(cacheKey, key, validUntil, now);
+                if (key.Prefix == prefix && key.SecretHash == knownHash)
+                {
+                    return Remember(cacheKey, key, key.ExpiresAt, now, knownHash);
+                }
+
+                if (key.PreviousPrefix == prefix && key.PreviousSecretHash == knownHash && key.PreviousValidUntil is { } graceEnds && graceEnds > now)
+                {
+                    return Remember(cacheKey, key, Earlier(key.ExpiresAt, graceEnds), now, knownHash);
+                }
             }
         }
 
+        if (PrefixExhausted(prefix, now))
+        {
+            Interlocked.Increment(ref _refusedWithoutHash);
+            return null;
+        }
+
+        if (Interlocked.Increment(ref _hashWaiting) > MaxHashQueue)
+        {
+            // Refused for want of capacity, not found wrong: remembered neither way.
+            Interlocked.Decrement(ref _hashWaiting);
+            Interlocked.Increment(ref _refusedWithoutHash);
+            return null;
+        }
+
+        await _hashSlots.WaitAsync();
+        Interlocked.Decrement(ref _hashWaiting);
+        try
+        {
+            // Checked again with the slot held: what queued while the prefix's budget ran out costs no bcrypt either.
+            if (PrefixExhausted(prefix, time.GetUtcNow()))
+            {
+                Interlocked.Increment(ref _refusedWithoutHash);
+                return null;
+            }
+
+            foreach (var key in live)
+            {
+                if (key.Prefix == prefix && Bcrypt.Verify(presented, key.SecretHash))
+                {
+                    return Remember(cacheKey, key, key.ExpiresAt, now, key.SecretHash);
+                }
+
+                if (key.PreviousPrefix == prefix && key.PreviousValidUntil is { } graceEnds && graceEnds > now
+                    && key.PreviousSecretHash is { } previous && Bcrypt.Verify(presented, previous))
+                {
+                    return Remember(cacheKey, key, Earlier(key.ExpiresAt, graceEnds), now, previous);
+                }
+            }
+        }
+        finally
+        {
+            _hashSlots.Release();
+        }
+
+        CountFailure(prefix, now);
+        return Reject(cacheKey, now);
+    }
+
+    public void Dispose() => _hashSlots.Dispose();
+
+    private static DateTimeOffset Earlier(DateTimeOffset? expires, DateTimeOffset graceEnds) =>
+        expires is { } e && e < graceEnds ? e : graceEnds;
+
+    private VerifiedKey? Reject(CacheKey cacheKey, DateTimeOffset now)
+    {
         if (_rejected.Count >= MaxNegativeEntries)
         {
             _rejected.Clear();
@@ -154,10 +254,39 @@ public sealed class ApiKeyVerifier(IServiceScopeFactory scopes, TimeProvider tim
         return null;
     }
 
-    private VerifiedKey Remember(CacheKey cacheKey, ApiKey key, DateTimeOffset? validUntil, DateTimeOffset now)
+    private bool PrefixExhausted(string prefix, DateTimeOffset now) =>
+        _prefixFailures.TryGetValue(prefix, out var budget)
+        && budget.WindowEnds > now.UtcTicks
+        && budget.Failures >= options.Value.KeyFailuresPerPrefix;
+
+    private void CountFailure(string prefix, DateTimeOffset now)
+    {
+        if (_prefixFailures.Count >= MaxPrefixBudgets)
+        {
+            _prefixFailures.Clear();
+        }
+
+        var windowEnds = (now + options.Value.KeyFailureWindow).UtcTicks;
+        _prefixFailures.AddOrUpdate(
+            prefix,
+            _ => new PrefixBudget(windowEnds, 1),
+            (_, budget) => budget.WindowEnds > now.UtcTicks ? budget with { Failures = budget.Failures + 1 } : new PrefixBudget(windowEnds, 1));
+    }
+
+    private static int HashConcurrency(IdentityOptions settings) =>
+        settings.KeyHashConcurrency > 0 ? settings.KeyHashConcurrency : Math.Max(1, Environment.ProcessorCount / 4);
+
+    private VerifiedKey Remember(CacheKey cacheKey, ApiKey key, DateTimeOffset? validUntil, DateTimeOffset now, string matchedHash)
     {
         var verified = Describe(key, validUntil);
         _verified[cacheKey] = new CachedKey(verified, now + options.Value.KeyCacheTtl);
+        if (_known.Count >= MaxKnownEntries)
+        {
+            _known.Clear();
+        }
+
+        _known[cacheKey] = matchedHash;
+        _rejected.TryRemove(cacheKey, out _);
         return verified;
     }
 
@@ -198,4 +327,6 @@ public sealed class ApiKeyVerifier(IServiceScopeFactory scopes, TimeProvider tim
     private readonly record struct CacheKey(ulong A, ulong B, ulong C, ulong D);
 
     private sealed record CachedKey(VerifiedKey Key, DateTimeOffset CachedUntil);
+
+    private readonly record struct PrefixBudget(long WindowEnds, int Failures);
 }

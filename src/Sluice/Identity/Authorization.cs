@@ -42,11 +42,22 @@ internal sealed class OrgAccessHandler : AuthorizationHandler<OrgAccessRequireme
 
         if (caller.IsKey)
         {
-            if (caller.KeyOrganizationId == orgId)
+            if (caller.KeyOrganizationId != orgId)
             {
-                Grant(context, requirement, http, Permissions.Grants(caller.KeyScopes, requirement.Permission));
+                return;
             }
 
+            // A key never carries more authority than the person who made it: its scopes AND its creator's current
+            // role in the organization must both grant the permission. A key an admin reassigned to the organization
+            // (no creator) is bounded by its scopes alone.
+            var granted = Permissions.Grants(caller.KeyScopes, requirement.Permission);
+            if (granted && caller.UserId is { } creator)
+            {
+                var creatorRole = await MembershipRoleAsync(http, http.RequestServices.GetRequiredService<SluiceDbContext>(), orgId, creator);
+                granted = creatorRole is { } current && Permissions.Grants(current, requirement.Permission);
+            }
+
+            Grant(context, requirement, http, granted);
             return;
         }
 
@@ -91,7 +102,10 @@ internal sealed class OrgAccessHandler : AuthorizationHandler<OrgAccessRequireme
         return caller.KeyOrganizationId is not null;
     }
 
-    /// <summary>The caller's role in the org, read once per request.</summary>
+    /// <summary>
+    /// The role of a person (a session's user, or the creator of a key) in the org, read once per request; null when
+    /// they are not a member or their account is closed.
+    /// </summary>
     public static async Task<OrgRole?> MembershipRoleAsync(HttpContext http, SluiceDbContext db, Guid orgId, Guid userId)
     {
         var itemKey = $"sluice:role:{orgId}";
@@ -101,7 +115,7 @@ internal sealed class OrgAccessHandler : AuthorizationHandler<OrgAccessRequireme
         }
 
         var role = await db.Memberships.AsNoTracking()
-            .Where(m => m.OrganizationId == orgId && m.UserId == userId)
+            .Where(m => m.OrganizationId == orgId && m.UserId == userId && db.Users.Any(u => u.Id == userId && u.ClosedAt == null))
             .Select(m => (OrgRole?)m.Role)
             .SingleOrDefaultAsync(http.RequestAborted);
         http.Items[itemKey] = role;

@@ -50,6 +50,8 @@ internal static class IdentityEndpoints
             .RequireAuthorization(Policies.Org(OrgAccess.KeysRead));
         org.MapDelete("/keys/{keyId:guid}", RevokeKey).RequireAuthorization(Policies.Org(OrgAccess.KeysWrite));
         org.MapPost("/keys/{keyId:guid}/rotate", RotateKey).RequireAuthorization(Policies.Org(OrgAccess.KeysWrite));
+        org.MapPost("/keys/{keyId:guid}/reassign", (Guid orgId, Guid keyId, ApiKeyService keys, CancellationToken ct) => keys.ReassignToOrganizationAsync(orgId, keyId, ct))
+            .RequireAuthorization(Policies.Org(OrgAccess.MembersWrite));
 
         var operators = api.MapGroup("/operators").WithTags("operators").RequireAuthorization(Policies.Operator);
         operators.MapGet("", (OperatorService service, CancellationToken ct) => service.ListAsync(ct));
@@ -151,9 +153,20 @@ internal static class IdentityEndpoints
     private static async Task<AcceptedInvitationResponse> AcceptInvitation(AcceptInvitationRequest request, HttpContext http, OrganizationService service, CancellationToken ct) =>
         await service.AcceptAsync(request, http.Caller().UserId!.Value, ct);
 
-    private static async Task<Created<CreatedKeyResponse>> CreateKey(Guid orgId, CreateKeyRequest request, HttpContext http, ApiKeyService keys, CancellationToken ct)
+    private static async Task<Created<CreatedKeyResponse>> CreateKey(
+        Guid orgId, CreateKeyRequest request, HttpContext http, ApiKeyService keys, SluiceDbContext db, CancellationToken ct)
     {
-        var created = await keys.CreateAsync(orgId, request, http.Caller().UserId, ct);
+        var caller = http.Caller();
+        var role = await CallerRoleAsync(http, db, orgId);
+        var ceiling = role is { } r
+            ? new ScopeCeiling(Permissions.ScopesAllowed(r), $"your role ({Roles.Format(r)})")
+            : new ScopeCeiling(KeyScopes.Inference | KeyScopes.Batch | KeyScopes.ManagementRead | KeyScopes.ManagementWrite, "this organization's key");
+        if (caller.IsKey)
+        {
+            ceiling = new ScopeCeiling(ceiling.Allowed & caller.KeyScopes, role is null ? "the calling key's scopes" : $"{ceiling.Because} with the calling key's scopes");
+        }
+
+        var created = await keys.CreateAsync(orgId, request, caller.UserId, ct, ceiling);
         return TypedResults.Created($"/api/v1/orgs/{orgId}/keys/{created.Details.Id}", created);
     }
 
@@ -167,6 +180,10 @@ internal static class IdentityEndpoints
         Guid orgId, Guid keyId, RotateKeyRequest? request, HttpContext http, ApiKeyService keys, SluiceDbContext db, CancellationToken ct) =>
         await keys.RotateAsync(orgId, keyId, request ?? new RotateKeyRequest(null), http.Caller(), await CallerRoleAsync(http, db, orgId), ct);
 
+    /// <summary>
+    /// The caller's current role in the org: a person's own, or, for a key, its creator's (null for a key reassigned
+    /// to the organization, which has no creator).
+    /// </summary>
     private static async Task<OrgRole?> CallerRoleAsync(HttpContext http, SluiceDbContext db, Guid orgId) =>
-        http.Caller() is { IsKey: false, UserId: { } userId } ? await OrgAccessHandler.MembershipRoleAsync(http, db, orgId, userId) : null;
+        http.Caller() is { UserId: { } userId } ? await OrgAccessHandler.MembershipRoleAsync(http, db, orgId, userId) : null;
 }

@@ -48,11 +48,35 @@ public sealed record IdentityOptions
     [Range(typeof(TimeSpan), "00:00:00.100", "00:00:01.500", ErrorMessage = "must be between {1} and {2}")]
     public TimeSpan KeyChangePollInterval { get; init; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>How many API-key bcrypt verifications run at once on a replica; 0 picks a quarter of the CPU cores (at least 1).</summary>
+    [Range(0, 64, ErrorMessage = "must be between {1} and {2}")]
+    public int KeyHashConcurrency { get; init; }
+
+    /// <summary>
+    /// Wrong secrets a key prefix may cost bcrypt for in <see cref="KeyFailureWindow"/>; past that, secrets of that
+    /// prefix not verified before on the replica are refused without bcrypt until the window ends.
+    /// </summary>
+    [Range(1, 1000, ErrorMessage = "must be between {1} and {2}")]
+    public int KeyFailuresPerPrefix { get; init; } = 10;
+
+    [Range(typeof(TimeSpan), "00:00:01", "01:00:00", ErrorMessage = "must be between {1} and {2}")]
+    public TimeSpan KeyFailureWindow { get; init; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>Sign-in attempts per account from one client network (/24 or /64) per <see cref="LoginWindow"/>; then 429 from that network.</summary>
     [Range(1, 1000, ErrorMessage = "must be between {1} and {2}")]
     public int LoginAttemptsPerAccount { get; init; } = 10;
 
+    /// <summary>Sign-in attempts from one client network (/24 or /64), across accounts, per <see cref="LoginWindow"/>; then 429.</summary>
     [Range(1, 10000, ErrorMessage = "must be between {1} and {2}")]
     public int LoginAttemptsPerIp { get; init; } = 50;
+
+    /// <summary>Sign-in attempts per account from all networks together per <see cref="LoginWindow"/> before each further one waits <see cref="LoginSlowdown"/>.</summary>
+    [Range(1, 100000, ErrorMessage = "must be between {1} and {2}")]
+    public int LoginAttemptsPerAccountBeforeSlowdown { get; init; } = 30;
+
+    /// <summary>How long each sign-in attempt waits once its account is past <see cref="LoginAttemptsPerAccountBeforeSlowdown"/>.</summary>
+    [Range(typeof(TimeSpan), "00:00:00", "00:00:30", ErrorMessage = "must be between {1} and {2}")]
+    public TimeSpan LoginSlowdown { get; init; } = TimeSpan.FromSeconds(2);
 
     [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00", ErrorMessage = "must be between {1} and {2}")]
     public TimeSpan LoginWindow { get; init; } = TimeSpan.FromMinutes(5);

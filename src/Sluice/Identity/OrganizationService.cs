@@ -8,7 +8,7 @@ namespace Sluice.Identity;
 
 /// <summary>Organizations, their members and roles, and invitations. Callers are authorised by policy before they get here.</summary>
 public sealed class OrganizationService(
-    SluiceDbContext db, AuditLog audit, IOptions<IdentityOptions> options, TimeProvider time, ILogger<OrganizationService> logger)
+    SluiceDbContext db, AuditLog audit, ApiKeyVerifier keys, IOptions<IdentityOptions> options, TimeProvider time, ILogger<OrganizationService> logger)
 {
     public async Task<OrganizationResponse> CreateAsync(CreateOrganizationRequest request, Guid? ownerUserId, CancellationToken cancellationToken)
     {
@@ -118,9 +118,15 @@ public sealed class OrganizationService(
             await EnsureAnotherOwnerAsync(orgId, userId, cancellationToken);
         }
 
+        // The keys they made stop with the membership (unless an admin reassigned them to the organization first).
+        var stopped = await ApiKeyService.MarkKeysOfChangedAsync(db, userId, orgId, time.GetUtcNow(), cancellationToken);
         db.Memberships.Remove(membership);
-        audit.Record("member.remove", $"user:{userId}", orgId);
+        audit.Record("member.remove", $"user:{userId} keys_stopped:{stopped.Count}", orgId);
         await db.SaveChangesAsync(cancellationToken);
+        foreach (var keyId in stopped)
+        {
+            keys.Evict(keyId);
+        }
     }
 
     public async Task<CreatedInvitationResponse> InviteAsync(

@@ -35,5 +35,18 @@ public static class Permissions
     public static bool Grants(KeyScopes scopes, OrgAccess permission) =>
         scopes.HasFlag(KeyScopes.ManagementWrite) || (scopes.HasFlag(KeyScopes.ManagementRead) && ReadOnly.Contains(permission));
 
+    /// <summary>
+    /// The scopes a person in <paramref name="role"/> may put on a key they create: <c>management:write</c> only for
+    /// owners and admins (it grants every permission), the others for every role that may create keys. A key is
+    /// also checked at each use against its creator's current role (<see cref="OrgAccessHandler"/>), so this is the
+    /// first of two fences, not the only one.
+    /// </summary>
+    public static KeyScopes ScopesAllowed(OrgRole role) => role switch
+    {
+        OrgRole.Owner or OrgRole.Admin => KeyScopes.Inference | KeyScopes.Batch | KeyScopes.ManagementRead | KeyScopes.ManagementWrite,
+        _ when Grants(role, OrgAccess.KeysWrite) => KeyScopes.Inference | KeyScopes.Batch | KeyScopes.ManagementRead,
+        _ => KeyScopes.None,
+    };
+
     public static string PolicyName(OrgAccess permission) => $"org:{permission}";
 }

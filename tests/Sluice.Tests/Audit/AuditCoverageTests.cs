@@ -87,6 +87,8 @@ public sealed class AuditCoverageTests
         }, () => orgId);
         await Expect(covered, "POST /api/v1/orgs/{orgId:guid}/keys/{keyId:guid}/rotate", "key.rotate", database,
             () => owner.PostAsJsonAsync($"/api/v1/orgs/{orgId}/keys/{keyId}/rotate", new { }), () => orgId);
+        await Expect(covered, "POST /api/v1/orgs/{orgId:guid}/keys/{keyId:guid}/reassign", "key.reassign", database,
+            () => owner.PostAsync($"/api/v1/orgs/{orgId}/keys/{keyId}/reassign", null), () => orgId);
         await Expect(covered, "DELETE /api/v1/orgs/{orgId:guid}/keys/{keyId:guid}", "key.revoke", database,
             () => owner.DeleteAsync($"/api/v1/orgs/{orgId}/keys/{keyId}"), () => orgId);
 

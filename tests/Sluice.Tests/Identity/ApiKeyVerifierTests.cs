@@ -71,3 +71,51 @@ public sealed class ApiKeyVerifierTests
         Assert.NotNull(await verifier.VerifyAsync(rotated.Key));
     }
 }
+
+/// <summary>Forged keys cost bounded bcrypt work: a prefix's failure budget, and fingerprints of secrets verified before.</summary>
+public sealed class ForgedKeyBudgetTests
+{
+    [Fact]
+    public async Task Forged_keys_with_a_real_prefix_cost_bcrypt_only_up_to_the_prefix_budget_and_the_real_key_keeps_verifying()
+    {
+        var clock = new ManualTimeProvider(DateTimeOffset.UtcNow);
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        await using var sluice = new SluiceFactory(database, new Dictionary<string, string?>
+        {
+            ["Identity:KeyCacheTtl"] = "00:00:10",
+            ["Identity:KeyFailuresPerPrefix"] = "5",
+            ["Identity:KeyFailureWindow"] = "00:01:00",
+        }, clock);
+        var (owner, _) = await sluice.SignUpAndLoginAsync("owner@example.com");
+        var orgId = await SluiceFactory.CreateOrganizationAsync(owner);
+        var (_, key) = await SluiceFactory.CreateKeyAsync(owner, orgId);
+        var verifier = sluice.Services.GetRequiredService<ApiKeyVerifier>();
+        Assert.NotNull(await verifier.VerifyAsync(key));
+
+        string Forged() => ApiKeyFormat.WithChecksum(key[10..18] + System.Security.Cryptography.RandomNumberGenerator.GetString("0123456789abcdefXYZ", 24));
+        for (var i = 0; i < 40; i++)
+        {
+            Assert.Null(await verifier.VerifyAsync(Forged()));
+        }
+
+        Assert.Equal(35, verifier.RefusedWithoutHash); // 5 cost a bcrypt each, the other 35 none
+
+        // The cached verification expires while the prefix is exhausted: the real key is recognised by its fingerprint.
+        clock.Advance(TimeSpan.FromSeconds(11));
+        Assert.NotNull(await verifier.VerifyAsync(key));
+        Assert.Equal(35, verifier.RefusedWithoutHash);
+
+        // Keys of any other shape never reach bcrypt: no row has their prefix.
+        for (var i = 0; i < 20; i++)
+        {
+            Assert.Null(await verifier.VerifyAsync(ApiKeyFormat.Generate()));
+        }
+
+        Assert.Equal(35, verifier.RefusedWithoutHash);
+
+        // The budget comes back with the window.
+        clock.Advance(TimeSpan.FromMinutes(1));
+        Assert.Null(await verifier.VerifyAsync(Forged()));
+        Assert.Equal(35, verifier.RefusedWithoutHash);
+    }
+}
