@@ -9,7 +9,7 @@ namespace Sluice.Gateway;
 /// drained by <see cref="UsageWriter"/> in batches. If the queue is ever full the event is dropped and counted
 /// (exposed at <c>/api/v1/admin/usage-pipeline</c> and in the log) rather than slowing requests.
 /// </summary>
-public sealed class UsageMeter(IOptions<GatewayOptions> options, ILogger<UsageMeter> logger)
+public sealed class UsageMeter(IOptions<GatewayOptions> options, ILogger<UsageMeter> logger, Billing.SpendJournal? journal = null)
 {
     private readonly Channel<UsageEvent> _queue = Channel.CreateBounded<UsageEvent>(new BoundedChannelOptions(options.Value.UsageQueueCapacity)
     {
@@ -30,13 +30,17 @@ public sealed class UsageMeter(IOptions<GatewayOptions> options, ILogger<UsageMe
 
     public void Record(UsageEvent usage)
     {
-        if (!_queue.Writer.TryWrite(usage))
+        if (!(journal?.TryEnqueue(usage, _queue.Writer) ?? _queue.Writer.TryWrite(usage))) // journaled for crash replay
         {
             GatewayLog.UsageDropped(logger, Interlocked.Increment(ref _dropped));
         }
     }
 
-    internal void CountWritten(int count) => Interlocked.Add(ref _written, count);
+    internal void CountWritten(int count)
+    {
+        Interlocked.Add(ref _written, count);
+        journal?.EventsWritten(count);
+    }
 }
 
 /// <summary>
