@@ -603,19 +603,30 @@ public sealed partial class SpendGuard(
 /// Writes settled spend and renews leases; sweeps expired leases; on shutdown, once the server has drained its
 /// in-flight requests (<see cref="StoppedAsync"/> runs after every service stopped), settles and returns everything.
 /// </summary>
-internal sealed class SpendSettler(SpendGuard guard, SpendJournal journal, IOptions<BillingOptions> options, TimeProvider time, ILogger<SpendSettler> logger)
+internal sealed partial class SpendSettler(SpendGuard guard, SpendJournal journal, IOptions<BillingOptions> options, TimeProvider time, ILogger<SpendSettler> logger)
     : BackgroundService, IHostedLifecycleService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var round = 0;
         var replayed = false;
+        try
+        {
+            // A dead predecessor's journal in this data directory: its spend is settled and its leases closed first.
+            await journal.ReplayPredecessorsAsync(guard, stoppingToken);
+            replayed = true;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            ReplayFailed(logger, ex.GetType().Name); // retried every round until it succeeds
+        }
+
         await PeriodicWork.RunAsync(options.Value.SettleInterval, time, logger, "Settling spend", async ct =>
         {
             round++;
             if (!replayed || round % 5 == 0)
             {
-                // A dead predecessor's journal (this data directory): its spend is settled and its leases closed first.
+                // Again every few rounds: a replica sharing this data directory may have died meanwhile.
                 await journal.ReplayPredecessorsAsync(guard, ct);
                 replayed = true;
             }
@@ -653,4 +664,10 @@ public sealed partial class SpendGuard
 {
     [LoggerMessage(1104, LogLevel.Warning, "Lease {LeaseId} of replica {Replica} was not replayed by its replica within Billing:UnreplayedLeaseDeadline; what it did not settle returned to the wallet (any spend it had not settled goes unbilled)")]
     private static partial void LeaseReleasedUnreplayed(ILogger logger, Guid leaseId, string replica);
+}
+
+internal sealed partial class SpendSettler
+{
+    [LoggerMessage(1105, LogLevel.Warning, "Replaying dead replicas' spend journals failed ({ExceptionType}); will retry")]
+    private static partial void ReplayFailed(ILogger logger, string exceptionType);
 }
