@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.IO.MemoryMappedFiles;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using System.Threading.Channels;
@@ -14,9 +15,9 @@ namespace Sluice.Billing;
 /// This replica's local record of what it served but has not yet written to the database (docs/billing.md, "Crashes").
 /// Every settled hold appends a line with each of its leases' running charged total (<c>C lease total …</c>) and every
 /// usage event appends its metadata as JSON (<c>U {…}</c>; the event row holds no content, and neither does the line).
-/// Each line is one <c>write()</c> on an unbuffered file, so it is in the kernel's page cache (and survives SIGKILL) before
-/// the request's handler returns; each settle round starts a new segment and fsyncs the last one, and deletes segments
-/// whose charges and events are all in the database.
+/// Segments are files mapped shared into memory, so a line is in the kernel's page cache (and survives SIGKILL) as soon as
+/// it is copied, with no system call on the request's path; each settle round starts a new segment, syncs the last one
+/// to disk, and deletes segments whose charges and events are all in the database.
 /// <para>
 /// The journal lives in <c>{Server:DataDir}/spend-journal/{id}/</c>, locked (flock) while its process lives. A replica
 /// replays every unlocked journal it finds there (its dead predecessor's): it inserts the usage events the database lacks
@@ -34,14 +35,12 @@ public sealed partial class SpendJournal : IDisposable
     private readonly IServiceScopeFactory _scopes;
     private readonly ILogger<SpendJournal> _logger;
     private readonly Lock _gate = new();
-    private readonly Queue<(string Path, long LastSequence, long EventsThrough)> _closed = new();
+    private readonly Queue<(Segment Segment, long LastSequence, long EventsThrough)> _closed = new();
     private readonly string? _root;
     private readonly string? _directory;
     private readonly FileStream? _lock;
-    private FileStream? _segment;
-    private string? _segmentPath;
+    private Segment? _segment;
     private int _segmentNumber;
-    private long _segmentLines;
     private long _sequence;
     private long _events;
     private long _eventsWritten;
@@ -169,10 +168,10 @@ public sealed partial class SpendJournal : IDisposable
         }
     }
 
-    /// <summary>Starts a new segment (fsyncing the last one) and deletes segments the database has caught up with.</summary>
+    /// <summary>Starts a new segment, fsyncs the full ones, and deletes segments the database has caught up with.</summary>
     internal void Roll()
     {
-        FileStream? previous = null;
+        List<Segment> closing;
         lock (_gate)
         {
             if (_directory is null || _disposed)
@@ -180,10 +179,9 @@ public sealed partial class SpendJournal : IDisposable
                 return;
             }
 
-            if (_segmentLines > 0 && _segment is not null)
+            if (_segment is { Lines: > 0 })
             {
-                previous = _segment;
-                _closed.Enqueue((_segmentPath!, _sequence, _events));
+                Close();
                 try
                 {
                     OpenSegment();
@@ -193,28 +191,31 @@ public sealed partial class SpendJournal : IDisposable
                     Failed(ex);
                 }
             }
+
+            closing = _closed.Select(c => c.Segment).Where(c => !c.Synced).ToList();
         }
 
-        if (previous is not null)
+        foreach (var segment in closing)
         {
             try
             {
-                previous.Flush(flushToDisk: true);
+                segment.Sync(); // msync and fsync: a lost machine loses at most the open segment's lines
             }
             catch (IOException ex)
             {
                 JournalWriteFailed(_logger, ex.GetType().Name);
             }
 
-            previous.Dispose();
+            segment.Dispose(); // unmapped; the file stays until the database has caught up with it
         }
 
         var written = Interlocked.Read(ref _eventsWritten);
         lock (_gate)
         {
-            while (_closed.TryPeek(out var segment) && segment.LastSequence <= _settledThrough && segment.EventsThrough <= written)
+            while (_closed.TryPeek(out var closed) && closed.Segment.Synced && closed.LastSequence <= _settledThrough && closed.EventsThrough <= written)
             {
-                TryDelete(segment.Path);
+                closed.Segment.Dispose();
+                TryDelete(closed.Segment.Path);
                 _closed.Dequeue();
             }
         }
@@ -310,14 +311,17 @@ public sealed partial class SpendJournal : IDisposable
         Replayed(_logger, replica, open.Count, settled, restored);
     }
 
-    /// <summary>Reads complete lines only: a line the kill (or a lost machine) cut short is ignored.</summary>
+    /// <summary>
+    /// Reads complete lines only: the zeros after the last line of a segment, and a line the kill (or a lost machine)
+    /// cut short, are ignored.
+    /// </summary>
     internal static void Parse(ReadOnlySpan<byte> bytes, Dictionary<Guid, long> charged, Dictionary<Guid, UsageEvent> events)
     {
         while (bytes.IndexOf((byte)'\n') is var end && end >= 0)
         {
             var line = bytes[..end];
             bytes = bytes[(end + 1)..];
-            if (line.Length < 2 || line[1] != (byte)' ')
+            if (line.Length < 2 || line[1] != (byte)' ' || line.Contains((byte)0))
             {
                 continue;
             }
@@ -389,27 +393,38 @@ public sealed partial class SpendJournal : IDisposable
         return restored;
     }
 
+    /// <summary>Under the gate.</summary>
     private void OpenSegment()
     {
         _segmentNumber++;
-        _segmentPath = Path.Combine(_directory!, $"{_segmentNumber:D8}.log");
-        _segment = new FileStream(_segmentPath, FileMode.CreateNew, FileAccess.Write, FileShare.Read, bufferSize: 0);
-        _segmentLines = 0;
+        _segment = new Segment(Path.Combine(_directory!, $"{_segmentNumber:D8}.log"));
+    }
+
+    /// <summary>Under the gate: the open segment joins the closed ones (synced and deleted by <see cref="Roll"/>).</summary>
+    private void Close()
+    {
+        _closed.Enqueue((_segment!, _sequence, _events));
+        _segment = null;
     }
 
     /// <summary>Under the gate. A failing disk turns the journal off (logged once); the sweeper's deadline still applies.</summary>
     private bool Write(ReadOnlySpan<byte> line)
     {
-        if (_failed || _segment is null)
+        if (_failed || _segment is null || line.Length > Segment.Capacity / 4)
         {
             return false;
         }
 
         try
         {
-            _segment.Write(line);
+            if (!_segment.TryWrite(line))
+            {
+                Close(); // full: a new one (rare; the settler rolls every round)
+                OpenSegment();
+                _segment!.TryWrite(line);
+            }
+
             _sequence++;
-            _segmentLines++;
             return true;
         }
         catch (IOException ex)
@@ -453,16 +468,24 @@ public sealed partial class SpendJournal : IDisposable
             }
 
             _disposed = true;
-            try
+            if (_segment is not null)
             {
-                _segment?.Flush(flushToDisk: true);
-            }
-            catch (IOException)
-            {
+                Close();
             }
 
-            _segment?.Dispose();
-            _segment = null;
+            foreach (var (segment, _, _) in _closed)
+            {
+                try
+                {
+                    segment.Sync();
+                }
+                catch (IOException)
+                {
+                }
+
+                segment.Dispose();
+            }
+
             var complete = !_failed && _settledThrough >= _sequence && Interlocked.Read(ref _eventsWritten) >= _events;
             if (complete && _directory is not null)
             {
@@ -487,6 +510,80 @@ public sealed partial class SpendJournal : IDisposable
 
     [LoggerMessage(1103, LogLevel.Information, "Replayed the spend journal of replica {Replica}: {Leases} leases closed, {SettledMicros} micro-units settled, {Events} usage events restored")]
     private static partial void Replayed(ILogger logger, string replica, int leases, long settledMicros, int events);
+}
+
+/// <summary>
+/// One journal file, mapped shared into memory: an append is a copy into the page cache (which outlives the process),
+/// with no system call; <see cref="Sync"/> writes it to the disk.
+/// </summary>
+internal sealed class Segment : IDisposable
+{
+    public const long Capacity = 2 * 1024 * 1024;
+
+    private readonly MemoryMappedFile _map;
+    private readonly MemoryMappedViewAccessor _view;
+    private long _position;
+
+    public Segment(string path)
+    {
+        Path = path;
+        // Allocated and mapped up front (on the settler's thread, once a round): the disk blocks by writing zeros, the
+        // pages by touching each through the mapping, so an append on the request's path is a plain copy, not a fault.
+        using (var file = new FileStream(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.Read, bufferSize: 0))
+        {
+            var zeros = new byte[256 * 1024];
+            for (long written = 0; written < Capacity; written += zeros.Length)
+            {
+                file.Write(zeros);
+            }
+        }
+
+        _map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, Capacity, MemoryMappedFileAccess.ReadWrite);
+        _view = _map.CreateViewAccessor(0, Capacity, MemoryMappedFileAccess.ReadWrite);
+        for (long page = 0; page < Capacity; page += 4096)
+        {
+            _view.Write(page, (byte)0);
+        }
+    }
+
+    public string Path { get; }
+
+    public long Lines { get; private set; }
+
+    public bool Synced { get; private set; }
+
+    public bool TryWrite(ReadOnlySpan<byte> line)
+    {
+        if (_position + line.Length > Capacity)
+        {
+            return false;
+        }
+
+        _view.SafeMemoryMappedViewHandle.WriteSpan((ulong)(_view.PointerOffset + _position), line);
+        _position += line.Length;
+        Lines++;
+        return true;
+    }
+
+    public void Sync()
+    {
+        if (!Synced)
+        {
+            _view.Flush();
+            using (var file = new FileStream(Path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite))
+            {
+                file.Flush(flushToDisk: true);
+            }
+
+            Synced = true;
+        }
+    }
+
+    public void Dispose()
+    {
+        _view.Dispose();
+        _map.Dispose();
+    }
 }
 
 [JsonSerializable(typeof(UsageEvent))]
