@@ -25,6 +25,7 @@ internal static class BillingModule
     public static IServiceCollection AddBilling(this IServiceCollection services)
     {
         services.AddBillingCore();
+        services.AddSingleton<SpendJournal>();
         services.AddSingleton<SpendGuard>();
         services.AddHostedService<SpendSettler>();
         services.AddHostedService<LowBalanceAlertJob>();

@@ -20,9 +20,17 @@ public sealed record BillingOptions
     [Range(1, long.MaxValue, ErrorMessage = "must be positive")]
     public long LeaseSliceMicros { get; init; } = 1_000_000;
 
-    /// <summary>How long a lease survives without renewal; after it, the sweeper returns what its replica did not settle.</summary>
+    /// <summary>How long a lease survives without renewal; after it the lease is expired (its replica is presumed dead).</summary>
     [Range(typeof(TimeSpan), "00:00:01", "01:00:00", ErrorMessage = "must be between {1} and {2}")]
     public TimeSpan LeaseTtl { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// How long an expired lease stays held for its replica to come back and replay its spend journal (docs/billing.md,
+    /// "Crashes"); after it, the sweeper returns what the lease did not settle to the wallet. Zero returns it at expiry
+    /// (a killed replica's unsettled spend then becomes spendable again).
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00", "7.00:00:00", ErrorMessage = "must be between {1} and {2}")]
+    public TimeSpan UnreplayedLeaseDeadline { get; init; } = TimeSpan.FromMinutes(15);
 
     /// <summary>How often settled spend is written to the ledger and leases renewed.</summary>
     [Range(typeof(TimeSpan), "00:00:00.050", "00:01:00", ErrorMessage = "must be between {1} and {2}")]

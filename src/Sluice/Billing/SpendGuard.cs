@@ -12,11 +12,18 @@ namespace Sluice.Billing;
 /// balance, whatever the number of replicas), reserves each request's worst case from its slice in memory, settles the
 /// actual cost when the request ends, and writes settled spend to the ledger every <see cref="BillingOptions.SettleInterval"/>.
 /// </summary>
-public sealed class SpendGuard(IServiceScopeFactory scopes, IOptions<BillingOptions> options, TimeProvider time)
+public sealed partial class SpendGuard(
+    IServiceScopeFactory scopes, IOptions<BillingOptions> options, TimeProvider time, SpendJournal journal, ILogger<SpendGuard> logger)
 {
+    /// <summary>What <see cref="TryHoldOneAsync"/> answers for a purse evicted meanwhile: take a fresh one.</summary>
+    private const long RetiredPurse = -1;
+
     private readonly ConcurrentDictionary<(Guid Org, Guid? Key, string? Period), Purse> _purses = new();
 
-    public string Replica { get; } = $"{Environment.MachineName}/{Environment.ProcessId}/{Guid.NewGuid():N}" is var r && r.Length > 64 ? r[..64] : r;
+    public string Replica => journal.Replica;
+
+    /// <summary>Purses in memory (each organization's wallet and each key's budget per period in use).</summary>
+    internal int PurseCount => _purses.Count;
 
     /// <summary>A request's reservation: on the organization's wallet and on each of the key's spend limits.</summary>
     public sealed class Hold
@@ -65,9 +72,17 @@ public sealed class SpendGuard(IServiceScopeFactory scopes, IOptions<BillingOpti
         var taken = new List<(Purse Purse, long Generation)>();
         foreach (var (keyId, period, limit, name) in budgets)
         {
-            var purse = _purses.GetOrAdd((orgId, keyId, period), b => new Purse(b.Org, b.Key, b.Period));
-            purse.Limit = limit;
-            if (await TryHoldOneAsync(purse, amount, ct) is not { } generation)
+            Purse purse;
+            long? taken1;
+            do
+            {
+                purse = _purses.GetOrAdd((orgId, keyId, period), b => new Purse(b.Org, b.Key, b.Period));
+                purse.Limit = limit;
+                taken1 = await TryHoldOneAsync(purse, amount, ct);
+            }
+            while (taken1 == RetiredPurse); // evicted between the lookup and the hold: the next lookup makes a new one
+
+            if (taken1 is not { } generation)
             {
                 foreach (var (held, heldGeneration) in taken)
                 {
@@ -94,6 +109,11 @@ public sealed class SpendGuard(IServiceScopeFactory scopes, IOptions<BillingOpti
         await purse.Gate.WaitAsync(ct);
         try
         {
+            if (purse.Retired)
+            {
+                return RetiredPurse;
+            }
+
             if (purse.NeedsRenewal(time.GetUtcNow()))
             {
                 await SettlePurseAsync(purse, returnUnused: false, ct); // renews the lease, or forgets it if it was swept
@@ -118,71 +138,140 @@ public sealed class SpendGuard(IServiceScopeFactory scopes, IOptions<BillingOpti
         }
     }
 
-    /// <summary>Turns a hold into its actual cost (never more than the hold) and frees the rest.</summary>
+    /// <summary>
+    /// Turns a hold into its actual cost (never more than the hold) and frees the rest. The charge is journaled (one
+    /// write to the local spend journal, no fsync, no database) before it can reach the ledger, so a replica killed
+    /// before its next settle round loses none of it (<see cref="SpendJournal"/>).
+    /// </summary>
     public void Settle(Hold hold, long costMicros)
     {
+        var cost = Math.Clamp(costMicros, 0, hold.AmountMicros);
+        Span<(Guid Lease, long Charged)> charges = stackalloc (Guid, long)[hold.Parts.Count];
+        var count = 0;
         foreach (var (purse, generation) in hold.Parts)
         {
-            purse.Settle(hold.AmountMicros, Math.Clamp(costMicros, 0, hold.AmountMicros), generation);
+            if (purse.Settle(hold.AmountMicros, cost, generation) is { } charged && cost > 0)
+            {
+                charges[count++] = charged;
+            }
         }
+
+        journal.AppendCharge(charges[..count]);
     }
 
-    /// <summary>Writes settled spend to the ledger and renews leases; with <paramref name="returnUnused"/>, gives back idle slices.</summary>
+    /// <summary>
+    /// Writes settled spend to the ledger and renews leases; with <paramref name="returnUnused"/>, gives back idle slices.
+    /// Purses left without a lease and without money (closed, swept, or of a past day or month) are evicted.
+    /// </summary>
     public async Task SettleAsync(bool returnUnused, CancellationToken ct)
     {
-        foreach (var purse in _purses.Values)
+        var journaled = journal.Sequence; // every charge journaled so far is in some purse's unsettled spend now
+        foreach (var (budget, purse) in _purses)
         {
             await purse.Gate.WaitAsync(ct);
             try
             {
                 await SettlePurseAsync(purse, returnUnused, ct);
+                if (purse.TryRetire())
+                {
+                    _purses.TryRemove(KeyValuePair.Create(budget, purse));
+                }
             }
             finally
             {
                 purse.Gate.Release();
             }
         }
+
+        journal.SettledThrough(journaled);
     }
 
-    /// <summary>Returns what expired leases (their replica died) did not settle. Safe on several replicas at once.</summary>
+    /// <summary>
+    /// Closes leases whose replica stopped renewing them and did not come back to replay its spend journal within
+    /// <see cref="BillingOptions.UnreplayedLeaseDeadline"/> after they expired: what they did not settle returns to the
+    /// wallet. Before the deadline an expired lease stays held, since its replica may have served part of it. Safe on
+    /// several replicas at once.
+    /// </summary>
     public async Task<int> SweepAsync(CancellationToken ct)
     {
-        await using var scope = scopes.CreateAsyncScope();
-        var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
-        var now = time.GetUtcNow();
-        var expired = await db.WalletLeases.AsNoTracking().Where(l => !l.Released && l.ExpiresAt < now).ToListAsync(ct);
-        var swept = 0;
-        foreach (var lease in expired)
+        List<(Guid Id, string Replica)> expired;
+        var before = time.GetUtcNow() - options.Value.UnreplayedLeaseDeadline;
+        await using (var scope = scopes.CreateAsyncScope())
         {
-            await using var transaction = await db.Database.BeginTransactionAsync(ct);
-            var claimed = await db.WalletLeases.Where(l => l.Id == lease.Id && !l.Released && l.ExpiresAt < now)
-                .ExecuteUpdateAsync(set => set.SetProperty(l => l.Released, true), ct);
-            if (claimed == 0)
-            {
-                continue; // another replica swept it, or its owner renewed it
-            }
+            var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
+            expired = (await db.WalletLeases.AsNoTracking().Where(l => !l.Released && l.ExpiresAt < before).Select(l => new { l.Id, l.Replica }).ToListAsync(ct))
+                .Select(l => (l.Id, l.Replica)).ToList();
+        }
 
-            var current = await db.WalletLeases.AsNoTracking().SingleAsync(l => l.Id == lease.Id, ct);
-            var remaining = current.AmountMicros - current.SettledMicros - current.ReturnedMicros;
-            if (remaining > 0 && current.KeyId is { } keyId)
+        var swept = 0;
+        foreach (var (id, replica) in expired)
+        {
+            if (await CloseDeadLeaseAsync(id, 0, before, ct) is not null)
             {
-                await db.Set<KeyBudget>().Where(b => b.KeyId == keyId && b.Period == current.Period)
-                    .ExecuteUpdateAsync(set => set.SetProperty(b => b.LeasedMicros, b => b.LeasedMicros - remaining), ct);
-                await db.WalletLeases.Where(l => l.Id == lease.Id).ExecuteUpdateAsync(set => set.SetProperty(l => l.ReturnedMicros, l => l.ReturnedMicros + remaining), ct);
+                LeaseReleasedUnreplayed(logger, id, replica);
+                swept++;
             }
-            else if (remaining > 0)
-            {
-                await scope.ServiceProvider.GetRequiredService<Ledger>().PostAsync(new LedgerPosting(
-                    $"lease-sweep:{lease.Id}", "lease_return", lease.OrganizationId, $"lease {lease.Id} expired",
-                    [new LedgerLine(lease.OrganizationId, AccountTypes.CustomerHolds, -remaining), new LedgerLine(lease.OrganizationId, AccountTypes.CustomerWallet, remaining)]), ct);
-                await db.WalletLeases.Where(l => l.Id == lease.Id).ExecuteUpdateAsync(set => set.SetProperty(l => l.ReturnedMicros, l => l.ReturnedMicros + remaining), ct);
-            }
-
-            await transaction.CommitAsync(ct);
-            swept++;
         }
 
         return swept;
+    }
+
+    /// <summary>
+    /// Closes a lease whose replica is gone: settles what its journal says was charged beyond what the lease recorded as
+    /// settled (<paramref name="charged"/> is the journal's running total; 0 when there is no journal) and returns the rest.
+    /// Exactly once, whoever races (a conditional claim of the row). Returns what it settled, or null if the lease was
+    /// already closed, renewed, or (with <paramref name="expiredBefore"/>) not expired long enough.
+    /// </summary>
+    internal async Task<long?> CloseDeadLeaseAsync(Guid leaseId, long charged, DateTimeOffset? expiredBefore, CancellationToken ct)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
+        await using var transaction = await db.Database.BeginTransactionAsync(ct);
+        var claim = db.WalletLeases.Where(l => l.Id == leaseId && !l.Released);
+        if (expiredBefore is { } before)
+        {
+            claim = claim.Where(l => l.ExpiresAt < before);
+        }
+
+        if (await claim.ExecuteUpdateAsync(set => set.SetProperty(l => l.Released, true), ct) == 0)
+        {
+            return null; // another replica closed it, or its owner renewed it
+        }
+
+        var lease = await db.WalletLeases.AsNoTracking().SingleAsync(l => l.Id == leaseId, ct);
+        var open = lease.AmountMicros - lease.SettledMicros - lease.ReturnedMicros;
+        var spent = Math.Clamp(charged - lease.SettledMicros, 0, Math.Max(open, 0));
+        var remaining = open - spent;
+        await db.WalletLeases.Where(l => l.Id == leaseId).ExecuteUpdateAsync(set => set
+            .SetProperty(l => l.SettledMicros, l => l.SettledMicros + spent)
+            .SetProperty(l => l.ReturnedMicros, l => l.ReturnedMicros + remaining), ct);
+        if (lease.KeyId is { } keyId)
+        {
+            if (spent + remaining != 0)
+            {
+                await db.Set<KeyBudget>().Where(b => b.KeyId == keyId && b.Period == lease.Period)
+                    .ExecuteUpdateAsync(set => set.SetProperty(b => b.SpentMicros, b => b.SpentMicros + spent).SetProperty(b => b.LeasedMicros, b => b.LeasedMicros - spent - remaining), ct);
+            }
+        }
+        else
+        {
+            var ledger = scope.ServiceProvider.GetRequiredService<Ledger>();
+            if (spent > 0)
+            {
+                await ledger.PostAsync(new LedgerPosting($"lease-replay:{leaseId}", "usage", lease.OrganizationId, $"lease {leaseId} replayed",
+                    [new LedgerLine(lease.OrganizationId, AccountTypes.CustomerHolds, -spent), new LedgerLine(null, AccountTypes.Revenue, spent)]), ct);
+            }
+
+            if (remaining > 0)
+            {
+                await ledger.PostAsync(new LedgerPosting(
+                    $"lease-sweep:{leaseId}", "lease_return", lease.OrganizationId, $"lease {leaseId} closed",
+                    [new LedgerLine(lease.OrganizationId, AccountTypes.CustomerHolds, -remaining), new LedgerLine(lease.OrganizationId, AccountTypes.CustomerWallet, remaining)]), ct);
+            }
+        }
+
+        await transaction.CommitAsync(ct);
+        return spent;
     }
 
     private DateTimeOffset RenewBy(DateTimeOffset now) => now + (options.Value.LeaseTtl * 2 / 3);
@@ -334,7 +423,11 @@ public sealed class SpendGuard(IServiceScopeFactory scopes, IOptions<BillingOpti
         private long _unsettled;
         private long _sequence;
         private long _generation;
+        private long _charged;
         private DateTimeOffset _renewBy;
+
+        /// <summary>Evicted from the guard's map: no hold or lease may be taken from it any more (set under its gate).</summary>
+        public bool Retired { get; private set; }
 
         public Guid OrganizationId { get; } = organizationId;
 
@@ -379,20 +472,38 @@ public sealed class SpendGuard(IServiceScopeFactory scopes, IOptions<BillingOpti
             }
         }
 
-        public void Settle(long held, long cost, long generation)
+        /// <summary>Settles a hold; returns its lease and the running total charged on that lease (for the journal), or null.</summary>
+        public (Guid Lease, long Charged)? Settle(long held, long cost, long generation)
         {
             lock (_lock)
             {
-                if (generation != _generation)
+                if (generation != _generation || LeaseId is not { } lease)
                 {
                     // Taken from a lease that was swept (its money already returned): the cost goes unbilled, and
                     // nothing flows into the current lease that it never had.
-                    return;
+                    return null;
                 }
 
                 _reserved -= held;
                 _available += held - cost;
                 _unsettled += cost;
+                _charged += cost;
+                return (lease, _charged);
+            }
+        }
+
+        /// <summary>Under the gate: retires the purse if it holds nothing and has no lease, so it can be evicted.</summary>
+        public bool TryRetire()
+        {
+            lock (_lock)
+            {
+                if (LeaseId is not null || _available != 0 || _reserved != 0 || _unsettled != 0)
+                {
+                    return false;
+                }
+
+                Retired = true;
+                return true;
             }
         }
 
@@ -423,6 +534,7 @@ public sealed class SpendGuard(IServiceScopeFactory scopes, IOptions<BillingOpti
                 _available = 0;
                 _reserved = 0;
                 _unsettled = 0;
+                _charged = 0;
             }
         }
 
@@ -481,6 +593,7 @@ public sealed class SpendGuard(IServiceScopeFactory scopes, IOptions<BillingOpti
                 _available = 0;
                 _reserved = 0;
                 _unsettled = 0;
+                _charged = 0;
             }
         }
     }
@@ -497,6 +610,7 @@ public sealed class SpendGuard(IServiceScopeFactory scopes, IOptions<BillingOpti
 /// </summary>
 internal sealed partial class SpendSettler(
     SpendGuard guard,
+    SpendJournal journal,
     IOptions<BillingOptions> options,
     DatabaseAvailability availability,
     TimeProvider time,
@@ -507,11 +621,40 @@ internal sealed partial class SpendSettler(
     protected override async Task RunAsync(CancellationToken stoppingToken)
     {
         var round = 0;
+        var replayed = false;
+        try
+        {
+            // A dead predecessor's journal in this data directory: its spend is settled and its leases closed first.
+            await journal.ReplayPredecessorsAsync(guard, stoppingToken);
+            replayed = true;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            availability.Observe(ex);
+            ReplayFailed(logger, ex.GetType().Name); // retried every round until it succeeds
+        }
+
         await PeriodicWork.RunAsync(options.Value.SettleInterval, time, logger, "Settling spend", async ct =>
         {
+            round++;
             try
             {
-                await guard.SettleAsync(returnUnused: ++round % 30 == 0, ct);
+                if (!replayed || round % 5 == 0)
+                {
+                    // Again every few rounds: a replica sharing this data directory may have died meanwhile.
+                    await journal.ReplayPredecessorsAsync(guard, ct);
+                    replayed = true;
+                }
+
+                try
+                {
+                    await guard.SettleAsync(returnUnused: round % 30 == 0, ct);
+                }
+                finally
+                {
+                    journal.Roll(); // a new segment; the last one fsynced; segments the database caught up with deleted
+                }
+
                 if (round % 5 == 0 && availability.StableFor(options.Value.LeaseTtl))
                 {
                     await guard.SweepAsync(ct);
@@ -534,8 +677,13 @@ internal sealed partial class SpendSettler(
         catch (Exception ex)
         {
             // The database is unavailable: the unsettled spend cannot be written now. Throwing here would abort the
-            // process; the leases stay open and are swept once their TTL passes (docs/billing.md).
+            // process; the spend stays in this replica's journal, which its successor on this data directory replays
+            // (docs/billing.md).
             ShutdownSettleFailed(logger, ex.GetType().Name);
+        }
+        finally
+        {
+            journal.Roll();
         }
     }
 
@@ -545,6 +693,18 @@ internal sealed partial class SpendSettler(
 
     public Task StoppingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
-    [LoggerMessage(110, LogLevel.Critical, "Settling spend on shutdown failed ({ExceptionType}); spend not yet written is lost with this process")]
+    [LoggerMessage(110, LogLevel.Critical, "Settling spend on shutdown failed ({ExceptionType}); spend not yet written stays in the spend journal for the next start on this data directory")]
     private static partial void ShutdownSettleFailed(ILogger logger, string exceptionType);
+}
+
+public sealed partial class SpendGuard
+{
+    [LoggerMessage(1104, LogLevel.Warning, "Lease {LeaseId} of replica {Replica} was not replayed by its replica within Billing:UnreplayedLeaseDeadline; what it did not settle returned to the wallet (any spend it had not settled goes unbilled)")]
+    private static partial void LeaseReleasedUnreplayed(ILogger logger, Guid leaseId, string replica);
+}
+
+internal sealed partial class SpendSettler
+{
+    [LoggerMessage(1105, LogLevel.Warning, "Replaying dead replicas' spend journals failed ({ExceptionType}); will retry")]
+    private static partial void ReplayFailed(ILogger logger, string exceptionType);
 }

@@ -13,7 +13,7 @@ namespace Sluice.Gateway;
 /// and counted (exposed at <c>/api/v1/admin/usage-pipeline</c> and <c>/readyz</c>, and logged once per episode)
 /// rather than slowing requests or growing memory without bound.
 /// </summary>
-public sealed class UsageMeter(IOptions<GatewayOptions> options, ILogger<UsageMeter> logger)
+public sealed class UsageMeter(IOptions<GatewayOptions> options, ILogger<UsageMeter> logger, Billing.SpendJournal? journal = null)
 {
     private readonly Channel<UsageEvent> _queue = Channel.CreateBounded<UsageEvent>(new BoundedChannelOptions(options.Value.UsageQueueCapacity)
     {
@@ -47,7 +47,7 @@ public sealed class UsageMeter(IOptions<GatewayOptions> options, ILogger<UsageMe
 
     public void Record(UsageEvent usage)
     {
-        if (!_queue.Writer.TryWrite(usage))
+        if (!(journal?.TryEnqueue(usage, _queue.Writer) ?? _queue.Writer.TryWrite(usage))) // journaled for crash replay
         {
             var dropped = Interlocked.Increment(ref _dropped);
             if (Interlocked.Exchange(ref _dropping, 1) == 0)
@@ -62,6 +62,7 @@ public sealed class UsageMeter(IOptions<GatewayOptions> options, ILogger<UsageMe
     internal void CountWritten(int count)
     {
         Interlocked.Add(ref _written, count);
+        journal?.EventsWritten(count);
         Interlocked.Exchange(ref _failingSinceTicks, 0);
         if (_queue.Reader.CanCount && _queue.Reader.Count < Capacity / 2)
         {
@@ -69,7 +70,11 @@ public sealed class UsageMeter(IOptions<GatewayOptions> options, ILogger<UsageMe
         }
     }
 
-    internal void CountRejected(int count) => Interlocked.Add(ref _rejected, count);
+    internal void CountRejected(int count)
+    {
+        Interlocked.Add(ref _rejected, count);
+        journal?.EventsWritten(count); // settled either way: replaying a refused event would be refused again
+    }
 
     internal void Failing(DateTimeOffset since) => Interlocked.CompareExchange(ref _failingSinceTicks, since.UtcTicks, 0);
 }

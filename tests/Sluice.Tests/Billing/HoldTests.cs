@@ -139,40 +139,63 @@ public sealed class HoldTests
         Assert.Equal(10_000_000 - 300, await db.LedgerAccounts.Where(a => a.OrganizationId == orgId && a.Type == AccountTypes.CustomerWallet).Select(a => a.BalanceMicros).SingleAsync());
     }
 
-    [Fact]
-    public async Task A_lease_whose_replica_died_is_returned_after_its_ttl_and_nothing_is_charged_twice()
+    [Theory]
+    [InlineData(DatabaseProvider.Sqlite)]
+    [InlineData(DatabaseProvider.Postgres)]
+    public async Task A_lease_whose_replica_never_comes_back_stays_held_until_the_deadline_then_is_returned_once(DatabaseProvider provider)
     {
-        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        await using var database = await TestDatabase.CreateAsync(provider);
         var clock = new ManualTimeProvider(DateTimeOffset.UtcNow);
-        await using var sluice = new SluiceFactory(database, new Dictionary<string, string?> { ["Billing:LeaseTtl"] = "00:00:05", ["Identity:SessionLifetime"] = "1.00:00:00" }, clock);
+        await using var sluice = new SluiceFactory(database, new Dictionary<string, string?>
+        {
+            ["Billing:LeaseTtl"] = "00:00:05", ["Billing:UnreplayedLeaseDeadline"] = "00:10:00",
+            ["Billing:SettleInterval"] = "00:01:00", // the test sweeps by hand
+            ["Identity:SessionLifetime"] = "1.00:00:00",
+        }, clock);
         using var op = await OperatorAsync(sluice);
         var (_, orgId, _) = await TenantAsync(sluice);
         await op.PostAsJsonAsync($"/api/v1/admin/orgs/{orgId}/wallet/credits", new { amountMicros = 1_000, reason = "fund" });
 
-        // A "dead replica": it leased 600 and settled 100 before it vanished.
+        // A replica on a lost machine (no journal anyone can replay): it leased 600 and settled 100 before it vanished;
+        // how much of the other 500 it served is unknown.
         await using (var scope = sluice.Services.CreateAsyncScope())
         {
             var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
             var ledger = scope.ServiceProvider.GetRequiredService<Ledger>();
-            var lease = new WalletLease { Id = Guid.NewGuid(), OrganizationId = orgId, Replica = "dead", AmountMicros = 600, SettledMicros = 100, ExpiresAt = clock.GetUtcNow().AddSeconds(5), CreatedAt = clock.GetUtcNow() };
+            var lease = new WalletLease { Id = Guid.NewGuid(), OrganizationId = orgId, Replica = "lost", AmountMicros = 600, SettledMicros = 100, ExpiresAt = clock.GetUtcNow().AddSeconds(5), CreatedAt = clock.GetUtcNow() };
             db.WalletLeases.Add(lease);
             await db.SaveChangesAsync();
-            await ledger.PostAsync(new LedgerPosting("dead-lease", "lease", orgId, null, [new LedgerLine(orgId, AccountTypes.CustomerWallet, -600), new LedgerLine(orgId, AccountTypes.CustomerHolds, 600)]), default);
-            await ledger.PostAsync(new LedgerPosting("dead-settle", "usage", orgId, null, [new LedgerLine(orgId, AccountTypes.CustomerHolds, -100), new LedgerLine(null, AccountTypes.Revenue, 100)]), default);
+            await ledger.PostAsync(new LedgerPosting("lost-lease", "lease", orgId, null, [new LedgerLine(orgId, AccountTypes.CustomerWallet, -600), new LedgerLine(orgId, AccountTypes.CustomerHolds, 600)]), default);
+            await ledger.PostAsync(new LedgerPosting("lost-settle", "usage", orgId, null, [new LedgerLine(orgId, AccountTypes.CustomerHolds, -100), new LedgerLine(null, AccountTypes.Revenue, 100)]), default);
         }
 
         var guard = sluice.Services.GetRequiredService<SpendGuard>();
-        Assert.Equal(0, await guard.SweepAsync(default)); // not expired yet
-        clock.Advance(TimeSpan.FromSeconds(6));
+        async Task<Dictionary<string, long>> BalancesAsync()
+        {
+            await using var check = database.CreateContext();
+            return await check.LedgerAccounts.Where(a => a.OrganizationId == orgId).ToDictionaryAsync(a => a.Type, a => a.BalanceMicros);
+        }
+
+        clock.Advance(TimeSpan.FromSeconds(6)); // expired: its replica is presumed dead
+        Assert.Equal(0, await guard.SweepAsync(default));
+        clock.Advance(TimeSpan.FromMinutes(9));
+        Assert.Equal(0, await guard.SweepAsync(default));
+        var held = await BalancesAsync();
+        Assert.Equal((400L, 500L), (held[AccountTypes.CustomerWallet], held[AccountTypes.CustomerHolds])); // not spendable yet
+
+        clock.Advance(TimeSpan.FromMinutes(1)); // past expiry + Billing:UnreplayedLeaseDeadline
         var swept = await Task.WhenAll(guard.SweepAsync(default), guard.SweepAsync(default)); // two replicas sweeping at once
 
         Assert.Equal(1, swept.Sum());
-        await using var check = database.CreateContext();
-        var balances = await check.LedgerAccounts.Where(a => a.OrganizationId == orgId).ToDictionaryAsync(a => a.Type, a => a.BalanceMicros);
-        Assert.Equal(900, balances[AccountTypes.CustomerWallet]); // 1000 funded - 100 settled; the unsettled 500 came back
+        var balances = await BalancesAsync();
+        Assert.Equal(900, balances[AccountTypes.CustomerWallet]); // 1000 funded - 100 settled; the unsettled 500 came back once
         Assert.Equal(0, balances[AccountTypes.CustomerHolds]);
-        Assert.True((await check.WalletLeases.SingleAsync()).Released);
+        await using var db2 = database.CreateContext();
+        var closed = await db2.WalletLeases.SingleAsync();
+        Assert.True(closed.Released);
+        Assert.Equal((100L, 500L), (closed.SettledMicros, closed.ReturnedMicros));
         Assert.Equal(0, await guard.SweepAsync(default));
+        Assert.Contains("was not replayed by its replica", sluice.Logs.All, StringComparison.Ordinal);
     }
 
     [Fact]
