@@ -70,32 +70,46 @@ public sealed partial class SpendGuard(
         }
 
         var taken = new List<(Purse Purse, long Generation)>();
-        foreach (var (keyId, period, limit, name) in budgets)
+        try
         {
-            Purse purse;
-            long? taken1;
-            do
+            foreach (var (keyId, period, limit, name) in budgets)
             {
-                purse = _purses.GetOrAdd((orgId, keyId, period), b => new Purse(b.Org, b.Key, b.Period));
-                purse.Limit = limit;
-                taken1 = await TryHoldOneAsync(purse, amount, ct);
-            }
-            while (taken1 == RetiredPurse); // evicted between the lookup and the hold: the next lookup makes a new one
-
-            if (taken1 is not { } generation)
-            {
-                foreach (var (held, heldGeneration) in taken)
+                Purse purse;
+                long? held;
+                do
                 {
-                    held.Settle(amount, 0, heldGeneration);
+                    purse = _purses.GetOrAdd((orgId, keyId, period), b => new Purse(b.Org, b.Key, b.Period));
+                    purse.Limit = limit;
+                    held = await TryHoldOneAsync(purse, amount, ct);
+                }
+                while (held == RetiredPurse); // evicted between the lookup and the hold: the next lookup makes a new one
+
+                if (held is not { } generation)
+                {
+                    Release(taken, amount);
+                    return (null, name);
                 }
 
-                return (null, name);
+                taken.Add((purse, generation));
             }
-
-            taken.Add((purse, generation));
+        }
+        catch (Exception)
+        {
+            // A lease that could not be taken or renewed (the database is unavailable, the request was cancelled):
+            // what this request already reserved on the other budgets goes back to them.
+            Release(taken, amount);
+            throw;
         }
 
         return (new Hold(amount, taken), null);
+    }
+
+    private static void Release(List<(Purse Purse, long Generation)> taken, long amount)
+    {
+        foreach (var (purse, generation) in taken)
+        {
+            purse.Settle(amount, 0, generation);
+        }
     }
 
     /// <summary>The lease generation the hold was taken from, or null when the budget cannot cover it.</summary>
