@@ -103,6 +103,9 @@ public sealed class UsageEvent
 
     public long CachedTokens { get; init; }
 
+    /// <summary>True when the provider reported no usage and the token counts are Sluice's own (its tokenizer).</summary>
+    public bool TokensCountedLocally { get; init; }
+
     public long RequestBytes { get; init; }
 
     public long ResponseBytes { get; init; }
