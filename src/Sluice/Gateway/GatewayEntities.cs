@@ -169,6 +169,7 @@ internal sealed class GatewayConfiguration :
         builder.Property(e => e.Model).HasMaxLength(200);
         builder.Property(e => e.ErrorType).HasMaxLength(64);
         builder.Property(e => e.CostMicros).HasDefaultValue(0L); // added to existing rows by a migration
+        builder.Property(e => e.TokensCountedLocally).HasDefaultValue(false); // likewise
         builder.HasIndex(e => new { e.OrganizationId, e.StartedAt });
         builder.HasIndex(e => e.StartedAt);
     }

@@ -29,6 +29,10 @@ public sealed class AnswerRelay(TimeProvider time)
         {
             throw new UpstreamAnswerException("upstream_incomplete");
         }
+        catch (OperationCanceledException) when (!sink.ClientGone.IsCancellationRequested)
+        {
+            throw new UpstreamAnswerException("upstream_timeout", 504); // the total timeout ran out mid-body
+        }
         finally
         {
             trace.UpstreamTicks += Stopwatch.GetTimestamp() - started;
@@ -183,7 +187,9 @@ public sealed class AnswerRelay(TimeProvider time)
 }
 
 /// <summary>The upstream's answer could not be used (cut off, or not valid JSON) and nothing of it reached the receiver.</summary>
-public sealed class UpstreamAnswerException(string code) : Exception("The provider's answer could not be used: " + code)
+public sealed class UpstreamAnswerException(string code, int status = 502) : Exception("The provider's answer could not be used: " + code)
 {
     public string Code { get; } = code;
+
+    public int Status { get; } = status;
 }

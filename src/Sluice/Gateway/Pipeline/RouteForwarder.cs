@@ -85,7 +85,7 @@ public sealed class RouteForwarder(
                     // Nothing reached the receiver: like a provider error, the route failed and the next one is tried.
                     trace.Usage = default;
                     selector.Completed(route, success: false);
-                    lastFailure = new UpstreamFailure(502, failure.Code, null);
+                    lastFailure = new UpstreamFailure(failure.Status, failure.Code, null);
                     GatewayLog.RouteFailed(logger, route.Id, route.Provider.Name, failure.Code);
                     continue;
                 }
