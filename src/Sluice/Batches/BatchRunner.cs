@@ -24,7 +24,7 @@ namespace Sluice.Batches;
 /// </summary>
 public sealed partial class BatchRunner(
     IServiceScopeFactory scopes,
-    GatewayHandler gateway,
+    Gateway.Pipeline.BatchLineAdapter gateway,
     Catalog catalog,
     FileStore store,
     TimeProvider time,
@@ -36,7 +36,7 @@ public sealed partial class BatchRunner(
     private const int MaxReportedErrors = 1000;
     private readonly string _owner = $"{Guid.NewGuid():N}:{Environment.ProcessId}";
     private readonly SemaphoreSlim _lines = new(options.Value.MaxConcurrency, options.Value.MaxConcurrency);
-    private readonly ConcurrentDictionary<Guid, SemaphoreSlim> _organizationLines = new();
+    private readonly OrganizationGates _organizationLines = new(options.Value.MaxConcurrencyPerOrganization);
     private readonly ConcurrentDictionary<Guid, Task> _running = new();
     private readonly Channel<bool> _nudges = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
 
@@ -213,7 +213,7 @@ public sealed partial class BatchRunner(
 
         var key = ApiKeyVerifier.Describe(apiKey!, apiKey!.ExpiresAt);
         var progress = Task.Run(() => ProgressLoopAsync(batch, run, dispatch.Token), CancellationToken.None);
-        var organizationLines = _organizationLines.GetOrAdd(batch.OrganizationId, _ => new SemaphoreSlim(options.Value.MaxConcurrencyPerOrganization, options.Value.MaxConcurrencyPerOrganization));
+        var organizationLines = _organizationLines.Enter(batch.OrganizationId);
         var inFlight = new List<Task>();
         try
         {
@@ -261,6 +261,7 @@ public sealed partial class BatchRunner(
         finally
         {
             await Task.WhenAll(inFlight);
+            _organizationLines.Leave(batch.OrganizationId); // every line of this run has released its slot
             await dispatch.CancelAsync();
             await progress;
             await PublishAsync(batch, run, CancellationToken.None);
@@ -280,7 +281,7 @@ public sealed partial class BatchRunner(
             BatchLine result;
             for (var attempt = 1; ; attempt++)
             {
-                result = await gateway.ExecuteBatchLineAsync(endpoint, body, key, batch.Id, requestId, abort);
+                result = await gateway.ExecuteAsync(endpoint, body, key, batch.Id, requestId, abort);
                 if (abort.IsCancellationRequested)
                 {
                     result.Settle(charge: false); // not recorded, so not charged: it runs again when the batch resumes
@@ -892,4 +893,60 @@ public sealed partial class BatchRunner(
 
     [LoggerMessage(74, LogLevel.Information, "Batch {BatchId} {Outcome}: {Completed} completed, {Failed} failed")]
     private static partial void Finished(ILogger logger, Guid batchId, string outcome, int completed, int failed);
+}
+
+/// <summary>
+/// The per-organization line semaphores of one replica, shared by the organization's batches running here. An entry
+/// lives while a batch of its organization is dispatching (counted by <see cref="Enter"/> and <see cref="Leave"/>) and
+/// is dropped with the last one, so the table holds only organizations with batches running now, and a semaphore in
+/// use is never replaced (two batches of one organization always share one).
+/// </summary>
+internal sealed class OrganizationGates(int perOrganization)
+{
+    private readonly Dictionary<Guid, Entry> _gates = [];
+    private readonly Lock _lock = new();
+
+    public int Count
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _gates.Count;
+            }
+        }
+    }
+
+    public SemaphoreSlim Enter(Guid organizationId)
+    {
+        lock (_lock)
+        {
+            if (!_gates.TryGetValue(organizationId, out var entry))
+            {
+                _gates[organizationId] = entry = new Entry(new SemaphoreSlim(perOrganization, perOrganization));
+            }
+
+            entry.Users++;
+            return entry.Semaphore;
+        }
+    }
+
+    /// <summary>Called once per <see cref="Enter"/>, after every line that used the semaphore has released it.</summary>
+    public void Leave(Guid organizationId)
+    {
+        lock (_lock)
+        {
+            if (_gates.TryGetValue(organizationId, out var entry) && --entry.Users == 0)
+            {
+                _gates.Remove(organizationId);
+            }
+        }
+    }
+
+    private sealed class Entry(SemaphoreSlim semaphore)
+    {
+        public SemaphoreSlim Semaphore { get; } = semaphore;
+
+        public int Users { get; set; }
+    }
 }

@@ -8,9 +8,9 @@ internal static class GatewayEndpoints
     public static IEndpointRouteBuilder MapGateway(this IEndpointRouteBuilder endpoints)
     {
         var v1 = endpoints.MapGroup("/v1").WithTags("inference").RequireApiKey(KeyScopes.Inference);
-        v1.MapPost("/chat/completions", (HttpContext context, GatewayHandler handler) => handler.HandleAsync(context, InferenceEndpoint.ChatCompletions));
-        v1.MapPost("/completions", (HttpContext context, GatewayHandler handler) => handler.HandleAsync(context, InferenceEndpoint.Completions));
-        v1.MapPost("/embeddings", (HttpContext context, GatewayHandler handler) => handler.HandleAsync(context, InferenceEndpoint.Embeddings));
+        v1.MapPost("/chat/completions", (HttpContext context, Pipeline.HttpInferenceAdapter handler) => handler.HandleAsync(context, InferenceEndpoint.ChatCompletions));
+        v1.MapPost("/completions", (HttpContext context, Pipeline.HttpInferenceAdapter handler) => handler.HandleAsync(context, InferenceEndpoint.Completions));
+        v1.MapPost("/embeddings", (HttpContext context, Pipeline.HttpInferenceAdapter handler) => handler.HandleAsync(context, InferenceEndpoint.Embeddings));
         v1.MapGet("/models", ListModels);
         v1.MapGet("/models/{*id}", GetModel);
         return endpoints;

@@ -103,6 +103,9 @@ public sealed class UsageEvent
 
     public long CachedTokens { get; init; }
 
+    /// <summary>True when the provider reported no usage and the token counts are Sluice's own (its tokenizer).</summary>
+    public bool TokensCountedLocally { get; init; }
+
     public long RequestBytes { get; init; }
 
     public long ResponseBytes { get; init; }
@@ -166,6 +169,7 @@ internal sealed class GatewayConfiguration :
         builder.Property(e => e.Model).HasMaxLength(200);
         builder.Property(e => e.ErrorType).HasMaxLength(64);
         builder.Property(e => e.CostMicros).HasDefaultValue(0L); // added to existing rows by a migration
+        builder.Property(e => e.TokensCountedLocally).HasDefaultValue(false); // likewise
         builder.HasIndex(e => new { e.OrganizationId, e.StartedAt });
         builder.HasIndex(e => e.StartedAt);
     }

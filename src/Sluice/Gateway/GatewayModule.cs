@@ -31,10 +31,19 @@ internal static class GatewayModule
         services.AddSingleton<OrganizationPolicies>();
         services.AddSingleton<UsageMeter>();
         services.AddSingleton<ProviderConcurrency>();
-        services.AddSingleton<GatewayHandler>();
-        services.AddSingleton<EchoUpstream>();
-        services.AddSingleton<OpenAiCompatibleUpstream>();
-        services.AddSingleton<AnthropicUpstream>();
+
+        // The pipeline, its stages and its adapters (docs/architecture.md, "The request path").
+        services.AddSingleton<Pipeline.InferencePipeline>();
+        services.AddSingleton<Pipeline.RouteForwarder>();
+        services.AddSingleton<Pipeline.AnswerRelay>();
+        services.AddSingleton<Pipeline.HttpInferenceAdapter>();
+        services.AddSingleton<Pipeline.BatchLineAdapter>();
+
+        // Targets, one per provider kind, chosen by kind.
+        services.AddSingleton<UpstreamRegistry>();
+        services.AddSingleton<IUpstream, EchoUpstream>();
+        services.AddSingleton<IUpstream, OpenAiCompatibleUpstream>();
+        services.AddSingleton<IUpstream, AnthropicUpstream>();
         services.AddHostedService<CatalogRefresher>();
         services.AddHostedService<UsageWriter>();
         services.AddSingleton<UpstreamClient>();

@@ -12,17 +12,32 @@ public enum InferenceEndpoint
 
 /// <summary>
 /// What routing and metering need from a request body, read in one pass with <see cref="Utf8JsonReader"/> (which also
-/// proves the body is well-formed JSON). The body itself is passed on untouched except for the model name and, for
-/// streams, the request for a usage chunk.
+/// proves the body is well-formed JSON in valid UTF-8). The body itself is passed on untouched except for the model
+/// name, the completion limit (<see cref="CompletionLimit"/>) and, for streams, the request for a usage chunk.
 /// </summary>
+/// <param name="Endpoint">Which inference endpoint the body is for.</param>
+/// <param name="Model">The model the client named (a catalog id if it exists).</param>
+/// <param name="Stream">Whether the answer is an event stream.</param>
+/// <param name="ClientWantsUsage">Whether the client asked for a usage chunk at the end of a stream.</param>
+/// <param name="MaxTokens">The largest completion the client allowed: the larger of <c>max_tokens</c> and
+/// <c>max_completion_tokens</c> when it sent both (a provider may honour either).</param>
+/// <param name="Body">The body as received.</param>
+/// <param name="Choices">How many completions the client asked for (<c>n</c>), each up to the limit.</param>
 public sealed record InferenceRequest(
     InferenceEndpoint Endpoint,
     string Model,
     bool Stream,
     bool ClientWantsUsage,
     int? MaxTokens,
-    ReadOnlyMemory<byte> Body)
+    ReadOnlyMemory<byte> Body,
+    int Choices = 1)
 {
+    /// <summary>
+    /// The completion limit per choice that Sluice held for and writes into the upstream request (0: none, embeddings),
+    /// so the provider cannot produce more than the hold covers. Set by the pipeline once the hold is taken.
+    /// </summary>
+    public int CompletionLimit { get; init; }
+
     public static string Name(InferenceEndpoint endpoint) => endpoint switch
     {
         InferenceEndpoint.ChatCompletions => "chat.completions",
@@ -36,6 +51,12 @@ public sealed record InferenceRequest(
         string? model = null;
         bool stream = false, wantsUsage = false, sawContent = false;
         int? maxTokens = null;
+        var choices = 1;
+        if (!System.Text.Unicode.Utf8.IsValid(body.Span))
+        {
+            throw OpenAiException.Invalid("The request body is not valid UTF-8.", code: "invalid_encoding");
+        }
+
         var reader = new Utf8JsonReader(body.Span, new JsonReaderOptions { MaxDepth = 64 });
         try
         {
@@ -73,12 +94,24 @@ public sealed record InferenceRequest(
                 }
                 else if (reader.ValueTextEquals("max_tokens"u8) || reader.ValueTextEquals("max_completion_tokens"u8))
                 {
+                    var field = reader.ValueTextEquals("max_tokens"u8) ? "max_tokens" : "max_completion_tokens";
                     reader.Read();
                     if (reader.TokenType != JsonTokenType.Null)
                     {
-                        maxTokens = reader.TokenType == JsonTokenType.Number && reader.TryGetInt32(out var value) && value > 0
-                            ? value
-                            : throw WrongType("max_tokens", "a positive integer");
+                        var value = reader.TokenType == JsonTokenType.Number && reader.TryGetInt32(out var number) && number > 0
+                            ? number
+                            : throw WrongType(field, "a positive integer");
+                        maxTokens = Math.Max(maxTokens ?? 0, value);
+                    }
+                }
+                else if (reader.ValueTextEquals("n"u8) && endpoint != InferenceEndpoint.Embeddings)
+                {
+                    reader.Read();
+                    if (reader.TokenType != JsonTokenType.Null)
+                    {
+                        choices = reader.TokenType == JsonTokenType.Number && reader.TryGetInt32(out var n) && n is > 0 and <= 128
+                            ? n
+                            : throw WrongType("n", "an integer from 1 to 128");
                     }
                 }
                 else if (reader.ValueTextEquals(ContentField(endpoint)))
@@ -102,6 +135,15 @@ public sealed record InferenceRequest(
         {
             throw OpenAiException.Invalid("The request body is not valid JSON.", code: "invalid_json");
         }
+        catch (InvalidOperationException)
+        {
+            throw OpenAiException.Invalid("The request body has a string that is not valid Unicode (a lone surrogate escape).", code: "invalid_encoding");
+        }
+
+        if (body.Span.IndexOf("\\u"u8) >= 0)
+        {
+            CheckEscapes(body.Span);
+        }
 
         if (string.IsNullOrWhiteSpace(model))
         {
@@ -114,7 +156,49 @@ public sealed record InferenceRequest(
             throw OpenAiException.Invalid($"'{field}' is a required property and must not be empty.", field);
         }
 
-        return new InferenceRequest(endpoint, model, stream, wantsUsage, maxTokens, body);
+        return new InferenceRequest(endpoint, model, stream, wantsUsage, maxTokens, body, choices);
+    }
+
+    /// <summary>
+    /// Escapes decode to valid UTF-16: a lone surrogate (<c>"\ud800"</c>) is valid JSON but not text, and every consumer
+    /// that decodes it (the built-in model, a translation, the provider) would fail on it. Only bodies with escapes pay.
+    /// </summary>
+    private static void CheckEscapes(ReadOnlySpan<byte> body)
+    {
+        var reader = new Utf8JsonReader(body, new JsonReaderOptions { MaxDepth = 64 });
+        char[]? rented = null;
+        try
+        {
+            while (reader.Read())
+            {
+                if (reader.TokenType is JsonTokenType.String or JsonTokenType.PropertyName && reader.ValueIsEscaped)
+                {
+                    var length = reader.HasValueSequence ? (int)reader.ValueSequence.Length : reader.ValueSpan.Length;
+                    if (rented is null || rented.Length < length)
+                    {
+                        if (rented is not null)
+                        {
+                            ArrayPool<char>.Shared.Return(rented);
+                        }
+
+                        rented = ArrayPool<char>.Shared.Rent(Math.Max(length, 256));
+                    }
+
+                    reader.CopyString(rented);
+                }
+            }
+        }
+        catch (InvalidOperationException)
+        {
+            throw OpenAiException.Invalid("The request body has a string that is not valid Unicode (a lone surrogate escape).", code: "invalid_encoding");
+        }
+        finally
+        {
+            if (rented is not null)
+            {
+                ArrayPool<char>.Shared.Return(rented);
+            }
+        }
     }
 
     private static ReadOnlySpan<byte> ContentField(InferenceEndpoint endpoint) => endpoint switch
@@ -198,11 +282,16 @@ public sealed record InferenceRequest(
         OpenAiException.Invalid($"'{field}' must be {expected}.", field, "invalid_type");
 
     /// <summary>
-    /// The body to send upstream: <c>model</c> replaced by the route's upstream name and, for streams,
-    /// <c>stream_options.include_usage</c> set so the upstream reports usage. Everything else is copied byte for byte.
+    /// The body to send upstream: <c>model</c> replaced by the route's upstream name; every completion limit the client
+    /// sent (<c>max_tokens</c>, <c>max_completion_tokens</c>) set to <see cref="CompletionLimit"/>, or, when it sent
+    /// none, the field the endpoint's providers honour added (<c>max_completion_tokens</c> for chat, <c>max_tokens</c>
+    /// for completions); and, for streams, <c>stream_options.include_usage</c> set so the upstream reports usage.
+    /// Everything else is copied byte for byte.
     /// </summary>
     public byte[] RewriteFor(string upstreamModel)
     {
+        var limit = CompletionLimit;
+        var wroteLimit = false;
         var output = new ArrayBufferWriter<byte>(Body.Length + 64);
         using (var writer = new Utf8JsonWriter(output))
         {
@@ -216,6 +305,15 @@ public sealed record InferenceRequest(
                 {
                     reader.Read();
                     writer.WriteString("model"u8, upstreamModel);
+                    continue;
+                }
+
+                if (limit > 0 && (reader.ValueTextEquals("max_tokens"u8) || reader.ValueTextEquals("max_completion_tokens"u8)))
+                {
+                    var name = reader.ValueTextEquals("max_tokens"u8) ? "max_tokens"u8 : "max_completion_tokens"u8;
+                    reader.Read();
+                    writer.WriteNumber(name, limit);
+                    wroteLimit = true;
                     continue;
                 }
 
@@ -246,6 +344,11 @@ public sealed record InferenceRequest(
             if (Stream && !wroteStreamOptions)
             {
                 WriteStreamOptions(writer);
+            }
+
+            if (limit > 0 && !wroteLimit)
+            {
+                writer.WriteNumber(Endpoint == InferenceEndpoint.Completions ? "max_tokens"u8 : "max_completion_tokens"u8, limit);
             }
 
             writer.WriteEndObject();

@@ -27,6 +27,12 @@ public static class OpenAiError
         context.Response.StatusCode = status;
         context.Response.ContentType = "application/json";
         await using var json = new Utf8JsonWriter(context.Response.Body);
+        Write(json, message, type, code, param);
+        await json.FlushAsync();
+    }
+
+    public static void Write(Utf8JsonWriter json, string message, string type, string? code, string? param)
+    {
         json.WriteStartObject();
         json.WriteStartObject("error");
         json.WriteString("message", message);
@@ -35,7 +41,6 @@ public static class OpenAiError
         json.WriteString("code", code);
         json.WriteEndObject();
         json.WriteEndObject();
-        await json.FlushAsync();
     }
 
     public static Task WriteAsync(HttpContext context, OpenAiException error)

@@ -81,6 +81,37 @@ public readonly record struct TokenUsage(long Prompt, long Completion, long Cach
         return false;
     }
 
+    /// <summary>
+    /// Reads a whole (non-streamed) answer: false when it is not exactly one well-formed JSON object (a provider's
+    /// malformed answer, charged nothing); otherwise <paramref name="reported"/> says whether it carried usage.
+    /// </summary>
+    public static bool TryReadAnswer(ReadOnlySpan<byte> json, out TokenUsage usage, out bool reported)
+    {
+        usage = default;
+        reported = false;
+        var reader = new Utf8JsonReader(json);
+        try
+        {
+            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
+            {
+                return false;
+            }
+
+            reader.Skip(); // validates the whole object
+            if (reader.Read())
+            {
+                return false; // anything after the object
+            }
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
+
+        reported = TryRead(json, out usage);
+        return true;
+    }
+
     /// <summary>True for a chunk that only carries usage (<c>"choices":[]</c>), which clients that did not ask for it never see.</summary>
     public static bool IsUsageOnlyChunk(ReadOnlySpan<byte> json) => json.IndexOf("\"choices\":[]"u8) >= 0;
 }

@@ -77,6 +77,7 @@ internal static class SluiceApp
     public static WebApplication Build(WebApplicationBuilder builder)
     {
         var app = builder.Build();
+        app.UseRequestIds(); // first, so every answer (a 5xx from the exception handler too) carries x-request-id
         app.UseExceptionHandler(new ExceptionHandlerOptions
         {
             // ApiProblemHandler logs what needs logging (the exception type, never its message, which may quote input).

@@ -15,6 +15,8 @@ namespace Sluice.Tests.TestSupport;
 /// </summary>
 public sealed class FakeUpstream : IAsyncDisposable
 {
+    private static readonly JsonSerializerOptions SkipNulls = new() { DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull };
+
     private readonly WebApplication _app;
 
     private FakeUpstream(WebApplication app) => _app = app;
@@ -37,6 +39,15 @@ public sealed class FakeUpstream : IAsyncDisposable
     public int Chunks { get; set; } = 5;
 
     public string Reply { get; set; } = "Hello from upstream";
+
+    /// <summary>Answer without any usage (streams ignore <c>include_usage</c>), as some servers do.</summary>
+    public bool OmitUsage { get; set; }
+
+    /// <summary>A non-streamed 200 answer's exact body instead of a well-formed one (e.g. truncated JSON).</summary>
+    public string? RawAnswer { get; set; }
+
+    /// <summary>Declare the whole non-streamed answer's length, send this many bytes of it, then drop the connection.</summary>
+    public int? CutAnswerAfterBytes { get; set; }
 
     /// <summary>The usage a non-streamed answer reports.</summary>
     public (int Prompt, int Completion) Usage { get; set; } = (11, 7);
@@ -126,15 +137,27 @@ public sealed class FakeUpstream : IAsyncDisposable
             object choice = chat
                 ? new { index = 0, message = new { role = "assistant", content = Reply }, finish_reason = "stop" }
                 : new { index = 0, text = Reply, finish_reason = "stop" };
-            await context.Response.WriteAsync(JsonSerializer.Serialize(new
+            var answer = RawAnswer ?? JsonSerializer.Serialize(new
             {
                 id = "up-1",
                 @object = chat ? "chat.completion" : "text_completion",
                 created = 1,
                 model,
                 choices = new[] { choice },
-                usage = new { prompt_tokens = Usage.Prompt, completion_tokens = Usage.Completion, total_tokens = Usage.Prompt + Usage.Completion, prompt_tokens_details = new { cached_tokens = Usage == (11, 7) ? 3 : 0 } },
-            }));
+                usage = OmitUsage ? null : new { prompt_tokens = Usage.Prompt, completion_tokens = Usage.Completion, total_tokens = Usage.Prompt + Usage.Completion, prompt_tokens_details = new { cached_tokens = Usage == (11, 7) ? 3 : 0 } },
+            }, SkipNulls);
+            if (CutAnswerAfterBytes is { } cut)
+            {
+                var bytes = Encoding.UTF8.GetBytes(answer);
+                context.Response.ContentLength = bytes.Length;
+                await context.Response.Body.WriteAsync(bytes.AsMemory(0, Math.Min(cut, bytes.Length)));
+                await context.Response.Body.FlushAsync();
+                await Task.Delay(200); // let the part sent be read before the reset
+                context.Abort();
+                return;
+            }
+
+            await context.Response.WriteAsync(answer);
             return;
         }
 
@@ -167,7 +190,7 @@ public sealed class FakeUpstream : IAsyncDisposable
                 }
             }
 
-            if (request["stream_options"]?["include_usage"]?.GetValue<bool>() == true)
+            if (!OmitUsage && request["stream_options"]?["include_usage"]?.GetValue<bool>() == true)
             {
                 var usage = JsonSerializer.Serialize(new
                 {

@@ -37,8 +37,15 @@ public sealed class UpstreamResponse(
     }
 }
 
+/// <summary>
+/// One kind of inference target behind the pipeline (a provider kind, the built-in model; deployments next), chosen by
+/// <see cref="Kind"/> through <see cref="UpstreamRegistry"/>. It sends the request in its target's protocol and answers
+/// at the headers; the body streams.
+/// </summary>
 public interface IUpstream
 {
+    ProviderKind Kind { get; }
+
     Task<UpstreamResponse> SendAsync(InferenceRequest request, RouteInfo route, CancellationToken cancellationToken);
 }
 
@@ -73,6 +80,8 @@ internal sealed class UpstreamClient(IOptions<GatewayOptions> options) : IDispos
 /// <summary>Any OpenAI-compatible server: OpenAI, vLLM, Ollama, llama.cpp, TGI, LM Studio and hosted peers.</summary>
 internal sealed class OpenAiCompatibleUpstream(UpstreamClient client) : IUpstream
 {
+    public ProviderKind Kind => ProviderKind.OpenAiCompatible;
+
     public async Task<UpstreamResponse> SendAsync(InferenceRequest request, RouteInfo route, CancellationToken cancellationToken)
     {
         var path = request.Endpoint switch
@@ -98,6 +107,8 @@ internal sealed class OpenAiCompatibleUpstream(UpstreamClient client) : IUpstrea
 /// <summary>Anthropic's Messages API, with chat completions translated to and from it (<see cref="AnthropicTranslation"/>).</summary>
 internal sealed class AnthropicUpstream(UpstreamClient client) : IUpstream
 {
+    public ProviderKind Kind => ProviderKind.Anthropic;
+
     public async Task<UpstreamResponse> SendAsync(InferenceRequest request, RouteInfo route, CancellationToken cancellationToken)
     {
         using var message = new HttpRequestMessage(HttpMethod.Post, new Uri(route.Provider.BaseUrl, "messages"))

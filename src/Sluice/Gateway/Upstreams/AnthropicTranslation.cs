@@ -35,7 +35,7 @@ internal static class AnthropicTranslation
         var target = new JsonObject
         {
             ["model"] = upstreamModel,
-            ["max_tokens"] = request.MaxTokens ?? DefaultMaxTokens,
+            ["max_tokens"] = request.CompletionLimit > 0 ? request.CompletionLimit : request.MaxTokens ?? DefaultMaxTokens, // what Sluice held
             ["messages"] = messages,
         };
         if (system.Length > 0)
@@ -86,7 +86,7 @@ internal static class AnthropicTranslation
                 ["logprobs"] = null,
                 ["finish_reason"] = FinishReason(message["stop_reason"]?.GetValue<string>()),
             }),
-            ["usage"] = Usage(input + cached, output, cached),
+            ["usage"] = usage is null ? null : Usage(input + cached, output, cached), // none reported: Sluice counts
         };
         return JsonSerializer.SerializeToUtf8Bytes(completion);
     }

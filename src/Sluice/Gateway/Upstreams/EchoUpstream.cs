@@ -14,6 +14,8 @@ internal sealed class EchoUpstream(TimeProvider time) : IUpstream
 {
     private const int EmbeddingDimensions = 16;
 
+    public ProviderKind Kind => ProviderKind.Echo;
+
     public Task<UpstreamResponse> SendAsync(InferenceRequest request, RouteInfo route, CancellationToken cancellationToken)
     {
         using var document = JsonDocument.Parse(request.Body);
@@ -31,7 +33,7 @@ internal sealed class EchoUpstream(TimeProvider time) : IUpstream
         var chat = request.Endpoint == InferenceEndpoint.ChatCompletions;
         var (said, promptText) = chat ? LastUserMessage(root) : (Text(root.GetProperty("prompt")), Text(root.GetProperty("prompt")));
         var tokens = Tokenize("Echo: " + said);
-        if (request.MaxTokens is { } max && tokens.Count > max)
+        if ((request.CompletionLimit > 0 ? request.CompletionLimit : request.MaxTokens) is { } max && tokens.Count > max)
         {
             tokens = tokens.Take(max).ToList();
         }
@@ -39,7 +41,7 @@ internal sealed class EchoUpstream(TimeProvider time) : IUpstream
         var promptTokens = Tokenize(promptText).Count;
         var id = (chat ? "chatcmpl-" : "cmpl-") + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
         var created = time.GetUtcNow().ToUnixTimeSeconds();
-        var finish = request.MaxTokens is { } limit && Tokenize("Echo: " + said).Count > limit ? "length" : "stop";
+        var finish = (request.CompletionLimit > 0 ? request.CompletionLimit : request.MaxTokens) is { } limit && Tokenize("Echo: " + said).Count > limit ? "length" : "stop";
         return request.Stream
             ? Stream(chat, id, created, tokens, promptTokens, finish)
             : Whole(chat, id, created, string.Concat(tokens), promptTokens, tokens.Count, finish);

@@ -1,0 +1,195 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace Sluice.Gateway.Pipeline;
+
+/// <summary>
+/// Relays an upstream's answer to the sink and reads its usage on the way: a whole answer (translated to OpenAI's
+/// shape when the provider speaks another), an event stream (passed through byte for byte, or translated event by
+/// event), or the provider's refusal.
+/// </summary>
+public sealed class AnswerRelay(TimeProvider time)
+{
+    private const int MaxBufferedResponseBytes = 64 * 1024 * 1024;
+
+    /// <summary>
+    /// Reads the whole answer before anything reaches the receiver, so an answer cut off mid-body or not valid JSON is
+    /// an <see cref="UpstreamAnswerException"/> (the route failed: the next one is tried, else a 502), charged nothing.
+    /// An answer without usage is charged from Sluice's own count (<see cref="TokenCounter"/>).
+    /// </summary>
+    public async Task WholeAsync(IResponseSink sink, InferenceRequest request, UpstreamResponse response, InferenceTrace trace, CancellationToken cancellationToken)
+    {
+        var started = Stopwatch.GetTimestamp();
+        byte[] body;
+        try
+        {
+            body = await BodyReading.ReadAllAsync(response.Body, response.Length, MaxBufferedResponseBytes, cancellationToken);
+        }
+        catch (Exception ex) when (ex is IOException or HttpRequestException or InvalidDataException)
+        {
+            throw new UpstreamAnswerException("upstream_incomplete");
+        }
+        catch (OperationCanceledException) when (!sink.ClientGone.IsCancellationRequested)
+        {
+            throw new UpstreamAnswerException("upstream_timeout", 504); // the total timeout ran out mid-body
+        }
+        finally
+        {
+            trace.UpstreamTicks += Stopwatch.GetTimestamp() - started;
+        }
+
+        if (response.Format == ResponseFormat.Anthropic)
+        {
+            try
+            {
+                body = AnthropicTranslation.Response(body, request.Model, time.GetUtcNow().ToUnixTimeSeconds());
+            }
+            catch (Exception ex) when (ex is System.Text.Json.JsonException or InvalidOperationException or FormatException or NullReferenceException)
+            {
+                throw new UpstreamAnswerException("upstream_malformed");
+            }
+        }
+
+        if (!TokenUsage.TryReadAnswer(body, out var usage, out var reported))
+        {
+            throw new UpstreamAnswerException("upstream_malformed");
+        }
+
+        if (reported)
+        {
+            trace.Usage = usage;
+        }
+        else
+        {
+            trace.Usage = new TokenUsage(TokenCounter.CountPrompt(request.Endpoint, request.Body.Span), TokenCounter.CountAnswer(body), 0);
+            trace.CountedLocally = true;
+        }
+
+        trace.MarkFirstToken();
+        sink.Start(200, "application/json", body.Length, streaming: false);
+        trace.ResponseBytes = body.Length;
+        await sink.Body.WriteAsync(body, cancellationToken);
+    }
+
+    public async Task StreamAsync(IResponseSink sink, InferenceRequest request, UpstreamResponse response, InferenceTrace trace, CancellationToken cancellationToken)
+    {
+        sink.Start(200, "text/event-stream", null, streaming: true);
+        var anthropic = response.Format == ResponseFormat.Anthropic
+            ? new AnthropicTranslation.StreamTranslator(request.Model, time.GetUtcNow().ToUnixTimeSeconds())
+            : null;
+        long contentChunks = 0;
+        var sawUsage = false;
+        var text = new System.Buffers.ArrayBufferWriter<byte>(256); // the answer's text, counted only if the provider never reports usage
+        try
+        {
+            if (anthropic is null)
+            {
+                await SseRelay.RelayAsync(response.Body, sink.Body, data =>
+                {
+                    if (data.SequenceEqual("[DONE]"u8))
+                    {
+                        trace.ResponseBytes += SseRelay.EventLength(data);
+                        return SseRelay.Verdict.WriteAndEnd;
+                    }
+
+                    if (data.IndexOf("\"usage\":{"u8) >= 0 && TokenUsage.TryRead(data, out var usage))
+                    {
+                        trace.Usage = usage;
+                        sawUsage = true;
+                        if (!request.ClientWantsUsage && TokenUsage.IsUsageOnlyChunk(data))
+                        {
+                            return SseRelay.Verdict.Skip; // asked for on the client's behalf; it did not ask for it
+                        }
+                    }
+                    else
+                    {
+                        contentChunks++;
+                        TokenCounter.AppendAnswerText(data, text);
+                    }
+
+                    trace.ResponseBytes += SseRelay.EventLength(data);
+                    return SseRelay.Verdict.Write;
+                }, trace.MarkFirstToken, cancellationToken, sink.ClientGone);
+                return;
+            }
+
+            await foreach (var (eventType, data) in Sse.ReadAsync(response.Body, cancellationToken))
+            {
+                if (eventType == "message_stop")
+                {
+                    if (request.ClientWantsUsage)
+                    {
+                        await WriteEventAsync(sink, anthropic.UsageChunk(), trace, cancellationToken);
+                    }
+
+                    await WriteEventAsync(sink, "[DONE]", trace, cancellationToken);
+                    break;
+                }
+
+                foreach (var chunk in anthropic.Translate(eventType ?? "", data))
+                {
+                    contentChunks++;
+                    TokenCounter.AppendAnswerText(Encoding.UTF8.GetBytes(chunk), text);
+                    await WriteEventAsync(sink, chunk, trace, cancellationToken);
+                }
+
+                trace.Usage = new TokenUsage(anthropic.PromptTokens, anthropic.CompletionTokens, anthropic.CachedTokens);
+                sawUsage = anthropic.CompletionTokens > 0;
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UpstreamStreamException or HttpRequestException or System.Text.Json.JsonException
+            || (ex is OperationCanceledException && !sink.ClientGone.IsCancellationRequested))
+        {
+            // The receiver already has a 200 and part of the answer: end with an error event, never a silent success.
+            trace.Status = ex is OperationCanceledException ? 504 : 502;
+            trace.ErrorType = ex is OperationCanceledException ? "upstream_timeout" : "upstream_stream_error";
+            await WriteEventAsync(sink, """{"error":{"message":"The provider failed while streaming; the answer is incomplete.","type":"server_error","param":null,"code":"upstream_stream_error"}}""", trace, CancellationToken.None);
+        }
+        finally
+        {
+            if (!sawUsage)
+            {
+                // The provider never reported usage (it ignored include_usage, or the stream ended early: client gone,
+                // upstream failed): Sluice counts what was sent and produced (each content chunk at least one token).
+                trace.Usage = new TokenUsage(
+                    Math.Max(trace.Usage.Prompt, TokenCounter.CountPrompt(request.Endpoint, request.Body.Span)),
+                    Math.Max(trace.Usage.Completion, Math.Max(contentChunks, TokenCounter.Count(text.WrittenSpan))),
+                    trace.Usage.Cached);
+                trace.CountedLocally = true;
+            }
+        }
+    }
+
+    public async Task ErrorAsync(IResponseSink sink, UpstreamResponse response, InferenceTrace trace, CancellationToken cancellationToken)
+    {
+        var body = await BodyReading.ReadAllAsync(response.Body, response.Length, 64 * 1024, cancellationToken);
+        trace.Status = response.Status;
+        trace.ErrorType = "upstream_rejected";
+        if (response.Format == ResponseFormat.OpenAi && body.AsSpan().IndexOf("\"error\""u8) >= 0)
+        {
+            sink.Start(response.Status, "application/json", body.Length, streaming: false);
+            trace.ResponseBytes = body.Length;
+            await sink.Body.WriteAsync(body, cancellationToken);
+            return;
+        }
+
+        var message = response.Format == ResponseFormat.Anthropic ? AnthropicTranslation.ErrorMessage(body) : null;
+        await sink.WriteErrorAsync(new OpenAiException(response.Status, message ?? $"The provider rejected the request (status {response.Status}).", "invalid_request_error", "upstream_rejected"));
+    }
+
+    private static async Task WriteEventAsync(IResponseSink sink, string data, InferenceTrace trace, CancellationToken cancellationToken)
+    {
+        trace.MarkFirstToken();
+        var bytes = Encoding.UTF8.GetBytes("data: " + data + "\n\n");
+        trace.ResponseBytes += bytes.Length;
+        await sink.Body.WriteAsync(bytes, sink.ClientGone.IsCancellationRequested ? sink.ClientGone : cancellationToken);
+    }
+}
+
+/// <summary>The upstream's answer could not be used (cut off, or not valid JSON) and nothing of it reached the receiver.</summary>
+public sealed class UpstreamAnswerException(string code, int status = 502) : Exception("The provider's answer could not be used: " + code)
+{
+    public string Code { get; } = code;
+
+    public int Status { get; } = status;
+}

@@ -1,0 +1,74 @@
+using System.Diagnostics;
+using Sluice.Identity;
+
+namespace Sluice.Gateway.Pipeline;
+
+/// <summary>
+/// One inference call as the pipeline sees it, whatever brought it: the verified key it runs under, the endpoint, the
+/// way to read its raw body (size-checked by the adapter; a failure to read is answered and metered like any other) and
+/// the ids it is known by. No HTTP here.
+/// </summary>
+public sealed class InferenceCall
+{
+    public required InferenceEndpoint Endpoint { get; init; }
+
+    public required VerifiedKey Key { get; init; }
+
+    /// <summary>Reads the whole body (recording the bytes and the time spent waiting for them in the trace).</summary>
+    public required Func<InferenceTrace, Task<byte[]>> ReadBody { get; init; }
+
+    /// <summary>The usage event's id (a v7 Guid, so it sorts by time).</summary>
+    public required Guid EventId { get; init; }
+
+    public required string RequestId { get; init; }
+
+    /// <summary>Signalled when the receiver of the answer has gone.</summary>
+    public CancellationToken Aborted { get; init; }
+
+    /// <summary>The batch line this call runs, or null for real-time traffic.</summary>
+    public BatchLine? Batch { get; init; }
+}
+
+/// <summary>What one call did, for its usage event and its overhead header.</summary>
+public sealed class InferenceTrace(long started, DateTimeOffset startedAt)
+{
+    public long Started { get; } = started;
+
+    public DateTimeOffset StartedAt { get; } = startedAt;
+
+    public long UpstreamTicks { get; set; }
+
+    /// <summary>Time spent waiting for the client (its body), which is not time spent in Sluice.</summary>
+    public long ClientTicks { get; set; }
+
+    public long CostMicros { get; set; }
+
+    public string? Model { get; set; }
+
+    public bool Stream { get; set; }
+
+    public int Attempts { get; set; }
+
+    public RouteInfo? Route { get; set; }
+
+    public TokenUsage Usage { get; set; }
+
+    /// <summary>True when the provider reported no usage and Sluice counted the tokens itself.</summary>
+    public bool CountedLocally { get; set; }
+
+    public long RequestBytes { get; set; }
+
+    public long ResponseBytes { get; set; }
+
+    public long? FirstTokenMicros { get; set; }
+
+    /// <summary>A status to record instead of the one committed (a stream that failed after its 200).</summary>
+    public int? Status { get; set; }
+
+    public string? ErrorType { get; set; }
+
+    public void MarkFirstToken() => FirstTokenMicros ??= (long)Stopwatch.GetElapsedTime(Started).TotalMicroseconds;
+
+    public long OverheadMicros() =>
+        (long)Math.Max(0, Stopwatch.GetElapsedTime(Started).TotalMicroseconds - Stopwatch.GetElapsedTime(0, UpstreamTicks + ClientTicks).TotalMicroseconds);
+}
