@@ -18,7 +18,7 @@ namespace Sluice.Tests.Billing;
 /// <summary>Top-ups: Stripe Checkout against a stand-in Stripe on loopback, signed webhooks, redemption codes.</summary>
 public sealed class TopUpTests
 {
-    private const string WebhookSecret = "whsec_test_canary";
+    internal const string WebhookSecret = "whsec_test_canary";
     private const string StripeKey = "sk_test_stripe_canary";
 
     [Fact]
@@ -97,20 +97,20 @@ public sealed class TopUpTests
         Assert.DoesNotContain(codes[0], await Canary.DumpDatabaseAsync(database), StringComparison.Ordinal);
     }
 
-    private static string Event(string id, string sessionId, Guid orgId, long cents) => JsonSerializer.Serialize(new
+    internal static string Event(string id, string sessionId, Guid orgId, long cents, string currency = "usd") => JsonSerializer.Serialize(new
     {
         id,
         type = "checkout.session.completed",
-        data = new { @object = new { id = sessionId, payment_status = "paid", client_reference_id = orgId.ToString(), currency = "usd", amount_total = cents } },
+        data = new { @object = new { id = sessionId, payment_status = "paid", client_reference_id = orgId.ToString(), currency, amount_total = cents } },
     });
 
-    private static string Sign(string payload, long timestamp)
+    internal static string Sign(string payload, long timestamp)
     {
         var signature = Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(WebhookSecret), Encoding.UTF8.GetBytes($"{timestamp}.{payload}")));
         return $"t={timestamp},v1={signature}";
     }
 
-    private static async Task<HttpResponseMessage> Deliver(HttpClient client, string payload, string? signature)
+    internal static async Task<HttpResponseMessage> Deliver(HttpClient client, string payload, string? signature)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, "/api/v1/billing/stripe/webhook") { Content = new StringContent(payload, Encoding.UTF8, "application/json") };
         if (signature is not null)
