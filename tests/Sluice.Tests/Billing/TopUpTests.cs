@@ -61,7 +61,13 @@ public sealed class TopUpTests
         var wallet = await owner.GetFromJsonAsync<JsonElement>($"/api/v1/orgs/{orgId}/wallet");
         Assert.Equal(25_500_000, wallet.GetProperty("balanceMicros").GetInt64());
         await using var db = database.CreateContext();
-        Assert.Equal(1, await db.LedgerTransactions.CountAsync(t => t.Type == "card_top_up"));
+        var posted = await db.LedgerTransactions.SingleAsync(t => t.Type == "card_top_up");
+
+        // The webhook is audited (AuditCoverageTests relies on this): one entry by "system" for the one credit, none for
+        // the replays, the forged, the stale or the unsigned notifications.
+        var audited = await db.AuditEntries.Where(e => e.Action == "wallet.top_up").ToListAsync();
+        var entry = Assert.Single(audited);
+        Assert.Equal(("system", "success", orgId, $"ledger:{posted.Id} 25500000 USD card"), (entry.Actor, entry.Outcome, entry.OrganizationId!.Value, entry.Target));
         var stored = await Canary.DumpDatabaseAsync(database);
         Assert.DoesNotContain(StripeKey, stored, StringComparison.Ordinal);
         Assert.DoesNotContain(WebhookSecret, stored + sluice.Logs.All, StringComparison.Ordinal);
