@@ -68,10 +68,10 @@ public sealed class AuditLog(SluiceDbContext db, AuditActor actor, TimeProvider 
     /// Records a refused action on its own: whatever the unit of work held is discarded (a refusal changes nothing),
     /// and the entry is saved at once, before the caller throws its error.
     /// </summary>
-    public async Task RefuseAsync(string action, string target, Guid? organizationId, CancellationToken cancellationToken)
+    public async Task RefuseAsync(string action, string target, Guid? organizationId, CancellationToken cancellationToken, string? actorOverride = null)
     {
         db.ChangeTracker.Clear();
-        Add(action, target, organizationId, null, Refused);
+        Add(action, target, organizationId, actorOverride, Refused);
         await db.SaveChangesAsync(cancellationToken);
     }
 

@@ -15,8 +15,12 @@ public sealed record AuditOptions
     /// <summary>The ECDSA P-256 signing key (PKCS#8 PEM), created on first run. Empty means DataDir/keys/audit-signing-key.pem.</summary>
     public string? SigningKeyFile { get; init; }
 
-    [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00", ErrorMessage = "must be between {1} and {2}")]
-    public TimeSpan CheckpointInterval { get; init; } = TimeSpan.FromMinutes(1);
+    /// <summary>
+    /// How soon new entries are covered by a signed checkpoint: every interval a replica signs one when the log has grown
+    /// (at most one checkpoint per interval, however fast entries come). A clean shutdown signs the rest.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00.100", "00:10:00", ErrorMessage = "must be between {1} and {2}")]
+    public TimeSpan CheckpointInterval { get; init; } = TimeSpan.FromSeconds(2);
 
     /// <summary>How long entries are kept; older ones are pruned below a signed checkpoint.</summary>
     [Range(typeof(TimeSpan), "1.00:00:00", "3650.00:00:00", ErrorMessage = "must be between {1} and {2}")]

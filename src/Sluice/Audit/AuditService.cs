@@ -31,6 +31,23 @@ public sealed class AuditService(
     public async Task<AuditCheckpoint?> LatestCheckpointAsync(CancellationToken cancellationToken) =>
         await db.AuditCheckpoints.AsNoTracking().OrderByDescending(c => c.TreeSize).FirstOrDefaultAsync(cancellationToken);
 
+    /// <summary>How many entries the log holds, pruned ones included: the size the next checkpoint would sign.</summary>
+    public async Task<long> SizeAsync(CancellationToken cancellationToken) =>
+        Math.Max(
+            (await db.AuditEntries.MaxAsync(e => (long?)e.Seq, cancellationToken) ?? -1) + 1,
+            await db.AuditPrunedSubtrees.MaxAsync(s => (long?)s.PrefixSize, cancellationToken) ?? 0);
+
+    /// <summary>
+    /// Signs a checkpoint when entries exist that no checkpoint covers; two cheap indexed reads when none do, so every
+    /// replica can ask every few seconds.
+    /// </summary>
+    public async Task<AuditCheckpoint?> CheckpointIfBehindAsync(CancellationToken cancellationToken)
+    {
+        var size = await SizeAsync(cancellationToken);
+        var signed = await db.AuditCheckpoints.MaxAsync(c => (long?)c.TreeSize, cancellationToken) ?? 0;
+        return size > signed ? await CheckpointAsync(cancellationToken) : null;
+    }
+
     /// <summary>Signs a checkpoint for the log as it stands, unless the latest checkpoint already covers it.</summary>
     public async Task<AuditCheckpoint?> CheckpointAsync(CancellationToken cancellationToken)
     {

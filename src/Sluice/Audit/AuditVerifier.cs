@@ -5,16 +5,25 @@ namespace Sluice.Audit;
 /// <summary>
 /// Recomputes the tree from the stored entries and checks it against every signed checkpoint: numbering without gaps,
 /// duplicates or reordering; each checkpoint's signature; each root; the consistency of consecutive checkpoints; and
-/// that the log was not truncated below a checkpoint. Reports problems in log order, the first one first.
+/// that the log was not truncated below a checkpoint. Reports problems in log order, the first one first. Entries past the
+/// newest good checkpoint are reported as unverified (nothing vouches for them), and a witness (a checkpoint exported
+/// earlier and kept outside the database) catches a rollback of entries together with the checkpoints that covered them.
 /// </summary>
 public static class AuditVerifier
 {
-    public sealed record Result(long Entries, int Checkpoints, long PrunedBelow, IReadOnlyList<string> Problems)
+    /// <summary>What was checked. <c>Size</c> is the log's size (pruned entries included); <c>Covered</c> how many entries, from the start, the newest good checkpoint vouches for.</summary>
+    public sealed record Result(long Entries, int Checkpoints, long PrunedBelow, IReadOnlyList<string> Problems, long Size = 0, long Covered = 0)
     {
         public bool Ok => Problems.Count == 0;
+
+        /// <summary>Entries no signed checkpoint covers: nothing proves they were not edited, deleted or forged.</summary>
+        public long Unverified => Math.Max(0, Size - Covered);
     }
 
-    public static Result Verify(AuditSnapshot snapshot, string origin, byte[] publicKeySpki)
+    /// <summary>A checkpoint kept outside the database, as <c>sluice audit checkpoint --out</c> writes it.</summary>
+    public sealed record Witness(string Name, string Note);
+
+    public static Result Verify(AuditSnapshot snapshot, string origin, byte[] publicKeySpki, IReadOnlyList<Witness>? witnesses = null)
     {
         var problems = new List<string>();
         var pruned = snapshot.LatestPrunedRange();
@@ -105,7 +114,55 @@ public static class AuditVerifier
             problems.Add($"pruned prefix 0..{prunedSize - 1}: no signed checkpoint at {prunedSize} vouches for it");
         }
 
-        return new Result(entries.Count, checkpoints.Count, (long)prunedSize, problems);
+        foreach (var witness in witnesses ?? [])
+        {
+            CheckWitness(witness, tree, structureOk, prunedSize, origin, publicKeySpki, problems);
+        }
+
+        var logSize = structureOk ? (long)tree.Size : (long)prunedSize + entries.Count;
+        var covered = previousGood?.TreeSize ?? (long)prunedSize;
+        return new Result(entries.Count, checkpoints.Count, (long)prunedSize, problems, logSize, covered);
+    }
+
+    /// <summary>
+    /// The witness's tree must still be a prefix of the log: the log holds at least as many entries, and the root of its
+    /// first <c>size</c> entries is the witnessed root. Deleting entries together with their checkpoints (a rollback),
+    /// or rewriting them and re-signing, fails this.
+    /// </summary>
+    private static void CheckWitness(Witness witness, MerkleTree tree, bool structureOk, ulong prunedSize, string origin, byte[] publicKeySpki, List<string> problems)
+    {
+        if (!CheckpointSigner.TryVerify(witness.Note, origin, publicKeySpki, out var size, out var root, out var error))
+        {
+            problems.Add($"witness {witness.Name}: {error}");
+            return;
+        }
+
+        if ((ulong)size > tree.Size)
+        {
+            problems.Add($"witness {witness.Name}: it vouches for {size} entries but the log has only {tree.Size}; entries {tree.Size}..{size - 1} and the checkpoints covering them were removed (rolled back)");
+            return;
+        }
+
+        if (!structureOk || size == 0)
+        {
+            return;
+        }
+
+        byte[] actual;
+        try
+        {
+            actual = tree.Root((ulong)size);
+        }
+        catch (PrunedRangeException)
+        {
+            problems.Add($"witness {witness.Name}: it vouches for {size} entries but entries below {prunedSize} were pruned since; keep a newer witness");
+            return;
+        }
+
+        if (!actual.AsSpan().SequenceEqual(root))
+        {
+            problems.Add($"witness {witness.Name}: the log's first {size} entries do not match the witnessed root; they were rewritten since it was taken");
+        }
     }
 
     private static void CheckPrunedRange(IReadOnlyList<(ulong Start, ulong Size, byte[] Hash)> pruned, List<string> problems)

@@ -16,7 +16,9 @@ internal static class BillingModule
         services.AddScoped<UsageReport>();
         services.AddScoped<Statements>();
         services.AddScoped<LowBalanceAlerts>();
-        services.AddHttpClient("webhooks", client => client.Timeout = TimeSpan.FromSeconds(10));
+        services.AddHttpClient("webhooks", client => client.Timeout = TimeSpan.FromSeconds(10))
+            .ConfigurePrimaryHttpMessageHandler(provider => WebhookDelivery.CreateHandler(
+                WebhookDelivery.AllowedNetworks(provider.GetRequiredService<Microsoft.Extensions.Options.IOptions<BillingOptions>>().Value)));
         services.AddOptions<StripeOptions>().BindConfiguration(StripeOptions.Section);
         services.AddHttpClient("stripe", client => client.Timeout = TimeSpan.FromSeconds(30));
         return services;

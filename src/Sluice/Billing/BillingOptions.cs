@@ -3,7 +3,7 @@ using System.ComponentModel.DataAnnotations;
 namespace Sluice.Billing;
 
 /// <summary>The <c>Billing</c> settings.</summary>
-public sealed record BillingOptions
+public sealed record BillingOptions : IValidatableObject
 {
     public const string Section = "Billing";
 
@@ -43,4 +43,21 @@ public sealed record BillingOptions
     /// <summary>How often low-balance alerts are checked.</summary>
     [Range(typeof(TimeSpan), "00:00:00.100", "01:00:00", ErrorMessage = "must be between {1} and {2}")]
     public TimeSpan AlertInterval { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// Networks (CIDR, e.g. <c>10.20.0.0/16</c>) that organizations' webhooks may reach although they are loopback,
+    /// link-local or private. Empty: webhooks go to public addresses only.
+    /// </summary>
+    public IReadOnlyList<string> WebhookAllowedNetworks { get; init; } = [];
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        foreach (var network in WebhookAllowedNetworks)
+        {
+            if (!System.Net.IPNetwork.TryParse(network, out _))
+            {
+                yield return new ValidationResult($"'{network}' is not a network in CIDR notation (such as 10.20.0.0/16 or fd00::/8)", [nameof(WebhookAllowedNetworks)]);
+            }
+        }
+    }
 }

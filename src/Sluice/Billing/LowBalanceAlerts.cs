@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Net;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -21,7 +22,8 @@ public sealed record LowBalanceAlertResponse(long? ThresholdMicros, string? Url,
 /// (<c>Sluice-Signature: t=…,v1=HMAC-SHA256(secret, "t.body")</c>) goes to its URL; the alert re-arms once the balance
 /// is back at or above the threshold. The claim is a conditional update, so replicas send one webhook per crossing.
 /// </summary>
-public sealed class LowBalanceAlerts(SluiceDbContext db, SecretBox secrets, AuditLog audit, IHttpClientFactory clients, IOptions<BillingOptions> options, TimeProvider time)
+public sealed class LowBalanceAlerts(
+    SluiceDbContext db, SecretBox secrets, AuditLog audit, IHttpClientFactory clients, IOptions<BillingOptions> options, TimeProvider time, ILogger<LowBalanceAlerts> logger)
 {
     public async Task<LowBalanceAlertResponse> ConfigureAsync(Guid orgId, LowBalanceAlertRequest request, CancellationToken ct)
     {
@@ -35,6 +37,11 @@ public sealed class LowBalanceAlerts(SluiceDbContext db, SecretBox secrets, Audi
         if (request.Url is { Length: > 0 } url && (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttps && uri.Scheme != Uri.UriSchemeHttp) || url.Length > 500))
         {
             errors.Add("url", "must be an http(s) URL of at most 500 characters");
+        }
+        else if (request.Url is { Length: > 0 } && IPAddress.TryParse(new Uri(request.Url).Host.Trim('[', ']'), out var literal)
+            && !WebhookDelivery.IsPermitted(literal, WebhookDelivery.AllowedNetworks(options.Value)))
+        {
+            errors.Add("url", "must not be a loopback, link-local, private or reserved address (an operator can allow a network with Billing:WebhookAllowedNetworks)");
         }
 
         if ((request.ThresholdMicros is null) != string.IsNullOrEmpty(request.Url))
@@ -106,7 +113,17 @@ public sealed class LowBalanceAlerts(SluiceDbContext db, SecretBox secrets, Audi
         try
         {
             using var response = await clients.CreateClient("webhooks").SendAsync(request, ct);
+            if ((int)response.StatusCode is >= 300 and < 400)
+            {
+                TopUpLog.WebhookRefused(logger, orgId, $"the receiver answered {(int)response.StatusCode}; redirects are not followed");
+            }
+
             return response.IsSuccessStatusCode;
+        }
+        catch (HttpRequestException ex) when (ex.InnerException is WebhookAddressRefusedException)
+        {
+            TopUpLog.WebhookRefused(logger, orgId, "its host resolves only to addresses webhooks may not reach");
+            return false;
         }
         catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException)
         {

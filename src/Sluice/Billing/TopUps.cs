@@ -202,7 +202,8 @@ public sealed class TopUpService(
     Ledger ledger,
     AuditLog audit,
     IPaymentProvider payments,
-    TimeProvider time)
+    TimeProvider time,
+    ILogger<TopUpService> logger)
 {
     private const string CodeAlphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
 
@@ -222,8 +223,11 @@ public sealed class TopUpService(
     }
 
     /// <summary>
-    /// Credits a payment the processor confirmed, once per payment however often the notification is retried or replayed.
-    /// Returns false for a forged, stale or malformed notification, which credits nothing.
+    /// Credits a payment the processor confirmed, once per payment however often the notification is retried or replayed;
+    /// the ledger posting and its audit entry commit together or not at all. A payment Sluice cannot credit (another
+    /// currency, an organization that does not exist, no amount) is refused: logged by ids, audited as refused (visible to
+    /// operators in the audit log, action <c>wallet.top_up</c>) and credits nothing. Returns false for a forged, stale or
+    /// malformed notification, which credits nothing.
     /// </summary>
     public async Task<bool> HandlePaymentNotificationAsync(string payload, string? signature, CancellationToken ct)
     {
@@ -233,22 +237,57 @@ public sealed class TopUpService(
             return false;
         }
 
-        if (payment is null || payment.Currency != ledger.Currency || payment.AmountMicros <= 0
-            || !await db.Organizations.AnyAsync(o => o.Id == payment.OrganizationId, ct))
+        if (payment is null)
         {
-            return true;
+            return true; // authentic, but not a completed payment (another event type, or unpaid)
         }
 
-        var (transaction, replayed) = await ledger.PostAsync(new LedgerPosting(
-            $"{payments.Name}-payment:{payment.PaymentId}", "card_top_up", payment.OrganizationId, $"{payments.Name} {payment.PaymentId}",
-            [new LedgerLine(null, AccountTypes.PaymentClearing, -payment.AmountMicros), new LedgerLine(payment.OrganizationId, AccountTypes.CustomerWallet, payment.AmountMicros)]), ct);
-        if (!replayed)
+        var orgExists = await db.Organizations.AnyAsync(o => o.Id == payment.OrganizationId, ct);
+        var refusal = payment.Currency != ledger.Currency ? $"currency {payment.Currency}, this installation bills in {ledger.Currency}"
+            : payment.AmountMicros <= 0 ? "no amount"
+            : !orgExists ? "unknown organization"
+            : null;
+        if (refusal is not null)
         {
-            audit.Record("wallet.top_up", $"ledger:{transaction.Id} {payment.AmountMicros} {ledger.Currency} card", payment.OrganizationId, actorOverride: "system");
-            await db.SaveChangesAsync(ct);
+            await RefusePaymentAsync(payment, orgExists, refusal, ct);
+            return true; // answered 200: the processor's retries would be refused the same way
         }
 
-        return true;
+        // A concurrent delivery of the same payment on another replica loses on the idempotency key; the retry replays.
+        for (var attempt = 1; ; attempt++)
+        {
+            await using var transaction = await db.Database.BeginTransactionAsync(ct);
+            try
+            {
+                var (posted, replayed) = await ledger.PostAsync(new LedgerPosting(
+                    $"{payments.Name}-payment:{payment.PaymentId}", "card_top_up", payment.OrganizationId, $"{payments.Name} {payment.PaymentId}",
+                    [new LedgerLine(null, AccountTypes.PaymentClearing, -payment.AmountMicros), new LedgerLine(payment.OrganizationId, AccountTypes.CustomerWallet, payment.AmountMicros)]), ct);
+                if (!replayed)
+                {
+                    audit.Record("wallet.top_up", $"ledger:{posted.Id} {payment.AmountMicros} {ledger.Currency} card", payment.OrganizationId, actorOverride: "system");
+                    await db.SaveChangesAsync(ct);
+                }
+
+                await transaction.CommitAsync(ct);
+                return true;
+            }
+            catch (DbUpdateException) when (attempt == 1)
+            {
+                await transaction.RollbackAsync(ct);
+                db.ChangeTracker.Clear();
+            }
+        }
+    }
+
+    private async Task RefusePaymentAsync(ConfirmedPayment payment, bool orgExists, string reason, CancellationToken ct)
+    {
+        TopUpLog.PaymentRefused(logger, payments.Name, payment.PaymentId, payment.OrganizationId, reason);
+        var target = $"{payments.Name} {payment.PaymentId} {payment.AmountMicros} {payment.Currency}: {reason}";
+        target = target.Length > 128 ? target[..128] : target;
+        if (!await db.AuditEntries.AnyAsync(e => e.Action == "wallet.top_up" && e.Outcome == AuditLog.Refused && e.Target == target, ct))
+        {
+            await audit.RefuseAsync("wallet.top_up", target, orgExists ? payment.OrganizationId : null, ct, actorOverride: "system");
+        }
     }
 
     /// <summary>Creates single-use codes; returns them once (only their hashes are kept).</summary>

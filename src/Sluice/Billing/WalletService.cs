@@ -63,11 +63,28 @@ public sealed class WalletService(SluiceDbContext db, Ledger ledger, AuditLog au
                 new LedgerLine(null, promotional ? AccountTypes.Promotions : AccountTypes.ManualAdjustments, -amount),
                 new LedgerLine(orgId, AccountTypes.CustomerWallet, amount),
             ]);
-        var (transaction, replayed) = await ledger.PostAsync(posting, ct);
-        if (!replayed)
+        // The posting and its audit entry commit together; a concurrent request with the same key replays on the retry.
+        LedgerTransaction transaction;
+        for (var attempt = 1; ; attempt++)
         {
-            audit.Record("wallet.credit", $"ledger:{transaction.Id} {amount} {ledger.Currency}{(promotional ? " promotional" : "")}", orgId);
-            await db.SaveChangesAsync(ct);
+            await using var dbTransaction = await db.Database.BeginTransactionAsync(ct);
+            try
+            {
+                (transaction, var replayed) = await ledger.PostAsync(posting, ct);
+                if (!replayed)
+                {
+                    audit.Record("wallet.credit", $"ledger:{transaction.Id} {amount} {ledger.Currency}{(promotional ? " promotional" : "")}", orgId);
+                    await db.SaveChangesAsync(ct);
+                }
+
+                await dbTransaction.CommitAsync(ct);
+                break;
+            }
+            catch (DbUpdateException) when (attempt == 1)
+            {
+                await dbTransaction.RollbackAsync(ct);
+                db.ChangeTracker.Clear();
+            }
         }
 
         return (await TransactionsAsync(orgId, null, 1, transaction.Id, ct)).Single();

@@ -23,13 +23,29 @@ internal static class AuditCommand
         var export = new Option<string?>("--export") { Description = "Verify an export directory offline instead of the database." };
         var publicKey = new Option<string?>("--public-key") { Description = "The audit public key (PEM) to trust; with --export, defaults to the export's own copy." };
         var origin = new Option<string?>("--origin") { Description = "The log's origin line (setting Audit:Origin); with --export, read from its newest checkpoint by default." };
-        var command = new Command("verify", "Recompute the Merkle tree and check every signed checkpoint; exit 1 naming the first problem.") { export, publicKey, origin };
+        var witness = new Option<string[]>("--witness")
+        {
+            Description = "A checkpoint written earlier by `sluice audit checkpoint --out` and kept outside the database; the log must still extend it (catches a rollback). Repeatable.",
+        };
+        var requireSigned = new Option<bool>("--require-signed") { Description = "Exit 1 when any entry is covered by no signed checkpoint (for CI and scheduled checks)." };
+        var command = new Command("verify", "Recompute the Merkle tree and check every signed checkpoint; exit 1 naming the first problem.") { export, publicKey, origin, witness, requireSigned };
         shared.AddTo(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
+            List<AuditVerifier.Witness> witnesses;
+            try
+            {
+                witnesses = (parse.GetValue(witness) ?? []).Select(f => new AuditVerifier.Witness(Path.GetFileName(f), File.ReadAllText(f))).ToList();
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                await Console.Error.WriteLineAsync($"error: cannot read the witness: {ex.Message}");
+                return ExitCodes.Failure;
+            }
+
             if (parse.GetValue(export) is { } directory)
             {
-                return await VerifyExportAsync(directory, parse.GetValue(publicKey), parse.GetValue(origin), cancellationToken);
+                return await VerifyExportAsync(directory, parse.GetValue(publicKey), parse.GetValue(origin), witnesses, parse.GetValue(requireSigned), cancellationToken);
             }
 
             return await CliHost.RunAsync(shared.Read(parse), null, async (services, ct) =>
@@ -37,7 +53,7 @@ internal static class AuditCommand
                 var signer = services.GetRequiredService<CheckpointSigner>();
                 var key = parse.GetValue(publicKey) is { } file ? ReadPublicKey(file) : signer.PublicKeySpki;
                 var snapshot = await services.GetRequiredService<AuditService>().SnapshotAsync(null, ct);
-                return Report(AuditVerifier.Verify(snapshot, parse.GetValue(origin) ?? signer.Origin, key), []);
+                return Report(AuditVerifier.Verify(snapshot, parse.GetValue(origin) ?? signer.Origin, key, witnesses), [], parse.GetValue(requireSigned));
             }, cancellationToken);
         });
         return command;
@@ -60,11 +76,26 @@ internal static class AuditCommand
 
     private static Command CheckpointCommand()
     {
-        var command = new Command("checkpoint", "Sign a checkpoint for the log as it stands now.");
+        var output = new Option<string?>("--out")
+        {
+            Description = "Also write the checkpoint to this file: a witness to keep outside the database for `audit verify --witness`.",
+        };
+        var command = new Command("checkpoint", "Sign a checkpoint for the log as it stands now (or print the newest, if it covers the log).") { output };
         command.RunsOnHost(async (parse, services, ct) =>
         {
             var checkpoint = await services.GetRequiredService<AuditService>().CheckpointAsync(ct);
-            await Console.Out.WriteAsync(checkpoint?.Note ?? "The log is empty; nothing to sign.\n");
+            if (checkpoint is null)
+            {
+                await Console.Out.WriteAsync("The log is empty; nothing to sign.\n");
+                return parse.GetValue(output) is null ? ExitCodes.Success : ExitCodes.Failure;
+            }
+
+            if (parse.GetValue(output) is { } file)
+            {
+                await File.WriteAllTextAsync(Path.GetFullPath(file), checkpoint.Note, ct);
+            }
+
+            await Console.Out.WriteAsync(checkpoint.Note);
             return ExitCodes.Success;
         });
         return command;
@@ -82,7 +113,8 @@ internal static class AuditCommand
         return command;
     }
 
-    private static async Task<int> VerifyExportAsync(string directory, string? publicKeyFile, string? origin, CancellationToken cancellationToken)
+    private static async Task<int> VerifyExportAsync(
+        string directory, string? publicKeyFile, string? origin, List<AuditVerifier.Witness> witnesses, bool requireSigned, CancellationToken cancellationToken)
     {
         try
         {
@@ -95,7 +127,7 @@ internal static class AuditCommand
                 await Console.Error.WriteLineAsync("note: trusting the export's own public key; pass --public-key to check it against one kept elsewhere.");
             }
 
-            return Report(AuditVerifier.Verify(snapshot, logOrigin, key), problems);
+            return Report(AuditVerifier.Verify(snapshot, logOrigin, key, witnesses), problems, requireSigned);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or CryptographicException or ArgumentException or System.Text.Json.JsonException)
         {
@@ -111,20 +143,36 @@ internal static class AuditCommand
         return key.ExportSubjectPublicKeyInfo();
     }
 
-    private static int Report(AuditVerifier.Result result, List<string> readProblems)
+    private static int Report(AuditVerifier.Result result, List<string> readProblems, bool requireSigned)
     {
         var problems = readProblems.Concat(result.Problems).ToList();
-        if (problems.Count == 0)
+        if (problems.Count > 0)
         {
-            Console.Out.WriteLine($"ok: {result.Entries} entries{(result.PrunedBelow > 0 ? $" (0..{result.PrunedBelow - 1} pruned)" : "")} and {result.Checkpoints} checkpoints verify.");
+            foreach (var problem in problems)
+            {
+                Console.Error.WriteLine($"tampered: {problem}");
+            }
+
+            return ExitCodes.Failure;
+        }
+
+        var pruned = result.PrunedBelow > 0 ? $" (0..{result.PrunedBelow - 1} pruned)" : "";
+        if (result.Unverified == 0)
+        {
+            Console.Out.WriteLine($"ok: {result.Entries} entries{pruned} and {result.Checkpoints} checkpoints verify.");
             return ExitCodes.Success;
         }
 
-        foreach (var problem in problems)
+        // Nothing vouches for the tail: it could have been edited, deleted or forged without a trace.
+        var verified = result.Entries - result.Unverified;
+        Console.Out.WriteLine($"unverified: entries {result.Covered}..{result.Size - 1} ({result.Unverified} of {result.Entries}) are covered by no signed checkpoint; "
+            + $"{verified} entries{pruned} and {result.Checkpoints} checkpoints verify.");
+        if (requireSigned)
         {
-            Console.Error.WriteLine($"tampered: {problem}");
+            Console.Error.WriteLine($"error: {result.Unverified} entries are unsigned (--require-signed); sign them with `sluice audit checkpoint` or wait for the server to.");
+            return ExitCodes.Failure;
         }
 
-        return ExitCodes.Failure;
+        return ExitCodes.Success;
     }
 }

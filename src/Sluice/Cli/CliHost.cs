@@ -53,9 +53,31 @@ internal static class CliHost
             host.Services.GetRequiredService<IStartupValidator>().Validate();
             var migrate = applyMigrations ?? host.Services.GetRequiredService<IOptions<DatabaseOptions>>().Value.MigrateOnStart;
             await host.Services.GetRequiredService<StorageStartup>().PrepareAsync(migrate, cancellationToken);
-            await using var scope = host.Services.CreateAsyncScope();
-            scope.ServiceProvider.GetRequiredService<AuditActor>().Fixed = "cli";
-            return await work(scope.ServiceProvider, cancellationToken);
+            long logSize;
+            await using (var before = host.Services.CreateAsyncScope())
+            {
+                logSize = await before.ServiceProvider.GetRequiredService<AuditService>().SizeAsync(cancellationToken);
+            }
+
+            int result;
+            try
+            {
+                await using var scope = host.Services.CreateAsyncScope();
+                scope.ServiceProvider.GetRequiredService<AuditActor>().Fixed = "cli";
+                result = await work(scope.ServiceProvider, cancellationToken);
+            }
+            finally
+            {
+                // A command that wrote audit entries (or was refused, which is audited too) leaves no unsigned tail.
+                await using var after = host.Services.CreateAsyncScope();
+                var audit = after.ServiceProvider.GetRequiredService<AuditService>();
+                if (await audit.SizeAsync(CancellationToken.None) > logSize)
+                {
+                    await audit.CheckpointIfBehindAsync(CancellationToken.None);
+                }
+            }
+
+            return result;
         }
         catch (ApiProblemException problem)
         {

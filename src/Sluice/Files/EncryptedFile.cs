@@ -181,6 +181,11 @@ public static class EncryptedFile
                         plain[0] = extra[0];
                         filled = 1;
                         total += 1;
+                        if (total > maxBytes)
+                        {
+                            throw new FileTooLargeException(maxBytes); // a limit that is a whole number of chunks, plus one byte
+                        }
+
                         continue;
                     }
 

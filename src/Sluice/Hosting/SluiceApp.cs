@@ -111,6 +111,7 @@ internal static class SluiceApp
         // A failure to start is reported by the command line as one plain line (Cli/StartupFailure); the host's own
         // report of it would repeat it with a stack trace. Critical still shows a background service that crashes.
         logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
+        logging.Services.AddSingleton<Microsoft.Extensions.Options.IPostConfigureOptions<LoggerFilterOptions>, RequestUrlLogGuard>();
         if (format == LogFormat.Json)
         {
             logging.AddJsonConsole(json =>

@@ -8,7 +8,8 @@ namespace Sluice.Identity;
 
 /// <summary>Organizations, their members and roles, and invitations. Callers are authorised by policy before they get here.</summary>
 public sealed class OrganizationService(
-    SluiceDbContext db, AuditLog audit, ApiKeyVerifier keys, IOptions<IdentityOptions> options, TimeProvider time, ILogger<OrganizationService> logger)
+    SluiceDbContext db, AuditLog audit, ApiKeyVerifier keys, IOptions<IdentityOptions> options, TimeProvider time, ILogger<OrganizationService> logger,
+    Gateway.OrganizationPolicies? policies = null)
 {
     public async Task<OrganizationResponse> CreateAsync(CreateOrganizationRequest request, Guid? ownerUserId, CancellationToken cancellationToken)
     {
@@ -67,6 +68,7 @@ public sealed class OrganizationService(
         organization.UpdatedAt = time.GetUtcNow();
         audit.Record("org.update", $"org:{orgId}", orgId);
         await db.SaveChangesAsync(cancellationToken);
+        policies?.Forget(orgId); // applies at once on this replica; others within the cache's lifetime
         return Response(organization);
     }
 
@@ -278,6 +280,7 @@ public sealed class OrganizationService(
         organization.UpdatedAt = time.GetUtcNow();
         audit.Record("org.limits", $"org:{orgId} rpm={request.RequestsPerMinute?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "none"} tpm={request.TokensPerMinute?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "none"}", orgId);
         await db.SaveChangesAsync(cancellationToken);
+        policies?.Forget(orgId);
         return Response(organization);
     }
 }

@@ -60,7 +60,7 @@ public abstract class AuditLogTests(DatabaseProvider provider)
     {
         var clock = new ManualTimeProvider(DateTimeOffset.UtcNow);
         await using var database = await TestDatabase.CreateAsync(provider);
-        await using var sluice = new SluiceFactory(database, new Dictionary<string, string?> { ["Audit:Retention"] = "1.00:00:00", ["Identity:SessionLifetime"] = "30.00:00:00" }, clock);
+        await using var sluice = new SluiceFactory(database, new Dictionary<string, string?> { ["Audit:Retention"] = "1.00:00:00", ["Identity:SessionLifetime"] = "30.00:00:00", ["Audit:CheckpointInterval"] = "00:10:00" }, clock);
         var (owner, _) = await sluice.SignUpAndLoginAsync("owner@example.com");
         for (var i = 0; i < 5; i++)
         {

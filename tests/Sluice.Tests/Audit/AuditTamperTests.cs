@@ -42,7 +42,7 @@ public abstract class AuditTamperTests(DatabaseProvider provider)
     /// <summary>Eight entries (start-up, sign-up, organizations) with checkpoints at 4, 6 and 8.</summary>
     internal static async Task<SluiceFactory> LogWithCheckpointsAsync(TestDatabase database)
     {
-        var sluice = new SluiceFactory(database);
+        var sluice = new SluiceFactory(database, AuditTailTests.NoPeriodicCheckpoints); // checkpoints exactly where the test signs them
         var (owner, _) = await sluice.SignUpAndLoginAsync("owner@example.com");
         await using var db = database.CreateContext();
         var count = await db.AuditEntries.CountAsync();

@@ -35,7 +35,11 @@ public sealed class LowBalanceAlertTests
         await receiver.StartAsync();
 
         await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
-        await using var sluice = new SluiceFactory(database, new Dictionary<string, string?> { ["Billing:AlertInterval"] = "00:00:00.200" });
+        await using var sluice = new SluiceFactory(database, new Dictionary<string, string?>
+        {
+            ["Billing:AlertInterval"] = "00:00:00.200",
+            ["Billing:WebhookAllowedNetworks:0"] = "127.0.0.1/32", // the receiver is on loopback, which webhooks may not reach by default
+        });
         using var op = await OperatorAsync(sluice);
         var (owner, orgId, _) = await TenantAsync(sluice);
         await op.PostAsJsonAsync($"/api/v1/admin/orgs/{orgId}/wallet/credits", new { amountMicros = 10_000_000, reason = "fund" });

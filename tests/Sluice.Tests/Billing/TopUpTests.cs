@@ -18,7 +18,7 @@ namespace Sluice.Tests.Billing;
 /// <summary>Top-ups: Stripe Checkout against a stand-in Stripe on loopback, signed webhooks, redemption codes.</summary>
 public sealed class TopUpTests
 {
-    private const string WebhookSecret = "whsec_test_canary";
+    internal const string WebhookSecret = "whsec_test_canary";
     private const string StripeKey = "sk_test_stripe_canary";
 
     [Fact]
@@ -61,7 +61,13 @@ public sealed class TopUpTests
         var wallet = await owner.GetFromJsonAsync<JsonElement>($"/api/v1/orgs/{orgId}/wallet");
         Assert.Equal(25_500_000, wallet.GetProperty("balanceMicros").GetInt64());
         await using var db = database.CreateContext();
-        Assert.Equal(1, await db.LedgerTransactions.CountAsync(t => t.Type == "card_top_up"));
+        var posted = await db.LedgerTransactions.SingleAsync(t => t.Type == "card_top_up");
+
+        // The webhook is audited (AuditCoverageTests relies on this): one entry by "system" for the one credit, none for
+        // the replays, the forged, the stale or the unsigned notifications.
+        var audited = await db.AuditEntries.Where(e => e.Action == "wallet.top_up").ToListAsync();
+        var entry = Assert.Single(audited);
+        Assert.Equal(("system", "success", orgId, $"ledger:{posted.Id} 25500000 USD card"), (entry.Actor, entry.Outcome, entry.OrganizationId!.Value, entry.Target));
         var stored = await Canary.DumpDatabaseAsync(database);
         Assert.DoesNotContain(StripeKey, stored, StringComparison.Ordinal);
         Assert.DoesNotContain(WebhookSecret, stored + sluice.Logs.All, StringComparison.Ordinal);
@@ -97,20 +103,20 @@ public sealed class TopUpTests
         Assert.DoesNotContain(codes[0], await Canary.DumpDatabaseAsync(database), StringComparison.Ordinal);
     }
 
-    private static string Event(string id, string sessionId, Guid orgId, long cents) => JsonSerializer.Serialize(new
+    internal static string Event(string id, string sessionId, Guid orgId, long cents, string currency = "usd") => JsonSerializer.Serialize(new
     {
         id,
         type = "checkout.session.completed",
-        data = new { @object = new { id = sessionId, payment_status = "paid", client_reference_id = orgId.ToString(), currency = "usd", amount_total = cents } },
+        data = new { @object = new { id = sessionId, payment_status = "paid", client_reference_id = orgId.ToString(), currency, amount_total = cents } },
     });
 
-    private static string Sign(string payload, long timestamp)
+    internal static string Sign(string payload, long timestamp)
     {
         var signature = Convert.ToHexStringLower(HMACSHA256.HashData(Encoding.UTF8.GetBytes(WebhookSecret), Encoding.UTF8.GetBytes($"{timestamp}.{payload}")));
         return $"t={timestamp},v1={signature}";
     }
 
-    private static async Task<HttpResponseMessage> Deliver(HttpClient client, string payload, string? signature)
+    internal static async Task<HttpResponseMessage> Deliver(HttpClient client, string payload, string? signature)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, "/api/v1/billing/stripe/webhook") { Content = new StringContent(payload, Encoding.UTF8, "application/json") };
         if (signature is not null)

@@ -52,7 +52,7 @@ public sealed class AdminCommandTests
         Assert.Contains("Revoked", revokedOut, StringComparison.Ordinal);
         await using (var db = database.CreateContext())
         {
-            Assert.NotNull((await db.ApiKeys.SingleAsync()).RevokedAt);
+            Assert.InRange((await db.ApiKeys.SingleAsync()).RevokedAt ?? DateTimeOffset.MinValue, DateTimeOffset.UtcNow.AddMinutes(-2), DateTimeOffset.UtcNow); // revoked now, not at some other time
             var audited = await db.AuditEntries.Where(e => e.Actor == "cli").OrderBy(e => e.Seq).Select(e => e.Action).ToListAsync();
             Assert.Equal(["org.create", "key.create", "key.rotate", "key.revoke"], audited);
         }

@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using Sluice.Crypto;
 
+using Sluice.Tests.TestSupport;
+
 namespace Sluice.Tests.Crypto;
 
 public sealed class BcryptTests
@@ -58,7 +60,7 @@ public sealed class BcryptTests
         var htpasswd = new[] { "/usr/bin/htpasswd", "/usr/sbin/htpasswd" }.FirstOrDefault(File.Exists);
         if (htpasswd is null)
         {
-            Assert.Skip("htpasswd (apache2-utils) is not installed; ./test.sh installs it when it can.");
+            CrossCheck.Unavailable("htpasswd (apache2-utils) is not installed; ./test.sh installs it (as root or with sudo).");
         }
 
         const string Secret = "Tr0ub4dor&3 über";

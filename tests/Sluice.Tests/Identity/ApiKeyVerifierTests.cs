@@ -17,7 +17,7 @@ public sealed class ApiKeyVerifierTests
         var (keyId, key) = await SluiceFactory.CreateKeyAsync(owner, orgId);
         var verifier = sluice.Services.GetRequiredService<ApiKeyVerifier>();
 
-        Assert.NotNull(await verifier.VerifyAsync(key));
+        Assert.Equal((keyId, orgId), Verified(await verifier.VerifyAsync(key)));
         // Remove the row behind the application's back: only the cache can still vouch for the key.
         await database.ExecuteAsync("DELETE FROM api_keys");
         var cached = await verifier.VerifyAsync(key);
@@ -57,19 +57,21 @@ public sealed class ApiKeyVerifierTests
 
         var expiring = await keys.CreateAsync(orgId, new CreateKeyRequest("short-lived", null, null, clock.GetUtcNow().AddMinutes(5), null, null, null), null, default);
         var rotating = await keys.CreateAsync(orgId, new CreateKeyRequest("rotating", null, null, null, null, null, null), null, default);
-        Assert.NotNull(await verifier.VerifyAsync(expiring.Key));
-        Assert.NotNull(await verifier.VerifyAsync(rotating.Key));
+        Assert.Equal(expiring.Details.Id, (await verifier.VerifyAsync(expiring.Key))?.KeyId);
+        Assert.Equal(rotating.Details.Id, (await verifier.VerifyAsync(rotating.Key))?.KeyId);
 
         var rotated = await keys.RotateAsync(orgId, rotating.Details.Id, new RotateKeyRequest(120), new Caller(null, true, null, null, KeyScopes.None), OrgRole.Owner, default);
-        Assert.NotNull(await verifier.VerifyAsync(rotating.Key));
-        Assert.NotNull(await verifier.VerifyAsync(rotated.Key));
+        Assert.Equal(rotating.Details.Id, (await verifier.VerifyAsync(rotating.Key))?.KeyId); // the old secret, within its grace
+        Assert.Equal(rotated.Details.Id, (await verifier.VerifyAsync(rotated.Key))?.KeyId);
 
         clock.Advance(TimeSpan.FromMinutes(6));
 
         Assert.Null(await verifier.VerifyAsync(expiring.Key));
         Assert.Null(await verifier.VerifyAsync(rotating.Key));
-        Assert.NotNull(await verifier.VerifyAsync(rotated.Key));
+        Assert.Equal(rotated.Details.Id, (await verifier.VerifyAsync(rotated.Key))?.KeyId);
     }
+
+    private static (Guid KeyId, Guid OrganizationId)? Verified(VerifiedKey? key) => key is null ? null : (key.KeyId, key.OrganizationId);
 }
 
 /// <summary>Forged keys cost bounded bcrypt work: a prefix's failure budget, and fingerprints of secrets verified before.</summary>
