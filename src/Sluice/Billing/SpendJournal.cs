@@ -16,8 +16,9 @@ namespace Sluice.Billing;
 /// Every settled hold appends a line with each of its leases' running charged total (<c>C lease total …</c>) and every
 /// usage event appends its metadata as JSON (<c>U {…}</c>; the event row holds no content, and neither does the line).
 /// Segments are files mapped shared into memory, so a line is in the kernel's page cache (and survives SIGKILL) as soon as
-/// it is copied, with no system call on the request's path; each settle round starts a new segment, syncs the last one
-/// to disk, and deletes segments whose charges and events are all in the database.
+/// it is copied, with no system call on the request's path; each settle round syncs the open segment to disk, moves to a
+/// prepared next segment once the open one is half full, and deletes segments whose charges and events are all in the
+/// database.
 /// <para>
 /// The journal lives in <c>{Server:DataDir}/spend-journal/{id}/</c>, locked (flock) while its process lives. A replica
 /// replays every unlocked journal it finds there (its dead predecessor's): it inserts the usage events the database lacks
@@ -40,6 +41,7 @@ public sealed partial class SpendJournal : IDisposable
     private readonly string? _directory;
     private readonly FileStream? _lock;
     private Segment? _segment;
+    private Segment? _next;
     private int _segmentNumber;
     private long _sequence;
     private long _events;
@@ -168,10 +170,16 @@ public sealed partial class SpendJournal : IDisposable
         }
     }
 
-    /// <summary>Starts a new segment, fsyncs the full ones, and deletes segments the database has caught up with.</summary>
+    /// <summary>
+    /// Once a settle round: syncs the open segment's pages to disk, moves to the next segment once the open one is half
+    /// full, prepares the next one (so the request path never creates a file), syncs closed segments and deletes those
+    /// the database has caught up with.
+    /// </summary>
     internal void Roll()
     {
         List<Segment> closing;
+        Segment? current;
+        int nextNumber;
         lock (_gate)
         {
             if (_directory is null || _disposed)
@@ -179,20 +187,40 @@ public sealed partial class SpendJournal : IDisposable
                 return;
             }
 
-            if (_segment is { Lines: > 0 })
+            if (_segment is { } open && open.Used > Segment.Capacity / 2 && _next is not null)
             {
                 Close();
-                try
-                {
-                    OpenSegment();
-                }
-                catch (IOException ex)
-                {
-                    Failed(ex);
-                }
+                _segment = _next;
+                _next = null;
             }
 
+            current = _segment;
+            nextNumber = _next is null ? ++_segmentNumber : 0;
             closing = _closed.Select(c => c.Segment).Where(c => !c.Synced).ToList();
+        }
+
+        try
+        {
+            current?.FlushPages(); // msync: a lost machine loses at most this round's lines
+            if (nextNumber > 0)
+            {
+                var next = new Segment(Path.Combine(_directory, $"{nextNumber:D8}.log"));
+                lock (_gate)
+                {
+                    if (_disposed || _next is not null)
+                    {
+                        next.Dispose();
+                    }
+                    else
+                    {
+                        _next = next;
+                    }
+                }
+            }
+        }
+        catch (IOException ex)
+        {
+            JournalWriteFailed(_logger, ex.GetType().Name);
         }
 
         foreach (var segment in closing)
@@ -419,8 +447,18 @@ public sealed partial class SpendJournal : IDisposable
         {
             if (!_segment.TryWrite(line))
             {
-                Close(); // full: a new one (rare; the settler rolls every round)
-                OpenSegment();
+                // Full within one settle round: the next segment, prepared by the settler, or (rarer) a new one.
+                Close();
+                if (_next is not null)
+                {
+                    _segment = _next;
+                    _next = null;
+                }
+                else
+                {
+                    OpenSegment();
+                }
+
                 _segment!.TryWrite(line);
             }
 
@@ -473,6 +511,7 @@ public sealed partial class SpendJournal : IDisposable
                 Close();
             }
 
+            _next?.Dispose();
             foreach (var (segment, _, _) in _closed)
             {
                 try
@@ -550,6 +589,8 @@ internal sealed class Segment : IDisposable
 
     public long Lines { get; private set; }
 
+    public long Used => Interlocked.Read(ref _position);
+
     public bool Synced { get; private set; }
 
     public bool TryWrite(ReadOnlySpan<byte> line)
@@ -564,6 +605,9 @@ internal sealed class Segment : IDisposable
         Lines++;
         return true;
     }
+
+    /// <summary>Writes the dirty pages to the file (msync); the segment stays open.</summary>
+    public void FlushPages() => _view.Flush();
 
     public void Sync()
     {
