@@ -46,6 +46,10 @@ public static class Canary
             {
                 continue; // removed since it was listed (SQLite's -shm and -journal come and go)
             }
+            catch (IOException) when (new FileInfo(path) is { Exists: true, Length: 0 })
+            {
+                continue; // an empty file held under an exclusive lock (a live spend journal's lock file): nothing to read
+            }
 
             await using var _ = stream;
             using var reader = new StreamReader(stream, Encoding.Latin1);
