@@ -57,7 +57,9 @@ public sealed class ApiKeyVerifier(IServiceScopeFactory scopes, TimeProvider tim
     // accepts the same secret without bcrypt. Holds what the positive cache holds (HMAC under the process pepper).
     private readonly ConcurrentDictionary<CacheKey, string> _known = new();
     private readonly ConcurrentDictionary<string, PrefixBudget> _prefixFailures = new(StringComparer.Ordinal);
-    private readonly SemaphoreSlim _hashSlots = new(HashConcurrency(options.Value), HashConcurrency(options.Value));
+    // Made on first use: reading the options while the verifier is constructed would validate them before the host
+    // collects every invalid setting into one report.
+    private readonly Lazy<SemaphoreSlim> _hashSlots = new(() => new SemaphoreSlim(HashConcurrency(options.Value), HashConcurrency(options.Value)));
     private int _hashWaiting;
 
     /// <summary>How many presented keys were refused without bcrypt because their prefix or the bcrypt queue was exhausted.</summary>
@@ -204,7 +206,7 @@ public sealed class ApiKeyVerifier(IServiceScopeFactory scopes, TimeProvider tim
             return null;
         }
 
-        await _hashSlots.WaitAsync();
+        await _hashSlots.Value.WaitAsync();
         Interlocked.Decrement(ref _hashWaiting);
         try
         {
@@ -231,14 +233,20 @@ public sealed class ApiKeyVerifier(IServiceScopeFactory scopes, TimeProvider tim
         }
         finally
         {
-            _hashSlots.Release();
+            _hashSlots.Value.Release();
         }
 
         CountFailure(prefix, now);
         return Reject(cacheKey, now);
     }
 
-    public void Dispose() => _hashSlots.Dispose();
+    public void Dispose()
+    {
+        if (_hashSlots.IsValueCreated)
+        {
+            _hashSlots.Value.Dispose();
+        }
+    }
 
     private static DateTimeOffset Earlier(DateTimeOffset? expires, DateTimeOffset graceEnds) =>
         expires is { } e && e < graceEnds ? e : graceEnds;
