@@ -9,6 +9,7 @@ using static Sluice.Tests.TestSupport.BatchKit;
 namespace Sluice.Tests.Batches;
 
 /// <summary>A real server process killed with SIGKILL in the middle of a batch; another one finishes it.</summary>
+[Collection(RealProcessLoad.Name)]
 public sealed class BatchCrashTests
 {
     [Fact]

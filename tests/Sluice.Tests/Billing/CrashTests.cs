@@ -10,6 +10,7 @@ using Sluice.Tests.TestSupport;
 namespace Sluice.Tests.Billing;
 
 /// <summary>Two real server processes on one PostgreSQL; one is killed with SIGKILL in the middle of the load.</summary>
+[Collection(RealProcessLoad.Name)]
 public sealed class CrashTests
 {
     private const string Body = """{"model":"m","messages":[{"role":"user","content":"hi"}],"max_tokens":10}""";

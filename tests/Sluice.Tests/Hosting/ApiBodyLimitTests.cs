@@ -12,6 +12,7 @@ namespace Sluice.Tests.Hosting;
 /// read, on the endpoints anyone can reach (sign-up, sign-in, the Stripe webhook) as on every other, so a flood of huge
 /// posts cannot swell the server's memory.
 /// </summary>
+[Collection(RealProcessLoad.Name)]
 public sealed class ApiBodyLimitTests
 {
     [Theory]

@@ -14,6 +14,7 @@ namespace Sluice.Tests.Hosting;
 /// (every connection reset and refused by <see cref="FaultProxy"/>) and comes back. Both replicas stay up, nothing
 /// answers 500, and every request answered 200 is metered and billed exactly once once the database is back.
 /// </summary>
+[Collection(RealProcessLoad.Name)]
 public sealed class DatabaseOutageTests
 {
     [Fact]
