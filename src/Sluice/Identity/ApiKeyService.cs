@@ -16,6 +16,7 @@ public sealed class ApiKeyService(
     SluiceDbContext db,
     AuditLog audit,
     ApiKeyVerifier verifier,
+    KnownKeyPrefixes prefixes,
     IOptions<IdentityOptions> options,
     TimeProvider time,
     ILogger<ApiKeyService> logger)
@@ -103,6 +104,7 @@ public sealed class ApiKeyService(
         db.ApiKeys.Add(key);
         audit.Record("key.create", $"key:{key.Id}", orgId);
         await db.SaveChangesAsync(cancellationToken);
+        prefixes.Add(key.Prefix);
         IdentityLog.KeyChanged(logger, key.Id, "created", orgId);
         return new CreatedKeyResponse(secret, KeyResponse.From(key, now));
     }
@@ -176,6 +178,7 @@ public sealed class ApiKeyService(
         key.UpdatedAt = now;
         audit.Record("key.rotate", $"key:{key.Id}", orgId);
         await db.SaveChangesAsync(cancellationToken);
+        prefixes.Add(key.Prefix);
         verifier.Evict(key.Id);
         IdentityLog.KeyChanged(logger, key.Id, "rotated", orgId);
         return new CreatedKeyResponse(secret, KeyResponse.From(key, now));

@@ -39,7 +39,7 @@ public sealed record VerifiedKey(
 /// window ends. Valid keys already verified on this replica never wait for any of it.
 /// </para>
 /// </summary>
-public sealed class ApiKeyVerifier(IServiceScopeFactory scopes, TimeProvider time, IOptions<IdentityOptions> options) : IDisposable
+public sealed class ApiKeyVerifier(IServiceScopeFactory scopes, TimeProvider time, IOptions<IdentityOptions> options, KnownKeyPrefixes prefixes) : IDisposable
 {
     private const int MaxNegativeEntries = 10_000;
     private const int MaxKnownEntries = 100_000;
@@ -147,6 +147,14 @@ public sealed class ApiKeyVerifier(IServiceScopeFactory scopes, TimeProvider tim
         List<ApiKey> candidates;
         try
         {
+            if (stale is null && !await prefixes.MayExistAsync(prefix))
+            {
+                // No key has this prefix, and unknown prefixes are arriving faster than a new key from another replica
+                // would explain: a minted key, refused without a database read. Not remembered as wrong.
+                Interlocked.Increment(ref _refusedWithoutHash);
+                return null;
+            }
+
             await using var scope = scopes.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
 
@@ -168,6 +176,10 @@ public sealed class ApiKeyVerifier(IServiceScopeFactory scopes, TimeProvider tim
         }
 
         _verified.TryRemove(cacheKey, out _); // re-cached below if it still verifies
+        if (candidates.Count > 0)
+        {
+            prefixes.Add(prefix); // created on another replica since this one loaded the prefixes
+        }
 
         var live = candidates.Where(k => k.ExpiresAt is not { } expires || expires > now).ToList();
         if (live.Count == 0)

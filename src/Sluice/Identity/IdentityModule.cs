@@ -10,6 +10,7 @@ internal static class IdentityModule
     public static IServiceCollection AddSluiceIdentityCore(this IServiceCollection services)
     {
         services.AddSettings<IdentityOptions>(IdentityOptions.Section);
+        services.AddSingleton<KnownKeyPrefixes>();
         services.AddSingleton<ApiKeyVerifier>();
         services.AddScoped<AccountService>();
         services.AddScoped<OrganizationService>();

@@ -120,4 +120,38 @@ public sealed class ForgedKeyBudgetTests
         Assert.Null(await verifier.VerifyAsync(Forged()));
         Assert.Equal(35, verifier.RefusedWithoutHash);
     }
+
+    [Fact]
+    public async Task Minted_keys_with_unknown_prefixes_cost_no_database_read_past_a_small_budget_and_real_keys_still_verify()
+    {
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        await using var sluice = new SluiceFactory(database);
+        var (owner, _) = await sluice.SignUpAndLoginAsync("owner@example.com");
+        var orgId = await SluiceFactory.CreateOrganizationAsync(owner);
+        var (_, used) = await SluiceFactory.CreateKeyAsync(owner, orgId);
+        var (_, neverUsed) = await SluiceFactory.CreateKeyAsync(owner, orgId);
+        var verifier = sluice.Services.GetRequiredService<ApiKeyVerifier>();
+        Assert.NotNull(await verifier.VerifyAsync(used));
+
+        // Well-formed keys with random prefixes (CRC-32 checksums can be minted by anyone): only the unknown-prefix
+        // budget (a burst of twice the rate, refilled at the rate) reaches the database; the rest are refused without.
+        const int Minted = 300;
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        for (var i = 0; i < Minted; i++)
+        {
+            Assert.Null(await verifier.VerifyAsync(ApiKeyFormat.Generate()));
+        }
+
+        var mayHaveRead = (KnownKeyPrefixes.UnknownReadsPerSecond * 2) + (int)Math.Ceiling(started.Elapsed.TotalSeconds * KnownKeyPrefixes.UnknownReadsPerSecond) + 1;
+        Assert.InRange(verifier.RefusedWithoutHash, Minted - mayHaveRead, Minted);
+
+        // A real key this replica never saw is known by its prefix, so it is read and verified although the budget is spent.
+        var refused = verifier.RefusedWithoutHash;
+        Assert.NotNull(await verifier.VerifyAsync(neverUsed));
+        Assert.Equal(refused, verifier.RefusedWithoutHash);
+
+        // So is a key created after the prefixes were loaded.
+        var (_, created) = await SluiceFactory.CreateKeyAsync(owner, orgId);
+        Assert.NotNull(await verifier.VerifyAsync(created));
+    }
 }
