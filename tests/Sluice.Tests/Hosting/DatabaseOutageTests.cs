@@ -77,7 +77,8 @@ public sealed class DatabaseOutageTests
         await Task.Delay(outage);
         var duringOutage = answers.Skip(cutAt).ToList();
         proxy.Restore();
-        await Task.Delay(TimeSpan.FromSeconds(2));
+        var restoredAt = answers.Count;
+        await WaitUntilAsync(() => answers.Skip(restoredAt).Count(x => x.Status == 200) >= 40, TimeSpan.FromSeconds(30), "traffic served again after the outage");
         await stopLoad.CancelAsync();
         await Task.WhenAll(clients);
 
