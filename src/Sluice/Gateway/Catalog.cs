@@ -25,7 +25,7 @@ public sealed record ModelInfo(string Id, string? Description, DateTimeOffset Cr
 /// made on this replica and every <see cref="GatewayOptions.CatalogRefreshInterval"/> for changes made elsewhere, so
 /// the hot path never queries the database for routing.
 /// </summary>
-public sealed class Catalog(IServiceScopeFactory scopes, IOptions<GatewayOptions> options, SecretBox secrets)
+public sealed class Catalog(IServiceScopeFactory scopes, IOptions<GatewayOptions> options, SecretBox secrets, TimeProvider time)
 {
     public const string EchoModelId = "echo";
 
@@ -44,7 +44,7 @@ public sealed class Catalog(IServiceScopeFactory scopes, IOptions<GatewayOptions
         var providers = (await db.Providers.AsNoTracking().ToListAsync(cancellationToken)).ToDictionary(p => p.Id, ToInfo);
         var routes = await db.ModelRoutes.AsNoTracking().ToListAsync(cancellationToken);
         var models = await db.CatalogModels.AsNoTracking().ToListAsync(cancellationToken);
-        var now = DateTimeOffset.UtcNow;
+        var now = time.GetUtcNow(); // a price in force from a future time starts when the server's clock reaches it
         var prices = (await db.RoutePrices.AsNoTracking().ToListAsync(cancellationToken))
             .Where(p => p.EffectiveFrom <= now)
             .GroupBy(p => p.RouteId)

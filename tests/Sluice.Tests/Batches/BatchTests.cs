@@ -81,7 +81,7 @@ public abstract class BatchTests(DatabaseProvider provider)
         await op.PostAsJsonAsync($"/api/v1/catalog/routes/{route}/prices", new { inputPerMillionMicros = 10_000_000, outputPerMillionMicros = 20_000_000 });
         var (_, orgId, key) = await TenantAsync(first);
         await op.PostAsJsonAsync($"/api/v1/admin/orgs/{orgId}/wallet/credits", new { amountMicros = 100_000_000, reason = "batch" });
-        await Task.Delay(300); // the catalog sees the price
+        await CatalogSeesAsync("m", priced: true, first);
         string batchId;
         using (var client = first.WithKey(key))
         {
@@ -130,7 +130,7 @@ public abstract class BatchTests(DatabaseProvider provider)
         var (_, _, key) = await TenantAsync(replicaA);
         using var onA = replicaA.WithKey(key);
         using var onB = replicaB.WithKey(key);
-        await Task.Delay(300); // replica B's catalog sees the model
+        await CatalogSeesAsync("m", priced: false, replicaB);
 
         var batches = new List<string>();
         for (var i = 0; i < 4; i++)

@@ -38,7 +38,7 @@ public sealed class HoldTests
         const int Affordable = 20;
         var (_, orgId, key) = await TenantAsync(replicaA);
         await op.PostAsJsonAsync($"/api/v1/admin/orgs/{orgId}/wallet/credits", new { amountMicros = worstCase * Affordable, reason = "exactly twenty requests" });
-        await Task.Delay(2200); // both replicas' catalogs see the price
+        await CatalogSeesAsync("m", priced: true, replicaA, replicaB);
         using var onA = replicaA.WithKey(key);
         using var onB = replicaB.WithKey(key);
 
@@ -81,7 +81,7 @@ public sealed class HoldTests
         await op.PostAsJsonAsync($"/api/v1/admin/orgs/{orgId}/wallet/credits", new { amountMicros = 1_000_000, reason = "plenty" });
         var created = await owner.PostAsJsonAsync($"/api/v1/orgs/{orgId}/keys", new { name = "capped", scopes = new[] { "inference" }, spendLimits = new { dailyMicros = worstCase * 5, totalMicros = worstCase * 100 } });
         var key = (await created.Content.ReadFromJsonAsync<System.Text.Json.JsonElement>()).GetProperty("key").GetString()!;
-        await Task.Delay(2200);
+        await CatalogSeesAsync("m", priced: true, replicaA, replicaB);
         using var onA = replicaA.WithKey(key);
         using var onB = replicaB.WithKey(key);
 
@@ -209,7 +209,7 @@ public sealed class HoldTests
         await ModelAsync(op, "priced");
         var route = await RouteAsync(op, "priced", "p", "m");
         await op.PostAsJsonAsync($"/api/v1/catalog/routes/{route}/prices", new { inputPerMillionMicros = 1_000_000, outputPerMillionMicros = 1_000_000 });
-        await Task.Delay(2200);
+        await CatalogSeesAsync("priced", priced: true, sluice);
         var (_, _, key) = await TenantAsync(sluice);
         using var client = sluice.WithKey(key);
 

@@ -24,7 +24,7 @@ public sealed class UsageReportTests
         var (_, keyB) = await SluiceFactory.CreateKeyAsync(owner, orgId, "inference");
         await op.PostAsJsonAsync($"/api/v1/admin/orgs/{orgId}/wallet/credits", new { amountMicros = 1_000_000, reason = "fund" });
         var (viewer, _) = await Identity.OrganizationTests.JoinAsync(sluice, owner, orgId, "viewer@example.com", "viewer");
-        await Task.Delay(2200); // the catalog sees the price
+        await CatalogSeesAsync("m", priced: true, sluice);
         using var a = sluice.WithKey(keyA);
         using var b = sluice.WithKey(keyB);
 

@@ -104,15 +104,7 @@ public sealed class WebhookSafetyTests
         Assert.Contains("Billing:WebhookAllowedNetworks: 'the office' is not a network in CIDR notation", stderr, StringComparison.Ordinal);
     }
 
-    private static async Task WaitForAsync(Func<bool> condition)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(15);
-        while (!condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, "timed out");
-            await Task.Delay(50);
-        }
-    }
+    private static Task WaitForAsync(Func<bool> condition) => Eventually.TrueAsync(condition, "the alert round's outcome", TimeSpan.FromSeconds(15));
 
     /// <summary>A webhook receiver on loopback: counts hits by path; /hooks/redirect answers 307 to /hooks/internal.</summary>
     private sealed class Receiver : IAsyncDisposable

@@ -66,7 +66,7 @@ public abstract class GatewayCanaryTests(DatabaseProvider provider)
             outcomes);
         await upstream.StreamCancelled.Task.WaitAsync(TimeSpan.FromSeconds(10));
         await UsageAsync(database, 11);
-        await Task.Delay(300);
+        await sluice.DisposeAsync(); // a clean stop: every writer (usage, audit, logs) has finished, so the scans see all it wrote
 
         var logs = sluice.Logs.All;
         var stored = await Canary.DumpDatabaseAsync(database);

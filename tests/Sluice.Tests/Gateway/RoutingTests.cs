@@ -111,11 +111,12 @@ public sealed class RoutingTests
         await using var steady = await FakeUpstream.StartAsync();
         flaky.FailWith = 500;
         await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        var clock = new ManualTimeProvider(DateTimeOffset.UtcNow); // the breaker reads the TimeProvider's wall time
         await using var sluice = new SluiceFactory(database, new Dictionary<string, string?>
         {
             ["Gateway:CircuitBreakerFailures"] = "2",
-            ["Gateway:CircuitBreakerOpenDuration"] = "00:00:01",
-        });
+            ["Gateway:CircuitBreakerOpenDuration"] = "00:01:00",
+        }, clock);
         using var op = await OperatorAsync(sluice);
         await ProviderAsync(op, "flaky", flaky.BaseUrl);
         await ProviderAsync(op, "steady", steady.BaseUrl);
@@ -132,7 +133,10 @@ public sealed class RoutingTests
 
         Assert.Equal(2, flaky.Hits); // opened after two failures; the next two requests went straight to the backup
         flaky.FailWith = null;
-        await Task.Delay(1200);
+        clock.Advance(TimeSpan.FromSeconds(59));
+        Assert.Equal(HttpStatusCode.OK, (await client.PostAsync("/v1/chat/completions", Chat("m", "hi"))).StatusCode);
+        Assert.Equal(2, flaky.Hits); // still open just before the open duration ends
+        clock.Advance(TimeSpan.FromSeconds(2));
         await client.PostAsync("/v1/chat/completions", Chat("m", "hi")); // the half-open probe succeeds
         await client.PostAsync("/v1/chat/completions", Chat("m", "hi"));
         Assert.Equal(4, flaky.Hits);

@@ -78,7 +78,8 @@ public sealed class DatabaseOutageTests
         await Task.Delay(outage);
         var duringOutage = answers.Skip(cutAt).ToList();
         proxy.Restore();
-        await Task.Delay(TimeSpan.FromSeconds(2));
+        var restoredAt = answers.Count;
+        await WaitUntilAsync(() => answers.Skip(restoredAt).Count(x => x.Status == 200) >= 40, TimeSpan.FromSeconds(30), "traffic served again after the outage");
         await stopLoad.CancelAsync();
         await Task.WhenAll(clients);
 
@@ -128,13 +129,5 @@ public sealed class DatabaseOutageTests
     private static Task WaitUntilAsync(Func<bool> condition, TimeSpan timeout, string what) =>
         WaitUntilAsync(() => Task.FromResult(condition()), timeout, what);
 
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan timeout, string what)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (!await condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, $"timed out waiting for {what}");
-            await Task.Delay(100);
-        }
-    }
+    private static Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan timeout, string what) => Eventually.TrueAsync(condition, what, timeout);
 }

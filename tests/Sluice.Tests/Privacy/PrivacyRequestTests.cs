@@ -95,10 +95,10 @@ public abstract class PrivacyRequestTests(DatabaseProvider provider)
             Assert.Equal(HttpStatusCode.OK, (await client.PostAsync("/v1/chat/completions", Chat("echo", "hello"))).StatusCode);
         }
 
+        Assert.NotEmpty(await UsageAsync(database, 1)); // the usage writer has stored the request the export must hold
         Assert.Equal(HttpStatusCode.OK, (await person.PutAsJsonAsync("/api/v1/me/consents", new { purpose = "analytics", granted = true })).StatusCode);
         var requestId = await VerifiedRequestAsync(person, "export");
         Assert.Equal(HttpStatusCode.OK, (await op.PostAsJsonAsync($"/api/v1/admin/privacy/requests/{requestId}/approve", new { })).StatusCode);
-        await Task.Delay(300); // the usage writer flushes every 200 ms
 
         var download = await person.GetAsync($"/api/v1/privacy/requests/{requestId}/export");
         Assert.Equal(HttpStatusCode.OK, download.StatusCode);

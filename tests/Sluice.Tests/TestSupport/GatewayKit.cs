@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 using Sluice.Gateway;
 
 namespace Sluice.Tests.TestSupport;
@@ -63,6 +64,23 @@ public static class GatewayKit
         ["stream"] = stream,
         ["stream_options"] = includeUsage ? new { include_usage = true } : null,
     }));
+
+    /// <summary>
+    /// Reloads each replica's catalog now, as its refresher does every Gateway:CatalogRefreshInterval, instead of
+    /// sleeping through an interval; then checks that each sees <paramref name="model"/> (priced, when
+    /// <paramref name="priced"/>), so a test never runs against a catalog it only hopes is current.
+    /// </summary>
+    public static async Task CatalogSeesAsync(string model, bool priced, params SluiceFactory[] replicas)
+    {
+        foreach (var replica in replicas)
+        {
+            var catalog = replica.Services.GetRequiredService<Catalog>();
+            await catalog.RefreshAsync(default);
+            var found = catalog.Find(model);
+            Assert.True(found is not null, $"the catalog has no model {model}");
+            Assert.True(!priced || found.Routes.Any(r => r.Pricing is not null), $"the catalog has no price for {model}");
+        }
+    }
 
     /// <summary>Waits for the usage writer to have stored at least <paramref name="count"/> events.</summary>
     public static async Task<List<UsageEvent>> UsageAsync(TestDatabase database, int count)
