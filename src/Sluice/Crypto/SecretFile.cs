@@ -5,8 +5,8 @@ public static class SecretFile
 {
     /// <summary>
     /// The file's text; when there is no file yet, writes <paramref name="create"/>'s text with owner-only permissions
-    /// (in an owner-only directory). When another process creates it at the same moment, the first to finish wins, so
-    /// every replica ends up with the same secret.
+    /// (in an owner-only directory). Processes creating it at the same moment take turns, so every replica ends up with
+    /// the same secret.
     /// </summary>
     public static string ReadOrCreate(string path, Func<string> create)
     {
@@ -25,33 +25,52 @@ public static class SecretFile
             Directory.CreateDirectory(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         }
 
-        // Written under a temporary name and then moved into place, which fails if the file exists: a reader never sees
-        // a half-written secret, and of two creators exactly one wins.
-        var text = create();
-        var temporary = Path.Combine(directory, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
+        // Creators take turns under an exclusive lock on a sibling lock file (a rename that must not overwrite is not
+        // atomic on every file system: two processes could each install their own secret). Inside it the secret is
+        // written under a temporary name and moved into place, so a reader never sees a half-written one.
         var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
         if (!OperatingSystem.IsWindows())
         {
             options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
         }
 
-        try
+        for (var attempt = 1; ; attempt++)
         {
-            using (var writer = new StreamWriter(new FileStream(temporary, options)))
+            FileStream gate;
+            try
             {
-                writer.Write(text);
+                gate = new FileStream(path + ".lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            }
+            catch (IOException) when (attempt < 500)
+            {
+                Thread.Sleep(10); // another creator holds the lock
+                continue;
             }
 
-            File.Move(temporary, path, overwrite: false);
-            return text;
-        }
-        catch (IOException) when (File.Exists(path))
-        {
-            return File.ReadAllText(path);
-        }
-        finally
-        {
-            File.Delete(temporary);
+            using (gate)
+            {
+                if (File.Exists(path))
+                {
+                    return File.ReadAllText(path);
+                }
+
+                var text = create();
+                var temporary = Path.Combine(directory, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
+                try
+                {
+                    using (var writer = new StreamWriter(new FileStream(temporary, options)))
+                    {
+                        writer.Write(text);
+                    }
+
+                    File.Move(temporary, path, overwrite: false);
+                    return text;
+                }
+                finally
+                {
+                    File.Delete(temporary);
+                }
+            }
         }
     }
 }
