@@ -54,7 +54,9 @@ public sealed partial class SpendJournal : IDisposable
     {
         _scopes = scopes;
         _logger = logger;
-        var replica = $"{Environment.MachineName}/{Environment.ProcessId}/{Guid.NewGuid():N}";
+        // The random part first, so the 64-character cut never removes it: a restarted container keeps its host name
+        // and process id, and two replicas sharing an id would replay (and close) each other's live leases.
+        var replica = $"{Guid.NewGuid():N}/{Environment.MachineName}/{Environment.ProcessId}";
         Replica = replica.Length > 64 ? replica[..64] : replica;
         try
         {
@@ -232,6 +234,7 @@ public sealed partial class SpendJournal : IDisposable
             catch (IOException ex)
             {
                 JournalWriteFailed(_logger, ex.GetType().Name);
+                continue; // still mapped: synced again next round, and never deleted unsynced
             }
 
             segment.Dispose(); // unmapped; the file stays until the database has caught up with it
@@ -266,6 +269,12 @@ public sealed partial class SpendJournal : IDisposable
             if (directory == _directory)
             {
                 continue;
+            }
+
+            if (Path.GetFileName(directory).StartsWith(Staging, StringComparison.Ordinal)
+                && Directory.GetLastWriteTimeUtc(directory) > DateTime.UtcNow - TimeSpan.FromMinutes(1))
+            {
+                continue; // a replica starting now, before it could lock its journal: left to it
             }
 
             FileStream held;
@@ -315,6 +324,11 @@ public sealed partial class SpendJournal : IDisposable
     private async Task ReplayAsync(string directory, SpendGuard guard, CancellationToken ct)
     {
         var replica = (await File.ReadAllTextAsync(Path.Combine(directory, ReplicaFile), ct)).Trim();
+        if (replica == Replica)
+        {
+            return; // never this replica's own leases, whatever the directory says
+        }
+
         var charged = new Dictionary<Guid, long>();
         var events = new Dictionary<Guid, UsageEvent>();
         foreach (var segment in Directory.GetFiles(directory, "*.log").Order(StringComparer.Ordinal))
@@ -478,6 +492,13 @@ public sealed partial class SpendJournal : IDisposable
         {
             _failed = true;
             JournalWriteFailed(_logger, ex.GetType().Name);
+
+            // From here on lines are missing: a journal replayed as if complete would return spend it never recorded.
+            // Without its replica file no successor replays it, and this replica's leases wait for the sweeper's deadline.
+            if (_directory is not null)
+            {
+                TryDelete(Path.Combine(_directory, ReplicaFile));
+            }
         }
     }
 

@@ -210,7 +210,10 @@ internal sealed class UsageWriter(
     /// <summary>The database refuses this batch but is up: store what it accepts, count and log what it refuses.</summary>
     private async Task WriteOneByOneAsync(CancellationToken cancellationToken)
     {
+        // Counted once the whole pass is done: a pass cut short by an outage is retried from the start (stored events
+        // are skipped then), and counting its refusals twice would let the spend journal drop events not yet stored.
         var written = 0;
+        var refused = 0;
         foreach (var usage in _batch)
         {
             try
@@ -220,11 +223,12 @@ internal sealed class UsageWriter(
             }
             catch (Exception ex) when (ex is not OperationCanceledException && !DatabaseFailures.IsUnavailable(ex))
             {
-                meter.CountRejected(1);
+                refused++;
                 GatewayLog.UsageRejected(logger, usage.Id, ex.GetType().Name);
             }
         }
 
+        meter.CountRejected(refused);
         meter.CountWritten(written);
         Done();
     }
