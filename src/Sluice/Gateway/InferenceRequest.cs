@@ -52,6 +52,7 @@ public sealed record InferenceRequest(
         bool stream = false, wantsUsage = false, sawContent = false;
         int? maxTokens = null;
         var choices = 1;
+        var bestOf = 1;
         if (!System.Text.Unicode.Utf8.IsValid(body.Span))
         {
             throw OpenAiException.Invalid("The request body is not valid UTF-8.", code: "invalid_encoding");
@@ -114,6 +115,17 @@ public sealed record InferenceRequest(
                             : throw WrongType("n", "an integer from 1 to 128");
                     }
                 }
+                else if (reader.ValueTextEquals("best_of"u8) && endpoint == InferenceEndpoint.Completions)
+                {
+                    // The provider generates best_of completions (returning n of them) and bills them all: held as choices.
+                    reader.Read();
+                    if (reader.TokenType != JsonTokenType.Null)
+                    {
+                        bestOf = reader.TokenType == JsonTokenType.Number && reader.TryGetInt32(out var generated) && generated is > 0 and <= 128
+                            ? generated
+                            : throw WrongType("best_of", "an integer from 1 to 128");
+                    }
+                }
                 else if (reader.ValueTextEquals(ContentField(endpoint)))
                 {
                     reader.Read();
@@ -156,7 +168,7 @@ public sealed record InferenceRequest(
             throw OpenAiException.Invalid($"'{field}' is a required property and must not be empty.", field);
         }
 
-        return new InferenceRequest(endpoint, model, stream, wantsUsage, maxTokens, body, choices);
+        return new InferenceRequest(endpoint, model, stream, wantsUsage, maxTokens, body, Math.Max(choices, bestOf));
     }
 
     /// <summary>

@@ -74,6 +74,9 @@ public sealed class RouteSelector(IOptions<GatewayOptions> options, TimeProvider
         }
     }
 
+    /// <summary>The request left the route without an outcome that says anything about it (the client left, or its input cannot be sent there).</summary>
+    public void Released(RouteInfo route) => State(route.Id).Leave();
+
     public (int Outstanding, bool Open) Inspect(Guid routeId) => State(routeId) is var s ? (s.Outstanding, !s.Admits(time.GetUtcNow())) : default;
 
     private RouteState State(Guid routeId) => _states.GetOrAdd(routeId, _ => new RouteState());
@@ -112,6 +115,15 @@ public sealed class RouteSelector(IOptions<GatewayOptions> options, TimeProvider
 
                 _outstanding++;
                 return true;
+            }
+        }
+
+        public void Leave()
+        {
+            lock (_gate)
+            {
+                _outstanding--;
+                _probing = false; // a half-open route offers its probe to the next request
             }
         }
 

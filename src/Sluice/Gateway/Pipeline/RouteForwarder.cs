@@ -29,7 +29,18 @@ public sealed class RouteForwarder(
             tried.Add(route.Id);
             trace.Attempts++;
             trace.Route = route;
-            using var slot = batch ? await concurrency.AcquireAsync(route.Provider, aborted) : null;
+            IDisposable? slot;
+            try
+            {
+                slot = batch ? await concurrency.AcquireAsync(route.Provider, aborted) : null;
+            }
+            catch
+            {
+                selector.Released(route); // the route is not left marked in use
+                throw;
+            }
+
+            using var slotHeld = slot;
             if (slot is not null)
             {
                 total.CancelAfter(settings.TotalTimeout); // waiting for a slot is not the provider's time
@@ -50,6 +61,13 @@ public sealed class RouteForwarder(
                 lastFailure = new UpstreamFailure(ex is OperationCanceledException ? 504 : 502, ex is OperationCanceledException ? "upstream_timeout" : "upstream_unreachable", null);
                 GatewayLog.RouteFailed(logger, route.Id, route.Provider.Name, lastFailure.Code);
                 continue;
+            }
+            catch
+            {
+                // The receiver left, or the request cannot be translated for this provider: not the route's failure, but
+                // the route must not stay marked in use (nor keep its recovery probe).
+                selector.Released(route);
+                throw;
             }
 
             await using (response)

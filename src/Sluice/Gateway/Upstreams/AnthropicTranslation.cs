@@ -11,6 +11,20 @@ internal static class AnthropicTranslation
 
     public static byte[] Request(InferenceRequest request, string upstreamModel)
     {
+        try
+        {
+            return Translate(request, upstreamModel);
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or NullReferenceException or FormatException or KeyNotFoundException)
+        {
+            // A field of the wrong type or shape (a number for a role, an object for messages…): the client's input,
+            // never a server error. The message names no value (it could be content).
+            throw OpenAiException.Invalid("The messages could not be translated for this model's provider: a field has an unexpected type or shape.", "messages");
+        }
+    }
+
+    private static byte[] Translate(InferenceRequest request, string upstreamModel)
+    {
         var source = JsonNode.Parse(request.Body.Span)!.AsObject();
         var system = new StringBuilder();
         var messages = new JsonArray();
