@@ -37,7 +37,7 @@ internal static class AuditCommand
             {
                 witnesses = (parse.GetValue(witness) ?? []).Select(f => new AuditVerifier.Witness(Path.GetFileName(f), File.ReadAllText(f))).ToList();
             }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
             {
                 await Console.Error.WriteLineAsync($"error: cannot read the witness: {ex.Message}");
                 return ExitCodes.Failure;

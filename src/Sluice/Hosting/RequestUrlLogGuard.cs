@@ -22,7 +22,7 @@ internal sealed class RequestUrlLogGuard : IPostConfigureOptions<LoggerFilterOpt
         ["Microsoft.AspNetCore.Routing"] = LogLevel.Warning,
         ["Microsoft.AspNetCore.Server.Kestrel"] = LogLevel.Warning,
         ["Microsoft.AspNetCore.HttpLogging"] = LogLevel.Warning,
-        ["Microsoft.AspNetCore.Http.Result"] = LogLevel.Warning,
+        ["Microsoft.AspNetCore.Http"] = LogLevel.Warning, // results, and parameter binding (which quotes the raw value)
         ["Microsoft.AspNetCore.Rewrite"] = LogLevel.Warning,
         ["Microsoft.AspNetCore.StaticFiles"] = LogLevel.Warning,
         ["System.Net.Http.HttpClient"] = LogLevel.Warning,

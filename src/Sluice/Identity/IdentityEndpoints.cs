@@ -50,7 +50,12 @@ internal static class IdentityEndpoints
             .RequireAuthorization(Policies.Org(OrgAccess.KeysRead));
         org.MapDelete("/keys/{keyId:guid}", RevokeKey).RequireAuthorization(Policies.Org(OrgAccess.KeysWrite));
         org.MapPost("/keys/{keyId:guid}/rotate", RotateKey).RequireAuthorization(Policies.Org(OrgAccess.KeysWrite));
-        org.MapPost("/keys/{keyId:guid}/reassign", (Guid orgId, Guid keyId, ApiKeyService keys, CancellationToken ct) => keys.ReassignToOrganizationAsync(orgId, keyId, ct))
+        org.MapPost("/keys/{keyId:guid}/reassign", (Guid orgId, Guid keyId, HttpContext http, ApiKeyService keys, CancellationToken ct) =>
+                http.Caller().IsKey
+                    // A reassigned key outlives its creator's role: only a signed-in owner or admin may decide that, never
+                    // a key (which could otherwise reassign itself and keep its authority after its creator is demoted).
+                    ? throw ApiProblem.Forbidden("keys cannot be reassigned with an API key; sign in as an owner or admin")
+                    : keys.ReassignToOrganizationAsync(orgId, keyId, ct))
             .RequireAuthorization(Policies.Org(OrgAccess.MembersWrite));
 
         var operators = api.MapGroup("/operators").WithTags("operators").RequireAuthorization(Policies.Operator);
