@@ -320,6 +320,34 @@ public sealed class RoutingTests
         Assert.Equal(3, JsonDocument.Parse(stream[^2]).RootElement.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
         Assert.Equal(HttpStatusCode.BadRequest, unsupported.StatusCode);
     }
+
+    [Fact]
+    public async Task A_field_of_the_wrong_type_for_an_Anthropic_route_is_a_400_and_leaves_the_route_serving()
+    {
+        await using var upstream = await FakeUpstream.StartAsync();
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        await using var sluice = new SluiceFactory(database);
+        using var op = await OperatorAsync(sluice);
+        await ProviderAsync(op, "anthropic", upstream.BaseUrl, kind: "anthropic", apiKey: "ant-key");
+        await ModelAsync(op, "claude");
+        await RouteAsync(op, "claude", "anthropic", "claude-3-5-haiku-latest");
+        var (_, _, key) = await TenantAsync(sluice);
+        using var client = sluice.WithKey(key);
+
+        for (var i = 0; i < 8; i++) // more than the circuit breaker's threshold: client input must not count against the route
+        {
+            using var refused = await client.PostAsync("/v1/chat/completions", Json("""{"model":"claude","messages":[{"role":5,"content":"Hi"}]}"""));
+            Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+            var error = JsonDocument.Parse(await refused.Content.ReadAsStringAsync()).RootElement.GetProperty("error");
+            Assert.Equal("invalid_request_error", error.GetProperty("type").GetString());
+            Assert.Equal("messages", error.GetProperty("param").GetString());
+        }
+
+        using var served = await client.PostAsync("/v1/chat/completions", Chat("claude", "Hi"));
+        Assert.Equal(HttpStatusCode.OK, served.StatusCode);
+        Assert.Single(upstream.Requests);
+        Assert.Equal(8, (await UsageAsync(database, 9)).Count(u => u.Status == 400));
+    }
 }
 
 public sealed class LoadBalancingTests
