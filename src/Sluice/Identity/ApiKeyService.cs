@@ -47,7 +47,7 @@ public sealed class ApiKeyService(
                 : $"'{Truncate(unknown)}' is not a scope; use {string.Join(", ", KeyScopeNames.All)}");
         }
 
-        if (ceiling is not null && (scopes & ~ceiling.Allowed) is var excess && excess != KeyScopes.None)
+        if (ceiling is not null && request.Scopes is not null && (scopes & ~ceiling.Allowed) is var excess && excess != KeyScopes.None)
         {
             var names = KeyScopeNames.Format(excess);
             var message = $"{string.Join(", ", names.Select(n => $"'{n}'"))} is more than {ceiling.Because} may grant; ask an owner or admin for such a key";

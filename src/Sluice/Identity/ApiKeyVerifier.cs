@@ -145,6 +145,7 @@ public sealed class ApiKeyVerifier(IServiceScopeFactory scopes, TimeProvider tim
         }
 
         List<ApiKey> candidates;
+        Dictionary<Guid, OrgRole> creatorRoles = [];
         try
         {
             if (stale is null && !await prefixes.MayExistAsync(prefix))
@@ -165,6 +166,17 @@ public sealed class ApiKeyVerifier(IServiceScopeFactory scopes, TimeProvider tim
                 .Where(k => k.CreatedByUserId == null || db.Memberships.Any(m => m.OrganizationId == k.OrganizationId && m.UserId == k.CreatedByUserId
                     && db.Users.Any(u => u.Id == m.UserId && u.ClosedAt == null)))
                 .ToListAsync();
+
+            // A key never carries more than its creator's current role allows (on /v1 as on /api): its scopes are
+            // masked by that role below. Role changes mark the creator's keys changed, so every replica re-reads them.
+            foreach (var candidate in candidates)
+            {
+                if (candidate.CreatedByUserId is { } creator && !creatorRoles.ContainsKey(creator))
+                {
+                    creatorRoles[creator] = await db.Memberships.Where(m => m.OrganizationId == candidate.OrganizationId && m.UserId == creator)
+                        .Select(m => m.Role).SingleAsync();
+                }
+            }
         }
         catch (Exception ex) when (stale is not null && DatabaseFailures.IsUnavailable(ex))
         {
@@ -194,12 +206,12 @@ public sealed class ApiKeyVerifier(IServiceScopeFactory scopes, TimeProvider tim
             {
                 if (key.Prefix == prefix && key.SecretHash == knownHash)
                 {
-                    return Remember(cacheKey, key, key.ExpiresAt, now, knownHash);
+                    return Remember(cacheKey, key, creatorRoles, key.ExpiresAt, now, knownHash);
                 }
 
                 if (key.PreviousPrefix == prefix && key.PreviousSecretHash == knownHash && key.PreviousValidUntil is { } graceEnds && graceEnds > now)
                 {
-                    return Remember(cacheKey, key, Earlier(key.ExpiresAt, graceEnds), now, knownHash);
+                    return Remember(cacheKey, key, creatorRoles, Earlier(key.ExpiresAt, graceEnds), now, knownHash);
                 }
             }
         }
@@ -233,13 +245,13 @@ public sealed class ApiKeyVerifier(IServiceScopeFactory scopes, TimeProvider tim
             {
                 if (key.Prefix == prefix && Bcrypt.Verify(presented, key.SecretHash))
                 {
-                    return Remember(cacheKey, key, key.ExpiresAt, now, key.SecretHash);
+                    return Remember(cacheKey, key, creatorRoles, key.ExpiresAt, now, key.SecretHash);
                 }
 
                 if (key.PreviousPrefix == prefix && key.PreviousValidUntil is { } graceEnds && graceEnds > now
                     && key.PreviousSecretHash is { } previous && Bcrypt.Verify(presented, previous))
                 {
-                    return Remember(cacheKey, key, Earlier(key.ExpiresAt, graceEnds), now, previous);
+                    return Remember(cacheKey, key, creatorRoles, Earlier(key.ExpiresAt, graceEnds), now, previous);
                 }
             }
         }
@@ -296,9 +308,14 @@ public sealed class ApiKeyVerifier(IServiceScopeFactory scopes, TimeProvider tim
     private static int HashConcurrency(IdentityOptions settings) =>
         settings.KeyHashConcurrency > 0 ? settings.KeyHashConcurrency : Math.Max(1, Environment.ProcessorCount / 4);
 
-    private VerifiedKey Remember(CacheKey cacheKey, ApiKey key, DateTimeOffset? validUntil, DateTimeOffset now, string matchedHash)
+    private VerifiedKey Remember(CacheKey cacheKey, ApiKey key, Dictionary<Guid, OrgRole> creatorRoles, DateTimeOffset? validUntil, DateTimeOffset now, string matchedHash)
     {
         var verified = Describe(key, validUntil);
+        if (key.CreatedByUserId is { } creator && creatorRoles.TryGetValue(creator, out var role))
+        {
+            verified = verified with { Scopes = key.Scopes & Permissions.ScopesAllowed(role) };
+        }
+
         _verified[cacheKey] = new CachedKey(verified, now + options.Value.KeyCacheTtl);
         if (_known.Count >= MaxKnownEntries)
         {

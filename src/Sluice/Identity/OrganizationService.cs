@@ -100,9 +100,16 @@ public sealed class OrganizationService(
             await EnsureAnotherOwnerAsync(orgId, userId, cancellationToken);
         }
 
+        // The keys they made carry at most their new role's authority: marked changed, so every replica re-reads them.
+        var changed = await ApiKeyService.MarkKeysOfChangedAsync(db, userId, orgId, time.GetUtcNow(), cancellationToken);
         membership.Role = role;
         audit.Record("member.role_change", $"user:{userId} as {Roles.Format(role)}", orgId);
         await db.SaveChangesAsync(cancellationToken);
+        foreach (var keyId in changed)
+        {
+            keys.Evict(keyId);
+        }
+
         return (await MembersAsync(orgId, cancellationToken)).Single(m => m.UserId == userId);
     }
 

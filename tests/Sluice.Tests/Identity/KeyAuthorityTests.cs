@@ -44,6 +44,26 @@ public abstract class KeyAuthorityTests(DatabaseProvider provider)
     }
 
     [Fact]
+    public async Task A_demoted_members_inference_key_loses_what_the_new_role_may_not_grant_on_v1_too()
+    {
+        await using var database = await TestDatabase.CreateAsync(provider);
+        await using var sluice = new SluiceFactory(database);
+        var (owner, _) = await sluice.SignUpAndLoginAsync("owner@example.com");
+        var orgId = await SluiceFactory.CreateOrganizationAsync(owner);
+        var bob = await sluice.AddMemberAsync(owner, orgId, "bob@example.com", "member");
+        var bobId = (await (await bob.GetAsync("/api/v1/me")).Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+        var (_, bobKey) = await SluiceFactory.CreateKeyAsync(bob, orgId, "inference");
+        using var key = sluice.WithKey(bobKey);
+        Assert.Equal(HttpStatusCode.OK, (await key.GetAsync("/v1/models")).StatusCode); // verified and cached
+
+        Assert.Equal(HttpStatusCode.OK, (await owner.PatchAsJsonAsync($"/api/v1/orgs/{orgId}/members/{bobId}", new { role = "viewer" })).StatusCode);
+
+        Assert.Equal(HttpStatusCode.Forbidden, (await key.GetAsync("/v1/models")).StatusCode); // a viewer may grant no inference
+        Assert.Equal(HttpStatusCode.OK, (await owner.PatchAsJsonAsync($"/api/v1/orgs/{orgId}/members/{bobId}", new { role = "member" })).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await key.GetAsync("/v1/models")).StatusCode); // and gets it back with the role
+    }
+
+    [Fact]
     public async Task A_key_acts_with_its_creators_current_role_so_a_demoted_admins_key_escalates_nothing()
     {
         await using var database = await TestDatabase.CreateAsync(provider);
