@@ -18,7 +18,7 @@ public abstract class GatewayCanaryTests(DatabaseProvider provider)
         var canary = "canary-" + Guid.NewGuid().ToString("N");
         await using var upstream = await FakeUpstream.StartAsync();
         upstream.Reply = "upstream answer " + canary;
-        upstream.Chunks = 100;
+        upstream.Chunks = 1_000; // 10 s of stream: a loaded machine's slow cancellation still reaches it before it ends
         upstream.DelayBetweenChunks = TimeSpan.FromMilliseconds(10);
         await using var failing = await FakeUpstream.StartAsync();
         failing.FailWith = 500;
@@ -64,7 +64,7 @@ public abstract class GatewayCanaryTests(DatabaseProvider provider)
             [HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.BadGateway,
              HttpStatusCode.BadRequest, HttpStatusCode.NotFound, HttpStatusCode.OK, HttpStatusCode.TooManyRequests],
             outcomes);
-        await upstream.StreamCancelled.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        await upstream.StreamCancelled.Task.WaitAsync(TimeSpan.FromSeconds(30));
         await UsageAsync(database, 11);
         await sluice.DisposeAsync(); // a clean stop: every writer (usage, audit, logs) has finished, so the scans see all it wrote
 
