@@ -44,7 +44,7 @@ public static partial class NvidiaSmiParser
             if (fields.Length > QueryFields)
             {
                 // A name with a comma in it: the name is everything between the uuid and the six trailing figures.
-                var name = string.Join(",", fields[2..(fields.Length - 6)]);
+                var name = string.Join(", ", fields[2..(fields.Length - 6)]);
                 fields = [fields[0], fields[1], name, .. fields[^6..]];
             }
 
