@@ -81,7 +81,18 @@ public sealed class HeartbeatLoop(
                 };
                 AgentLog.HeartbeatSent(logger, sequence, reports.Count, sendInventory);
 
-                var result = await client.HeartbeatAsync(identity.Credential, request, cancellationToken);
+                ControlResult<HeartbeatResponse> result;
+                try
+                {
+                    result = await client.HeartbeatAsync(identity.Credential, request, cancellationToken);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+                {
+                    // Anything unforeseen on the way (its message is not repeated: it could quote the request) is one
+                    // more failed heartbeat, never the end of the agent.
+                    result = new(ControlOutcome.Unavailable, null, null, $"unexpected {ex.GetType().Name}");
+                }
+
                 TimeSpan wait;
                 switch (result.Outcome)
                 {
