@@ -98,6 +98,17 @@ public static partial class AgentDataDirectory
             throw new AgentSetupException($"{path} is not an agent identity (damaged?). Join again with `sluice agent join --force`.");
         }
 
+        var certificate = Path.Combine(dataDir, Path.GetFileName(identity.CertificateFile));
+        if (!File.Exists(certificate))
+        {
+            throw new AgentSetupException($"the serving certificate {certificate} is missing; join again with `sluice agent join --force`.");
+        }
+
+        if (!OperatingSystem.IsWindows() && (File.GetUnixFileMode(certificate) & ~OwnerOnlyFile) != 0)
+        {
+            throw new AgentSetupException($"{certificate} holds the serving certificate's private key and may be read by other users; make it owner-only (chmod 600 {certificate}).");
+        }
+
         return identity;
     }
 

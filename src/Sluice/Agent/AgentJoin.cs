@@ -106,7 +106,12 @@ internal static partial class AgentJoin
             return refused;
         }
 
-        if (arguments.Token.Length == 0 || arguments.Token.Length > 512 || arguments.Token.Any(c => char.IsWhiteSpace(c) || char.IsControl(c)))
+        if (arguments.Token.Length == 0)
+        {
+            return "a join token is required: give --token TOKEN (or set SLUICE_AGENT_JOIN_TOKEN).";
+        }
+
+        if (arguments.Token.Length > 512 || arguments.Token.Any(c => char.IsWhiteSpace(c) || char.IsControl(c)))
         {
             return "--token must be the join token exactly as it was shown (no spaces).";
         }

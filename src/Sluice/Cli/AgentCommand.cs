@@ -19,6 +19,8 @@ internal static class AgentCommand
         return command;
     }
 
+    public const string JoinTokenVariable = "SLUICE_AGENT_JOIN_TOKEN";
+
     private static Option<string?> DataDirOption() => new("--data-dir")
     {
         Description = $"The agent's data directory (default ${AgentDataDirectory.EnvironmentVariable}, else {AgentDataDirectory.SystemDirectory} when writable, else ~/.local/share/sluice-agent).",
@@ -30,7 +32,7 @@ internal static class AgentCommand
     private static Command Join()
     {
         var server = new Option<string>("--server") { Description = "The Sluice server's URL (https://; http:// only to a loopback address).", Required = true };
-        var token = new Option<string>("--token") { Description = "The one-time join token an operator or org admin created.", Required = true };
+        var token = new Option<string?>("--token") { Description = $"The one-time join token an operator or org admin created (or ${JoinTokenVariable}, which keeps it out of the process list)." };
         var dataDir = DataDirOption();
         var listen = new Option<string>("--listen")
         {
@@ -47,7 +49,7 @@ internal static class AgentCommand
         command.SetAction((parse, cancellationToken) => AgentJoin.RunAsync(new JoinArguments
         {
             Server = parse.GetValue(server)!,
-            Token = parse.GetValue(token)!,
+            Token = parse.GetValue(token) ?? Environment.GetEnvironmentVariable(JoinTokenVariable) ?? "",
             DataDir = DataDir(parse, dataDir),
             Listen = parse.GetValue(listen)!,
             Advertise = parse.GetValue(advertise),

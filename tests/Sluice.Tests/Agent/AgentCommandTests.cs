@@ -1,7 +1,6 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
-using System.Text.Json;
 using Sluice.Agent;
 using Sluice.Compute.Protocol;
 using Sluice.Tests.TestSupport;
@@ -226,6 +225,21 @@ public sealed class AgentCommandTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task The_join_token_can_come_from_the_environment_and_is_required()
+    {
+        var withoutToken = new[] { "agent", "join", "--server", _server.Url.ToString(), "--data-dir", DataDir };
+
+        var missing = await SluiceProcess.RunAsync(withoutToken, Environment);
+        Assert.Equal(2, missing.ExitCode);
+        Assert.Contains("a join token is required", missing.Stderr, StringComparison.Ordinal);
+        Assert.Empty(_server.Joins);
+
+        var fromEnvironment = await SluiceProcess.RunAsync(withoutToken, new Dictionary<string, string?>(Environment) { ["SLUICE_AGENT_JOIN_TOKEN"] = _joinToken });
+        Assert.True(fromEnvironment.ExitCode == 0, fromEnvironment.Stderr);
+        Assert.Equal(_joinToken, Assert.Single(_server.Joins).Token);
+    }
+
+    [Fact]
     public async Task Run_and_status_without_a_join_say_so()
     {
         var run = await SluiceProcess.RunAsync(["agent", "run", "--data-dir", DataDir], Environment);
@@ -255,6 +269,4 @@ public sealed class AgentCommandTests : IAsyncLifetime
     }
 
     private static string ControlClientVersion() => ControlClient.AgentVersion;
-
-    private static string Json(object value) => JsonSerializer.Serialize(value);
 }

@@ -58,6 +58,20 @@ public sealed class AgentDataDirectoryTests : IDisposable
     }
 
     [Fact]
+    public void A_missing_or_readable_certificate_is_refused()
+    {
+        var dir = Path.Combine(_root, "cert");
+        AgentDataDirectory.Write(dir, Identity(), [1]);
+        var certificate = Path.Combine(dir, AgentDataDirectory.CertificateFile);
+
+        File.SetUnixFileMode(certificate, UnixFileMode.UserRead | UnixFileMode.GroupRead);
+        Assert.Contains("private key", Assert.Throws<AgentSetupException>(() => AgentDataDirectory.Read(dir)).Message, StringComparison.Ordinal);
+
+        File.Delete(certificate);
+        Assert.Contains("is missing", Assert.Throws<AgentSetupException>(() => AgentDataDirectory.Read(dir)).Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void A_missing_or_damaged_identity_is_a_clear_refusal()
     {
         Assert.Contains("has not joined", Assert.Throws<AgentSetupException>(() => AgentDataDirectory.Read(Path.Combine(_root, "none"))).Message, StringComparison.Ordinal);
