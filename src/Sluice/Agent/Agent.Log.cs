@@ -24,7 +24,7 @@ internal static partial class AgentLog
     [LoggerMessage(110, LogLevel.Information, "Agent for machine {MachineId} running: heartbeats to {Server}, serving URL {ServingUrl}")]
     public static partial void Running(ILogger logger, string machineId, string server, string servingUrl);
 
-    [LoggerMessage(111, LogLevel.Information, "Heartbeat {Sequence} accepted: machine {MachineState}, {TaskCount} desired tasks, next in {IntervalSeconds} s")]
+    [LoggerMessage(111, LogLevel.Debug, "Heartbeat {Sequence} accepted: machine {MachineState}, {TaskCount} desired tasks, next in {IntervalSeconds} s")]
     public static partial void HeartbeatAccepted(ILogger logger, long sequence, string machineState, int taskCount, int intervalSeconds);
 
     [LoggerMessage(112, LogLevel.Information, "The server's desired task set changed: {TaskCount} tasks ({TaskIds})")]
@@ -47,6 +47,9 @@ internal static partial class AgentLog
 
     [LoggerMessage(118, LogLevel.Debug, "Heartbeat {Sequence} sent: {TaskReports} task reports, inventory {InventoryIncluded}")]
     public static partial void HeartbeatSent(ILogger logger, long sequence, int taskReports, bool inventoryIncluded);
+
+    [LoggerMessage(119, LogLevel.Error, "The task supervisor failed to apply the desired set ({ExceptionType}); it is applied again with the next reply")]
+    public static partial void ApplyFailed(ILogger logger, string exceptionType);
 
     [LoggerMessage(120, LogLevel.Debug, "Placeholder supervisor: {TaskCount} desired tasks received; this build runs none")]
     public static partial void PlaceholderApplied(ILogger logger, int taskCount);

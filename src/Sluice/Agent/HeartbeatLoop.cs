@@ -67,29 +67,30 @@ public sealed class HeartbeatLoop(
             {
                 var started = time.GetTimestamp();
                 sequence++;
-                var (inventory, telemetry) = await probe.SampleAsync(cancellationToken);
-                var inventoryJson = JsonSerializer.Serialize(inventory, ComputeJson.Default.MachineInventory);
-                var sendInventory = inventoryJson != _acknowledgedInventory;
-                var reports = supervisor.Report();
-                var request = new HeartbeatRequest
-                {
-                    Sequence = sequence,
-                    AgentVersion = ControlClient.AgentVersion,
-                    Inventory = sendInventory ? inventory : null,
-                    Telemetry = telemetry,
-                    Tasks = reports,
-                };
-                AgentLog.HeartbeatSent(logger, sequence, reports.Count, sendInventory);
-
                 ControlResult<HeartbeatResponse> result;
+                string? inventoryJson = null;
+                var sendInventory = false;
                 try
                 {
+                    var (inventory, telemetry) = await probe.SampleAsync(cancellationToken);
+                    inventoryJson = JsonSerializer.Serialize(inventory, ComputeJson.Default.MachineInventory);
+                    sendInventory = inventoryJson != _acknowledgedInventory;
+                    var reports = supervisor.Report();
+                    var request = new HeartbeatRequest
+                    {
+                        Sequence = sequence,
+                        AgentVersion = ControlClient.AgentVersion,
+                        Inventory = sendInventory ? inventory : null,
+                        Telemetry = telemetry,
+                        Tasks = reports,
+                    };
+                    AgentLog.HeartbeatSent(logger, sequence, reports.Count, sendInventory);
                     result = await client.HeartbeatAsync(identity.Credential, request, cancellationToken);
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
                 {
-                    // Anything unforeseen on the way (its message is not repeated: it could quote the request) is one
-                    // more failed heartbeat, never the end of the agent.
+                    // Anything unforeseen on the way (its message is not repeated: it could quote a task's state) is
+                    // one more failed heartbeat, never the end of the agent.
                     result = new(ControlOutcome.Unavailable, null, null, $"unexpected {ex.GetType().Name}");
                 }
 
@@ -120,7 +121,16 @@ public sealed class HeartbeatLoop(
                         interval = TimeSpan.FromSeconds(Math.Clamp(reply.HeartbeatIntervalSeconds, 1, 3600));
                         AgentLog.HeartbeatAccepted(logger, sequence, reply.MachineState, reply.Tasks.Count, (int)interval.TotalSeconds);
                         NoteDesiredSet(reply.Tasks);
-                        supervisor.Apply(reply.Tasks);
+                        try
+                        {
+                            supervisor.Apply(reply.Tasks);
+                        }
+                        catch (Exception ex)
+                        {
+                            // The next reply carries the whole desired set again: applying it is retried then.
+                            AgentLog.ApplyFailed(logger, ex.GetType().Name);
+                        }
+
                         wait = interval - time.GetElapsedTime(started);
                         break;
 

@@ -221,6 +221,29 @@ public sealed class HeartbeatLoopTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_supervisor_that_throws_costs_a_heartbeat_not_the_agent()
+    {
+        _supervisor.FailReports = 1;
+        _supervisor.FailApplies = 1;
+        var (loop, client) = Loop();
+        using var _ = client;
+        using var stop = new CancellationTokenSource();
+        var running = loop.RunAsync(stop.Token);
+
+        await AdvanceWhenWaitingAsync(TimeSpan.FromSeconds(30)); // after the failed report: a backoff
+        await Eventually.TrueAsync(() => _server.Heartbeats.Count == 1, "the heartbeat after the failed report");
+        await AdvanceWhenWaitingAsync(TimeSpan.FromSeconds(1)); // the failed apply: the next heartbeat as usual
+        await Eventually.TrueAsync(() => _supervisor.Applied.Count == 1, "the desired set applied on the next reply");
+
+        Assert.False(running.IsCompleted);
+        Assert.Contains(_logs.Lines, l => l.Contains("failed (unexpected InvalidOperationException)", StringComparison.Ordinal));
+        Assert.Contains(_logs.Lines, l => l.Contains("failed to apply the desired set (InvalidOperationException)", StringComparison.Ordinal));
+        Assert.DoesNotContain("CANARY", _logs.All, StringComparison.Ordinal); // an exception's message is not logged
+        stop.Cancel();
+        Assert.Equal(AgentStop.Signalled, await running);
+    }
+
+    [Fact]
     public void Backoff_doubles_from_one_second_to_the_cap_with_jitter()
     {
         var (loop, client) = Loop();
@@ -243,9 +266,21 @@ public sealed class HeartbeatLoopTests : IAsyncLifetime
 
         public bool Stopped { get; private set; }
 
-        public void Apply(IReadOnlyList<TaskSpec> desired) => Applied.Enqueue(desired);
+        public int FailReports { get; set; }
 
-        public IReadOnlyList<TaskReport> Report() => Reports;
+        public int FailApplies { get; set; }
+
+        public void Apply(IReadOnlyList<TaskSpec> desired)
+        {
+            if (FailApplies-- > 0)
+            {
+                throw new InvalidOperationException("CANARY-apply");
+            }
+
+            Applied.Enqueue(desired);
+        }
+
+        public IReadOnlyList<TaskReport> Report() => FailReports-- > 0 ? throw new InvalidOperationException("CANARY-report") : Reports;
 
         public int? ReadyPort(string taskId) => null;
 
