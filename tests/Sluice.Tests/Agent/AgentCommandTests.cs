@@ -207,6 +207,28 @@ public sealed class AgentCommandTests : IAsyncLifetime
         }
     }
 
+    [Fact]
+    public async Task Run_keeps_going_while_the_server_is_down_and_reconnects_when_it_is_back()
+    {
+        Assert.Equal(0, (await JoinAsync()).ExitCode);
+        await using var agent = SluiceProcess.Start(["agent", "run", "--data-dir", DataDir], Environment);
+        await Eventually.TrueAsync(() => !_server.Heartbeats.IsEmpty, "a heartbeat", TimeSpan.FromSeconds(30));
+
+        await _server.DisposeAsync(); // the control plane goes away: connections are refused
+        await Eventually.TrueAsync(
+            () => agent.Stdout.Split('\n').Count(l => l.Contains("the server refused or dropped the connection", StringComparison.Ordinal)) >= 2,
+            "two refused heartbeats",
+            TimeSpan.FromSeconds(30));
+        await using var back = await FakeControlServer.StartAsync(takeOver: _server);
+        await Eventually.TrueAsync(() => !back.Heartbeats.IsEmpty, "a heartbeat to the server that came back", TimeSpan.FromSeconds(30));
+
+        Assert.True(back.Heartbeats.First().Sequence > 3, "the same agent process carried on through the outage");
+        Assert.True(agent.Stdout.Split('\n').Count(l => l.Contains("tasks keep running", StringComparison.Ordinal)) >= 2);
+        await agent.WaitForOutputAsync("The server answers again after", TimeSpan.FromSeconds(10));
+        agent.SendSignal(Signals.Terminate);
+        Assert.Equal(0, await agent.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+    }
+
     [Theory]
     [InlineData(401, "error: the server no longer accepts this machine's credential (The machine's credential was revoked.)")]
     [InlineData(410, "error: this machine was decommissioned (The machine was decommissioned.)")]

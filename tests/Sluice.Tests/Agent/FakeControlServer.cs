@@ -17,16 +17,22 @@ public sealed class FakeControlServer : IAsyncDisposable
     private readonly WebApplication _app;
     private readonly ConcurrentQueue<int> _heartbeatStatuses = new();
 
-    private FakeControlServer(WebApplication app) => _app = app;
+    private FakeControlServer(WebApplication app, FakeControlServer? takeOver)
+    {
+        _app = app;
+        MachineId = takeOver?.MachineId ?? "mch_" + Guid.NewGuid().ToString("N")[..16];
+        Credential = takeOver?.Credential ?? "smc_CANARY" + Guid.NewGuid().ToString("N");
+        ServingToken = takeOver?.ServingToken ?? "sst_CANARY" + Guid.NewGuid().ToString("N");
+    }
 
-    public Uri Url => new(_app.Urls.First());
+    public Uri Url { get; private set; } = null!;
 
-    public string MachineId { get; } = "mch_" + Guid.NewGuid().ToString("N")[..16];
+    public string MachineId { get; }
 
     /// <summary>Distinct values a canary scan can look for.</summary>
-    public string Credential { get; } = "smc_CANARY" + Guid.NewGuid().ToString("N");
+    public string Credential { get; }
 
-    public string ServingToken { get; } = "sst_CANARY" + Guid.NewGuid().ToString("N");
+    public string ServingToken { get; }
 
     public int HeartbeatIntervalSeconds { get; set; } = 1;
 
@@ -56,16 +62,21 @@ public sealed class FakeControlServer : IAsyncDisposable
     /// <summary>From now on every heartbeat is answered with this status (401 revoked, 410 decommissioned).</summary>
     public int? AlwaysAnswer { get; set; }
 
-    public static async Task<FakeControlServer> StartAsync()
+    /// <summary>
+    /// Starts on a free port, or on <paramref name="takeOver"/>'s port (after it was stopped) knowing its machine and
+    /// credential: the same server coming back after an outage.
+    /// </summary>
+    public static async Task<FakeControlServer> StartAsync(FakeControlServer? takeOver = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.WebHost.UseUrls(takeOver is null ? "http://127.0.0.1:0" : $"http://127.0.0.1:{takeOver.Url.Port}");
         var app = builder.Build();
-        var fake = new FakeControlServer(app);
+        var fake = new FakeControlServer(app, takeOver);
         app.MapPost(AgentPaths.Join, fake.JoinAsync);
         app.MapPost(AgentPaths.Heartbeat, fake.HeartbeatAsync);
         await app.StartAsync();
+        fake.Url = new Uri(app.Urls.First());
         return fake;
     }
 
@@ -122,8 +133,16 @@ public sealed class FakeControlServer : IAsyncDisposable
     private static Task ProblemAsync(HttpContext context, int status, string detail) =>
         Results.Problem(detail: detail, statusCode: status).ExecuteAsync(context);
 
+    private bool _disposed;
+
     public async ValueTask DisposeAsync()
     {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
         await _app.StopAsync();
         await _app.DisposeAsync();
     }
