@@ -29,9 +29,9 @@ public static class ServingCertificate
             {
                 names.AddIpAddress(address);
             }
-            else if (host.Length > 0)
+            else if (host.Length > 0 && Uri.CheckHostName(host) == UriHostNameType.Dns)
             {
-                names.AddDnsName(host);
+                names.AddDnsName(host); // a host name that is not a valid DNS name (an underscore) is left out
             }
         }
 

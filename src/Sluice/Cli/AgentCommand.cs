@@ -46,7 +46,7 @@ internal static class AgentCommand
         {
             server, token, dataDir, listen, advertise, label, force,
         };
-        command.SetAction((parse, cancellationToken) => AgentJoin.RunAsync(new JoinArguments
+        command.SetAction((parse, cancellationToken) => GuardedAsync(() => AgentJoin.RunAsync(new JoinArguments
         {
             Server = parse.GetValue(server)!,
             Token = parse.GetValue(token) ?? Environment.GetEnvironmentVariable(JoinTokenVariable) ?? "",
@@ -55,7 +55,7 @@ internal static class AgentCommand
             Advertise = parse.GetValue(advertise),
             Labels = parse.GetValue(label) ?? [],
             Force = parse.GetValue(force),
-        }, Console.Out, Console.Error, TimeProvider.System, cancellationToken));
+        }, Console.Out, Console.Error, TimeProvider.System, cancellationToken)));
         return command;
     }
 
@@ -69,8 +69,26 @@ internal static class AgentCommand
             dataDir, logLevel, logFormat,
         };
         command.SetAction((parse, cancellationToken) =>
-            AgentRun.RunAsync(DataDir(parse, dataDir), parse.GetValue(logLevel), parse.GetValue(logFormat), Console.Error, cancellationToken));
+            GuardedAsync(() => AgentRun.RunAsync(DataDir(parse, dataDir), parse.GetValue(logLevel), parse.GetValue(logFormat), Console.Error, cancellationToken)));
         return command;
+    }
+
+    /// <summary>Anything unforeseen (a data directory on a full disk, a port in use) is one <c>error:</c> line and exit 1, not a stack trace.</summary>
+    private static async Task<int> GuardedAsync(Func<Task<int>> work)
+    {
+        try
+        {
+            return await work();
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            foreach (var line in StartupFailure.Describe(ex))
+            {
+                await Console.Error.WriteLineAsync($"error: {line.Replace("sluice could not start: ", "the agent failed: ", StringComparison.Ordinal)}");
+            }
+
+            return ExitCodes.Failure;
+        }
     }
 
     private static Command Status()
