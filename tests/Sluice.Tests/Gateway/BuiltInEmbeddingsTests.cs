@@ -129,15 +129,29 @@ public sealed class BuiltInEmbeddingsTests
     }
 
     [Fact]
-    public async Task A_bad_setting_stops_the_server_naming_it()
+    public void Bad_settings_name_themselves()
     {
-        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
-        await using var sluice = new SluiceFactory(database, new Dictionary<string, string?> { ["Gateway:BuiltInEmbeddings:Parallel"] = "0" });
+        var failures = Sluice.Hosting.SettingsValidator<BuiltInEmbeddingsOptions>.Failures(BuiltInEmbeddingsOptions.Section,
+            new BuiltInEmbeddingsOptions { Parallel = 0, Threads = 0, StartupTimeout = TimeSpan.FromSeconds(1) });
 
-        var failure = Assert.ThrowsAny<Exception>(() => sluice.Server);
-
-        Assert.Contains("Gateway:BuiltInEmbeddings:Parallel", failure.ToString(), StringComparison.Ordinal);
+        Assert.Equal(
+            ["Gateway:BuiltInEmbeddings:Parallel: must be between 1 and 64", "Gateway:BuiltInEmbeddings:StartupTimeout: must be between 00:00:05 and 00:30:00",
+             "Gateway:BuiltInEmbeddings:Threads: must be between 1 and 256"],
+            failures.Order(StringComparer.Ordinal));
     }
+
+    [Fact]
+    public void Under_a_test_host_the_engine_runs_as_dotnet_sluice_dll()
+    {
+        var (fileName, prefix) = SluiceExecutable.Locate();
+
+        Assert.Equal("dotnet", Path.GetFileNameWithoutExtension(fileName));
+        Assert.Equal(Path.Combine(AppContext.BaseDirectory, "sluice.dll"), Assert.Single(prefix));
+    }
+
+    /// <summary>The supervisor's and the engine's log lines, for a failure message.</summary>
+    internal static string EngineLog(SluiceFactory sluice) =>
+        string.Join('\n', sluice.Logs.Lines.Where(l => l.Contains("mbeddings engine", StringComparison.Ordinal) || l.Contains("builtin-embeddings", StringComparison.Ordinal)));
 
     internal static async Task<JsonElement> Error(HttpResponseMessage response)
     {
@@ -180,7 +194,9 @@ public abstract class BuiltInEmbeddingsCanaryTests(DatabaseProvider provider)
             (await http.PostAsync("/v1/embeddings", Json($$"""{"model":"all-MiniLM-L6-v2","input":"{{canary}}","dimensions":7}"""))).StatusCode,
             (await http.PostAsync("/v1/embeddings", Json($$"""{"model":"all-MiniLM-L6-v2","input":["{{canary}}",[1]]}"""))).StatusCode,
         };
-        Assert.Equal([HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.BadRequest, HttpStatusCode.BadRequest], outcomes);
+        HttpStatusCode[] expected = [HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.BadRequest, HttpStatusCode.BadRequest];
+        Assert.True(expected.SequenceEqual(outcomes),
+            string.Join(", ", outcomes) + "\n" + BuiltInEmbeddingsTests.EngineLog(sluice));
         await UsageAsync(database, 4);
         await sluice.DisposeAsync();
 

@@ -15,7 +15,7 @@ internal static partial class BuiltInEmbeddingsLog
     [LoggerMessage(1604, LogLevel.Error, "The built-in embeddings engine (pid {ProcessId}) did not load within {Timeout}; it is killed and restarted with backoff")]
     public static partial void StartupTimedOut(ILogger logger, int processId, TimeSpan timeout);
 
-    [LoggerMessage(1605, LogLevel.Debug, "Embeddings engine (pid {ProcessId}): {Line}")]
+    [LoggerMessage(1605, LogLevel.Information, "Embeddings engine (pid {ProcessId}): {Line}")]
     public static partial void EngineOutput(ILogger logger, int processId, string line);
 
     [LoggerMessage(1606, LogLevel.Information, "The built-in embeddings engine (pid {ProcessId}) stopped with the server")]

@@ -107,8 +107,14 @@ internal sealed class EmbeddingsEngineProcess(
                 {
                     while (true)
                     {
-                        var line = await process.StandardOutput.ReadLineAsync(startupOrStop.Token)
-                            ?? throw new EngineExitedException("The built-in embeddings engine exited while loading.");
+                        var line = await process.StandardOutput.ReadLineAsync(startupOrStop.Token);
+                        if (line is null)
+                        {
+                            await process.WaitForExitAsync(startupOrStop.Token);
+                            BuiltInEmbeddingsLog.Exited(logger, processId, process.ExitCode);
+                            throw new EngineExitedException($"The built-in embeddings engine exited with code {process.ExitCode} while loading.");
+                        }
+
                         if (line.StartsWith(ListeningLine, StringComparison.Ordinal))
                         {
                             address = new Uri(line[ListeningLine.Length..].Trim().TrimEnd('/') + "/");
@@ -267,8 +273,8 @@ internal static class SluiceExecutable
     public static (string FileName, IReadOnlyList<string> Prefix) Locate()
     {
         var self = Environment.ProcessPath;
-        var selfName = self is null ? null : Path.GetFileNameWithoutExtension(self);
-        if (self is not null && string.Equals(selfName, "sluice", StringComparison.OrdinalIgnoreCase))
+        var selfName = self is null ? null : Path.GetFileName(self); // not ...WithoutExtension: "Sluice.Tests" is not "Sluice"
+        if (self is not null && selfName is "sluice" or "sluice.exe")
         {
             return (self, []);
         }
@@ -279,7 +285,7 @@ internal static class SluiceExecutable
             throw new FileNotFoundException("Neither the sluice executable nor sluice.dll is where this program runs from; the built-in embeddings engine cannot start.");
         }
 
-        if (self is not null && string.Equals(selfName, "dotnet", StringComparison.OrdinalIgnoreCase))
+        if (self is not null && selfName is "dotnet" or "dotnet.exe")
         {
             return (self, [dll]);
         }
