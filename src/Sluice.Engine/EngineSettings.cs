@@ -22,5 +22,22 @@ public sealed record EmbeddingsEngineSettings
 {
     public string ModelId { get; init; } = "all-MiniLM-L6-v2";
     public string Host { get; init; } = "127.0.0.1";
+
+    /// <summary>0 picks a free port; the engine prints the address it bound (<c>listening on URL</c>) on stdout.</summary>
     public required int Port { get; init; }
+
+    /// <summary>Batches embedded at once (each up to 32 inputs); further batches wait (reported as sluice_embeddings_requests_waiting).</summary>
+    public int Parallel { get; init; } = 2;
+
+    /// <summary>ONNX Runtime threads per batch (null: its choice, one per core).</summary>
+    public int? Threads { get; init; }
+
+    /// <summary>Exit when stdin reaches end-of-file: the parent that started the engine closed it or died (even by SIGKILL).</summary>
+    public bool ExitWithParent { get; init; }
+
+    /// <summary>When set, <c>/v1</c> requires it as a bearer token (the gateway gives its child one; never logged).</summary>
+    public string? ApiKey { get; init; }
+
+    /// <summary>Wait for this file to exist before loading the model (tests observe the loading state with it).</summary>
+    public string? LoadWhenExists { get; init; }
 }

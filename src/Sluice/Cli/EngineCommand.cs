@@ -48,25 +48,40 @@ internal static class EngineCommand
     {
         var modelId = new Option<string>("--model-id") { Description = "The id the engine answers to.", DefaultValueFactory = _ => "all-MiniLM-L6-v2" };
         var host = new Option<string>("--host") { Description = "Address to listen on (loopback by default).", DefaultValueFactory = _ => "127.0.0.1" };
-        var port = new Option<int>("--port") { Description = "Port to listen on.", Required = true };
-        var command = new Command("embeddings", "Serve sentence embeddings (all-MiniLM-L6-v2 on ONNX Runtime): /v1/embeddings, /health, /metrics.")
+        var port = new Option<int>("--port") { Description = "Port to listen on; 0 picks a free one (printed as 'listening on URL').", Required = true };
+        var parallel = new Option<int>("--parallel") { Description = "Batches (of up to 32 inputs) embedded at once; more wait in a queue.", DefaultValueFactory = _ => 2 };
+        var threads = new Option<int?>("--threads") { Description = "ONNX Runtime threads per batch (default: one per core)." };
+        var exitWithParent = new Option<bool>("--exit-with-parent") { Description = "Exit when standard input closes: the process that started the engine has ended, even if it was killed." };
+        var loadWhenExists = new Option<string?>("--load-when-exists") { Description = "Wait for this file to exist before loading the model.", Hidden = true };
+        var command = new Command("embeddings", $"Serve sentence embeddings (all-MiniLM-L6-v2 on ONNX Runtime): /v1/embeddings, /v1/models, /health, /metrics. With {EmbeddingsApiKeyVariable} set, /v1 requires it as a bearer token.")
         {
-            modelId, host, port,
+            modelId, host, port, parallel, threads, exitWithParent, loadWhenExists,
         };
-        command.SetAction((parse, cancellationToken) => RunEmbeddingsAsync(new EmbeddingsEngineSettings
-        {
-            ModelId = parse.GetValue(modelId)!,
-            Host = parse.GetValue(host)!,
-            Port = parse.GetValue(port),
-        }, cancellationToken));
+        command.SetAction((parse, cancellationToken) => RunEmbeddingsAsync(
+            parse.GetValue(modelId)!, parse.GetValue(host)!, parse.GetValue(port), parse.GetValue(parallel), parse.GetValue(threads),
+            parse.GetValue(exitWithParent), parse.GetValue(loadWhenExists), cancellationToken));
         return command;
     }
+
+    /// <summary>The variable the embeddings engine reads its API key from (Sluice.Engine's EmbeddingsEngine.ApiKeyVariable).</summary>
+    internal const string EmbeddingsApiKeyVariable = EmbeddingsEngine.ApiKeyVariable; // a constant: compiled in, loads nothing
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static Task<int> RunLlamaAsync(LlamaEngineSettings settings, CancellationToken cancellationToken) =>
         LlamaEngine.RunAsync(settings, cancellationToken);
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static Task<int> RunEmbeddingsAsync(EmbeddingsEngineSettings settings, CancellationToken cancellationToken) =>
-        EmbeddingsEngine.RunAsync(settings, cancellationToken);
+    private static Task<int> RunEmbeddingsAsync(
+        string modelId, string host, int port, int parallel, int? threads, bool exitWithParent, string? loadWhenExists, CancellationToken cancellationToken) =>
+        EmbeddingsEngine.RunAsync(new EmbeddingsEngineSettings
+        {
+            ModelId = modelId,
+            Host = host,
+            Port = port,
+            Parallel = parallel,
+            Threads = threads,
+            ExitWithParent = exitWithParent,
+            ApiKey = Environment.GetEnvironmentVariable(EmbeddingsEngine.ApiKeyVariable),
+            LoadWhenExists = loadWhenExists,
+        }, cancellationToken);
 }

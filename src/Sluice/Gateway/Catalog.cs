@@ -9,7 +9,15 @@ namespace Sluice.Gateway;
 /// <summary>A provider as the hot path needs it, its API key decrypted in memory only.</summary>
 public sealed record ProviderInfo(Guid Id, string Name, ProviderKind Kind, Uri BaseUrl, string? ApiKey, IReadOnlyList<KeyValuePair<string, string>> Headers, int? MaxConcurrentRequests = null)
 {
-    public bool Supports(InferenceEndpoint endpoint) => Kind != ProviderKind.Anthropic || endpoint == InferenceEndpoint.ChatCompletions;
+    public bool Supports(InferenceEndpoint endpoint) => Kind switch
+    {
+        ProviderKind.Anthropic => endpoint == InferenceEndpoint.ChatCompletions,
+        ProviderKind.BuiltInEmbeddings => endpoint == InferenceEndpoint.Embeddings,
+        _ => true,
+    };
+
+    /// <summary>A model Sluice serves itself (echo, the built-in embeddings): its route is no catalog row.</summary>
+    public bool IsBuiltIn => Kind is ProviderKind.Echo or ProviderKind.BuiltInEmbeddings;
 }
 
 public sealed record RouteInfo(Guid Id, string ModelId, ProviderInfo Provider, string UpstreamModel, int Priority, int Weight, bool RetainsData, bool TrainsOnData)
@@ -25,11 +33,20 @@ public sealed record ModelInfo(string Id, string? Description, DateTimeOffset Cr
 /// made on this replica and every <see cref="GatewayOptions.CatalogRefreshInterval"/> for changes made elsewhere, so
 /// the hot path never queries the database for routing.
 /// </summary>
-public sealed class Catalog(IServiceScopeFactory scopes, IOptions<GatewayOptions> options, SecretBox secrets, TimeProvider time)
+public sealed class Catalog(
+    IServiceScopeFactory scopes, IOptions<GatewayOptions> options, SecretBox secrets, TimeProvider time, IOptions<BuiltInEmbeddingsOptions>? builtInEmbeddings = null)
 {
     public const string EchoModelId = "echo";
 
+    /// <summary>The built-in embeddings model (<see cref="BuiltInEmbeddingsOptions"/>).</summary>
+    public const string BuiltInEmbeddingsModelId = "all-MiniLM-L6-v2";
+
     private static readonly ProviderInfo EchoProvider = new(Guid.Empty, "sluice-echo", ProviderKind.Echo, new Uri("urn:sluice:echo"), null, []);
+
+    // Its own route id, so its circuit breaker is not echo's; built-in routes are never written as a usage event's route.
+    private static readonly Guid BuiltInEmbeddingsRouteId = new("5a1ce000-0000-4000-8000-0000000e0b01");
+    private static readonly ProviderInfo BuiltInEmbeddingsProvider = new(
+        BuiltInEmbeddingsRouteId, "sluice-embeddings", ProviderKind.BuiltInEmbeddings, new Uri("urn:sluice:embeddings"), null, []);
 
     private volatile Dictionary<string, ModelInfo> _models = new(StringComparer.Ordinal);
 
@@ -69,6 +86,14 @@ public sealed class Catalog(IServiceScopeFactory scopes, IOptions<GatewayOptions
         {
             catalog[EchoModelId] = new ModelInfo(EchoModelId, "Built-in deterministic test model: it echoes the last message.", DateTimeOffset.UnixEpoch, true,
                 [new RouteInfo(Guid.Empty, EchoModelId, EchoProvider, EchoModelId, 0, 1, false, false)]);
+        }
+
+        if (builtInEmbeddings?.Value.Enabled == true && !catalog.ContainsKey(BuiltInEmbeddingsModelId))
+        {
+            // Local and free, like echo: content never leaves the machine and nothing is retained or trained on.
+            catalog[BuiltInEmbeddingsModelId] = new ModelInfo(BuiltInEmbeddingsModelId,
+                "Built-in sentence embeddings (384 dimensions, inputs cut at 256 tokens), served on this machine by ONNX Runtime.", DateTimeOffset.UnixEpoch, false,
+                [new RouteInfo(BuiltInEmbeddingsRouteId, BuiltInEmbeddingsModelId, BuiltInEmbeddingsProvider, BuiltInEmbeddingsModelId, 0, 1, false, false)]);
         }
 
         _models = catalog;

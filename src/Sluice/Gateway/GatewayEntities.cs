@@ -10,6 +10,9 @@ public enum ProviderKind
 
     /// <summary>The built-in deterministic test model; never stored.</summary>
     Echo,
+
+    /// <summary>The built-in all-MiniLM-L6-v2 embeddings model, served by a child engine process; never stored.</summary>
+    BuiltInEmbeddings,
 }
 
 /// <summary>An upstream that serves models: an OpenAI-compatible server or Anthropic. Its API key is stored encrypted.</summary>

@@ -18,6 +18,7 @@ internal static class GatewayModule
                 ? Path.Combine(Path.GetFullPath(server.DataDir), "keys", "secrets.key")
                 : Path.GetFullPath(gateway.SecretsKeyFile));
         });
+        services.AddBuiltInEmbeddingsSettings();
         services.AddSingleton<Catalog>();
         services.AddScoped<CatalogAdmin>();
         return services;
@@ -44,6 +45,7 @@ internal static class GatewayModule
         services.AddSingleton<IUpstream, EchoUpstream>();
         services.AddSingleton<IUpstream, OpenAiCompatibleUpstream>();
         services.AddSingleton<IUpstream, AnthropicUpstream>();
+        services.AddBuiltInEmbeddings();
         services.AddHostedService<CatalogRefresher>();
         services.AddHostedService<UsageWriter>();
         services.AddSingleton<UpstreamClient>();

@@ -82,7 +82,7 @@ public sealed class EchoGatewayTests
         var vector = embeddings.RootElement.GetProperty("data")[0].GetProperty("embedding").EnumerateArray().Select(v => v.GetDouble()).ToList();
         Assert.Equal(1.0, Math.Sqrt(vector.Sum(v => v * v)), 3);
         Assert.Equal("list", models.RootElement.GetProperty("object").GetString());
-        var echo = Assert.Single(models.RootElement.GetProperty("data").EnumerateArray());
+        var echo = Assert.Single(models.RootElement.GetProperty("data").EnumerateArray(), m => m.GetProperty("id").GetString() == "echo");
         Assert.Equal("sluice-test-model", echo.GetProperty("owned_by").GetString());
         Assert.True(echo.GetProperty("test_model").GetBoolean());
         Assert.Equal("model", model.RootElement.GetProperty("object").GetString());

@@ -129,6 +129,11 @@ public sealed partial class SluiceProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>Closes the process's stdin: end-of-file, as when the parent holding it goes away.</summary>
+    public void CloseStandardInput() => _process.StandardInput.Close();
+
+    public bool HasExited => _process.HasExited;
+
     public void SendSignal(int signal)
     {
         if (Native.Kill(_process.Id, signal) != 0)
@@ -179,4 +184,5 @@ public static class Signals
 {
     public const int Interrupt = 2;
     public const int Terminate = 15;
+    public const int Kill = 9;
 }

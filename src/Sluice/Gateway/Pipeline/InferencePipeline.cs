@@ -62,7 +62,7 @@ public sealed class InferencePipeline(
             KeyId = call.Key.KeyId,
             Endpoint = InferenceRequest.Name(call.Endpoint),
             Model = trace.Model,
-            RouteId = trace.Route?.Id is { } route && route != Guid.Empty ? route : null,
+            RouteId = trace.Route is { Provider.IsBuiltIn: false } route ? route.Id : null,
             Status = status,
             ErrorType = errorType,
             Stream = trace.Stream,
