@@ -1,0 +1,106 @@
+using System.Diagnostics;
+using System.Net;
+using Sluice.Tests.TestSupport;
+
+namespace Sluice.Tests.Engine;
+
+/// <summary><c>sluice engine llama</c>'s life as a process: 503 while loading, bad model files, SIGTERM.</summary>
+[Collection(RealProcessLoad.Name)]
+public sealed class LlamaEngineProcessTests : IDisposable
+{
+    private readonly string _directory = Path.Combine(Path.GetTempPath(), "sluice-llama-" + Guid.NewGuid().ToString("N"));
+    private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(30) };
+
+    public LlamaEngineProcessTests() => Directory.CreateDirectory(_directory);
+
+    [Fact]
+    public async Task Health_is_503_Loading_model_while_the_model_cannot_be_read_and_a_non_GGUF_file_then_exits_1()
+    {
+        // A FIFO as the model: the engine listens first, then blocks opening it until this test writes, so every
+        // probe before that sees the engine still loading.
+        var fifo = Path.Combine(_directory, "model.gguf");
+        using (var mkfifo = Process.Start("mkfifo", [fifo]))
+        {
+            await mkfifo.WaitForExitAsync();
+            Assert.Equal(0, mkfifo.ExitCode);
+        }
+
+        var port = SluiceProcess.FreePort();
+        await using var engine = LlamaEngineFixture.Start(fifo, port);
+        var baseAddress = new Uri($"http://127.0.0.1:{port}");
+        HttpResponseMessage? health = null;
+        await Eventually.TrueAsync(async () =>
+        {
+            try
+            {
+                health = await _http.GetAsync(new Uri(baseAddress, "/health"));
+                return true;
+            }
+            catch (HttpRequestException)
+            {
+                return false;
+            }
+        }, "the engine to listen", TimeSpan.FromSeconds(30));
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, health!.StatusCode);
+        Assert.Equal("""{"error":{"code":503,"message":"Loading model","type":"unavailable_error"}}""", await health.Content.ReadAsStringAsync());
+        using var chat = await _http.PostAsync(new Uri(baseAddress, "/v1/chat/completions"), new StringContent("""{"messages":[{"role":"user","content":"x"}]}"""));
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, chat.StatusCode);
+        using var models = await _http.GetAsync(new Uri(baseAddress, "/v1/models"));
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, models.StatusCode);
+        using var metrics = await _http.GetAsync(new Uri(baseAddress, "/metrics"));
+        Assert.Equal(HttpStatusCode.OK, metrics.StatusCode);
+        health.Dispose();
+
+        await File.WriteAllTextAsync(fifo, "this is not a model\n");
+        Assert.Equal(1, await engine.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("error: ", engine.Stderr, StringComparison.Ordinal);
+        Assert.Contains("is not a GGUF model file", engine.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", engine.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_non_GGUF_or_truncated_or_missing_model_file_is_an_error_line_and_exit_1()
+    {
+        var text = Path.Combine(_directory, "notes.gguf");
+        await File.WriteAllTextAsync(text, "hello, I am not a model");
+        var (code, _, stderr) = await SluiceProcess.RunAsync(["engine", "llama", "--model", text, "--port", SluiceProcess.FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        Assert.Equal(1, code);
+        Assert.Contains("error: ", stderr, StringComparison.Ordinal);
+        Assert.Contains("is not a GGUF model file", stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", stderr, StringComparison.Ordinal);
+
+        // A real GGUF cut short: the header passes, llama.cpp refuses the rest.
+        var model = await File.ReadAllBytesAsync(TinyGguf.Write(_directory));
+        var truncated = Path.Combine(_directory, "truncated.gguf");
+        await File.WriteAllBytesAsync(truncated, model[..(model.Length / 2)]);
+        (code, _, stderr) = await SluiceProcess.RunAsync(["engine", "llama", "--model", truncated, "--port", SluiceProcess.FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        Assert.Equal(1, code);
+        Assert.Contains("error: llama.cpp could not load the model", stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", stderr, StringComparison.Ordinal);
+
+        (code, _, stderr) = await SluiceProcess.RunAsync(["engine", "llama", "--model", Path.Combine(_directory, "absent.gguf"), "--port", "8080"]);
+        Assert.Equal(1, code);
+        Assert.Contains("error: the model file", stderr, StringComparison.Ordinal);
+
+        (code, _, stderr) = await SluiceProcess.RunAsync(["engine", "llama", "--model", text, "--port", "8080", "--parallel", "0"]);
+        Assert.Equal(2, code);
+        Assert.Contains("error: --parallel", stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task SIGTERM_stops_a_serving_engine_with_exit_code_0()
+    {
+        var port = SluiceProcess.FreePort();
+        await using var engine = LlamaEngineFixture.Start(TinyGguf.Write(_directory), port);
+        await LlamaEngineFixture.WaitHealthyAsync(_http, new Uri($"http://127.0.0.1:{port}"), engine);
+        engine.SendSignal(Signals.Terminate);
+        Assert.Equal(0, await engine.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+    }
+
+    public void Dispose()
+    {
+        _http.Dispose();
+        Directory.Delete(_directory, recursive: true);
+    }
+}
