@@ -39,15 +39,7 @@ public static class LlamaEngine
         var modelId = settings.ModelId ?? Path.GetFileNameWithoutExtension(settings.ModelPath);
         var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
         builder.Configuration.AddEnvironmentVariables();
-        builder.Logging.AddConfiguration(builder.Configuration.GetSection("Logging"));
-        builder.Logging.SetMinimumLevel(LogLevel.Information);
-        builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
-        builder.Logging.AddSimpleConsole(options =>
-        {
-            options.SingleLine = true;
-            options.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
-            options.UseUtcTimestamp = true;
-        });
+        builder.Logging.AddEngineLogging(builder.Configuration);
         builder.Services.AddRoutingCore();
         builder.WebHost.UseKestrelCore();
         builder.WebHost.ConfigureKestrel(kestrel =>
@@ -69,7 +61,8 @@ public static class LlamaEngine
 
         await using var app = builder.Build();
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Sluice.Engine.Llama");
-        ConfigureNativeLog(logger);
+        var loaded = false;
+        ConfigureNativeLog(logger, () => !Volatile.Read(ref loaded));
         var metrics = new LlamaMetrics();
         var server = new LlamaServer(modelId, metrics, logger, TimeProvider.System);
         app.MapGet("/health", server.HealthAsync);
@@ -118,6 +111,7 @@ public static class LlamaEngine
 
         using (model)
         {
+            Volatile.Write(ref loaded, true);
             server.Ready(model);
             LlamaLog.Loaded(logger, modelId, watch.ElapsedMilliseconds, model.ParameterCount, model.ContextSize, settings.Parallel, model.UsesModelTemplate ? "the model's" : "plain fallback");
             await app.WaitForShutdownAsync(CancellationToken.None);
@@ -183,10 +177,11 @@ public static class LlamaEngine
     }
 
     /// <summary>
-    /// llama.cpp's log goes to our logger at warning and error only: its info and debug output (which may describe a
-    /// request) is dropped. Set before the native library loads.
+    /// llama.cpp's log goes to our logger at warning and error only once requests are served: its info and debug output
+    /// (which may describe a request) is dropped then. While the model loads (no request yet) it is kept at Debug: which
+    /// native library was chosen for this CPU, the model's metadata. Set before the native library loads.
     /// </summary>
-    private static void ConfigureNativeLog(ILogger logger)
+    private static void ConfigureNativeLog(ILogger logger, Func<bool> loading)
     {
         var last = LLamaLogLevel.None;
         NativeLibraryConfig.All.WithLogCallback((level, message) =>
@@ -210,6 +205,11 @@ public static class LlamaEngine
             else if (level == LLamaLogLevel.Warning)
             {
                 LlamaLog.NativeWarning(logger, line);
+            }
+            else if (loading() && logger.IsEnabled(LogLevel.Debug))
+            {
+                // Before the first request: which native library was chosen for this CPU, the model's metadata.
+                LlamaLog.NativeDebug(logger, line);
             }
         });
     }

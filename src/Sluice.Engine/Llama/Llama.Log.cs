@@ -32,6 +32,9 @@ internal static partial class LlamaLog
     [LoggerMessage(1609, LogLevel.Error, "llama.cpp: {Message}")]
     public static partial void NativeError(ILogger logger, string message);
 
+    [LoggerMessage(1611, LogLevel.Debug, "llama.cpp (loading): {Message}")]
+    public static partial void NativeDebug(ILogger logger, string message);
+
     [LoggerMessage(1610, LogLevel.Information, "Stopping: {Processing} requests in progress are cancelled")]
     public static partial void Stopping(ILogger logger, long processing);
 }

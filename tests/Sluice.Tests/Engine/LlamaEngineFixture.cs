@@ -5,7 +5,7 @@ namespace Sluice.Tests.Engine;
 
 /// <summary>
 /// One <c>sluice engine llama</c> process on the tiny random-weight GGUF, shared by a test class: one decoding slot, a
-/// context of 256 tokens, and logging at its most verbose (Trace) so the canary test reads everything it could print.
+/// context of 256 tokens, and logging at its most verbose (Trace, ASP.NET Core's categories too) so the canary test reads everything it could print.
 /// </summary>
 public sealed class LlamaEngineFixture : IAsyncLifetime
 {
@@ -35,7 +35,7 @@ public sealed class LlamaEngineFixture : IAsyncLifetime
              "--context-size", "256", "--parallel", parallel.ToString(System.Globalization.CultureInfo.InvariantCulture),
              "--max-queue", maxQueue.ToString(System.Globalization.CultureInfo.InvariantCulture), "--threads", "2",
              .. modelId is null ? Array.Empty<string>() : ["--model-id", modelId]],
-            new Dictionary<string, string?> { ["Logging__LogLevel__Default"] = "Trace" });
+            new Dictionary<string, string?> { ["Logging__LogLevel__Default"] = "Trace", ["Logging__LogLevel__Microsoft"] = "Trace" });
 
     public static async Task WaitHealthyAsync(HttpClient http, Uri baseAddress, SluiceProcess engine)
     {

@@ -259,6 +259,12 @@ public sealed partial class LlamaEngineTests(LlamaEngineFixture engine) : IClass
         }
 
         await StreamAsync("/v1/chat/completions", new { messages = new[] { new { role = "user", content = canary } }, max_tokens = 4, stream = true });
+        using (await Http.GetAsync(Url("/v1/models?q=" + canary)))
+        using (await Http.GetAsync(Url("/no/such/" + canary)))
+        using (await PostRawAsync("/v1/completions?user=" + canary, "{\"prompt\":\"x\",\"max_tokens\":1}"))
+        {
+        }
+
         await BadRequestAsync("/v1/chat/completions", JsonSerializer.Serialize(new { messages = new[] { new { role = canary, content = canary } } }));
         await BadRequestAsync("/v1/completions", JsonSerializer.Serialize(new { prompt = canary + new string('z', 300) }));
 
@@ -267,6 +273,56 @@ public sealed partial class LlamaEngineTests(LlamaEngineFixture engine) : IClass
         Assert.Contains("prompt tokens", engine.Engine.Stdout, StringComparison.Ordinal);
         Canary.AssertAbsent(engine.Engine.Stdout, canary, "the engine's stdout");
         Canary.AssertAbsent(engine.Engine.Stderr, canary, "the engine's stderr");
+    }
+
+    [Fact]
+    public async Task A_client_that_disconnects_mid_stream_cancels_its_generation_and_frees_the_slot()
+    {
+        // Find a seed whose completion runs to max_tokens (no end-of-sequence token), so the generation is long.
+        var seed = 0;
+        for (var candidate = 20; candidate < 40 && seed == 0; candidate++)
+        {
+            using var probe = await PostAsync("/v1/completions", new { prompt = "Run", max_tokens = 230, seed = candidate });
+            if (probe.RootElement.GetProperty("choices")[0].GetProperty("finish_reason").GetString() == "length")
+            {
+                seed = candidate;
+            }
+        }
+
+        Assert.NotEqual(0, seed);
+        var before = await MetricsAsync();
+        // A client of its own that closes the connection on dispose (the shared one would drain the rest of the stream).
+        using (var client = new HttpClient(new SocketsHttpHandler { MaxResponseDrainSize = 0 }))
+        using (var request = new HttpRequestMessage(HttpMethod.Post, Url("/v1/completions")))
+        {
+            request.Content = JsonContent.Create(new { prompt = "Run", max_tokens = 230, seed, stream = true });
+            using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+            Assert.StartsWith("data: {", await reader.ReadLineAsync(), StringComparison.Ordinal);
+        } // disconnects after the first chunk
+
+        await Eventually.TrueAsync(() => engine.Engine.Stdout.Contains("cancelled by the client", StringComparison.Ordinal), "the engine to log the cancelled generation");
+        var after = await MetricsAsync();
+        Assert.Equal(0, after["llamacpp:requests_processing"]);
+        Assert.InRange(after["llamacpp:tokens_predicted_total"] - before["llamacpp:tokens_predicted_total"], 1, 229);
+        using var next = await PostAsync("/v1/completions", new { prompt = "Next", max_tokens = 2 });
+        Assert.Equal(2, next.RootElement.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+    }
+
+    [Fact]
+    public async Task The_llama_cpp_build_for_this_CPU_is_loaded_from_the_trimmed_runtimes()
+    {
+        // The build keeps every x64 CPU variant (Directory.Build.targets); LLamaSharp picks the best one the CPU has.
+        var expected = System.Runtime.Intrinsics.X86.Avx512F.IsSupported ? "avx512"
+            : System.Runtime.Intrinsics.X86.Avx2.IsSupported ? "avx2"
+            : System.Runtime.Intrinsics.X86.Avx.IsSupported ? "avx" : "noavx";
+        Assert.SkipUnless(System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.X64, "x64 only");
+        Assert.Matches($"Successfully loaded '[^']*runtimes/linux-x64/native/{expected}/libllama\\.so'", engine.Engine.Stdout);
+        var runtimes = Path.Combine(AppContext.BaseDirectory, "runtimes");
+        Assert.False(Directory.Exists(Path.Combine(runtimes, "android")), "android natives are not copied");
+        Assert.False(Directory.Exists(Path.Combine(runtimes, "linux-musl-x64", "native", "avx2")), "musl llama.cpp builds are not copied");
+        await Task.CompletedTask;
     }
 
     private static int CountOf(string text, string what) => Regex.Count(text, Regex.Escape(what));
