@@ -64,7 +64,9 @@ public static class LlamaEngine
         var loaded = false;
         ConfigureNativeLog(logger, () => !Volatile.Read(ref loaded));
         var metrics = new LlamaMetrics();
-        var server = new LlamaServer(modelId, metrics, logger, TimeProvider.System);
+        var lifetime = app.Services.GetRequiredService<IHostApplicationLifetime>();
+        var server = new LlamaServer(modelId, metrics, logger, TimeProvider.System, lifetime.ApplicationStopping);
+
         app.MapGet("/health", server.HealthAsync);
         app.MapGet("/metrics", server.MetricsAsync);
         app.MapGet("/v1/models", server.ModelsAsync);
@@ -72,7 +74,6 @@ public static class LlamaEngine
         app.MapPost("/v1/completions", server.CompletionsAsync);
         app.MapFallback(LlamaServer.NotFoundAsync);
 
-        var lifetime = app.Services.GetRequiredService<IHostApplicationLifetime>();
         using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
         using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
         using var cancelled = cancellationToken.Register(lifetime.StopApplication);
@@ -109,16 +110,13 @@ public static class LlamaEngine
             return 1;
         }
 
-        using (model)
-        {
-            Volatile.Write(ref loaded, true);
-            server.Ready(model);
-            LlamaLog.Loaded(logger, modelId, watch.ElapsedMilliseconds, model.ParameterCount, model.ContextSize, settings.Parallel, model.UsesModelTemplate ? "the model's" : "plain fallback");
-            await app.WaitForShutdownAsync(CancellationToken.None);
-            LlamaLog.Stopping(logger, metrics.RequestsProcessing);
-            await app.StopAsync(CancellationToken.None);
-        }
-
+        // The model is not disposed on the way out: a decode cut off by the shutdown timeout may still run on a
+        // thread pool thread, and freeing its context under it would crash the exit. The process frees the memory.
+        Volatile.Write(ref loaded, true);
+        server.Ready(model);
+        LlamaLog.Loaded(logger, modelId, watch.ElapsedMilliseconds, model.ParameterCount, model.ContextSize, settings.Parallel, model.UsesModelTemplate ? "the model's" : "plain fallback");
+        using var stoppingLog = lifetime.ApplicationStopping.Register(() => LlamaLog.Stopping(logger, metrics.RequestsProcessing));
+        await app.WaitForShutdownAsync(CancellationToken.None);
         return 0;
 
         void Stop(PosixSignalContext signal)
@@ -170,9 +168,11 @@ public static class LlamaEngine
         {
             return LlamaModel.Load(settings, metrics);
         }
-        catch (Exception failure) when (failure is LLama.Exceptions.LoadWeightsFailedException or LLama.Exceptions.RuntimeError or IOException or UnauthorizedAccessException)
+        catch (Exception failure) when (failure is not EngineLoadException)
         {
-            throw new EngineLoadException($"llama.cpp could not load the model '{settings.ModelPath}' ({failure.GetType().Name}); check that the file is a complete GGUF model of an architecture llama.cpp supports", failure);
+            // LoadWeightsFailedException (a file llama.cpp refuses), RuntimeError or DllNotFoundException (no native
+            // build for this platform or CPU): their messages name paths and libraries, never content.
+            throw new EngineLoadException($"llama.cpp could not load the model '{settings.ModelPath}' ({failure.GetType().Name}: {failure.Message}); check that the file is a complete GGUF model of an architecture llama.cpp supports", failure);
         }
     }
 

@@ -79,6 +79,11 @@ internal static class GenerationRequestParser
             index++;
         }
 
+        if (body.TryGetProperty("tools", out var tools) && tools.ValueKind == JsonValueKind.Array && tools.GetArrayLength() > 0)
+        {
+            throw new InvalidRequestException("'tools' are not supported by this engine: it returns text only.", "tools");
+        }
+
         return Common(body, chat: true) with { Messages = parsed };
     }
 

@@ -17,6 +17,9 @@ internal static partial class LlamaLog
     [LoggerMessage(1604, LogLevel.Information, "{RequestId} {Kind}: cancelled by the client after {Milliseconds} ms")]
     public static partial void Cancelled(ILogger logger, string requestId, string kind, long milliseconds);
 
+    [LoggerMessage(1612, LogLevel.Information, "{RequestId} {Kind}: cancelled after {Milliseconds} ms, the engine is stopping")]
+    public static partial void CancelledByStop(ILogger logger, string requestId, string kind, long milliseconds);
+
     [LoggerMessage(1605, LogLevel.Information, "{RequestId} {Kind}: refused ({Param}: {Code})")]
     public static partial void Refused(ILogger logger, string requestId, string kind, string param, string code);
 

@@ -10,7 +10,7 @@ internal sealed class LlamaMetrics
     private long _promptMicroseconds;
     private long _predictedTokens;
     private long _predictedMicroseconds;
-    private long _requests;
+    private long _decodes;
     private long _processing;
     private long _deferred;
 
@@ -23,9 +23,10 @@ internal sealed class LlamaMetrics
     /// <summary>Adds to the waiting count and returns the new count.</summary>
     public long Deferred(int delta) => Interlocked.Add(ref _deferred, delta);
 
+    public void Decoded() => Interlocked.Increment(ref _decodes);
+
     public void PromptDone(int tokens, TimeSpan elapsed)
     {
-        Interlocked.Increment(ref _requests);
         Interlocked.Add(ref _promptTokens, tokens);
         Interlocked.Add(ref _promptMicroseconds, (long)elapsed.TotalMicroseconds);
     }
@@ -43,7 +44,7 @@ internal sealed class LlamaMetrics
         Metric(text, "prompt_seconds_total", "counter", "Prompt process time.", Interlocked.Read(ref _promptMicroseconds) / 1e6);
         Metric(text, "tokens_predicted_total", "counter", "Number of generation tokens processed.", Interlocked.Read(ref _predictedTokens));
         Metric(text, "tokens_predicted_seconds_total", "counter", "Predict process time.", Interlocked.Read(ref _predictedMicroseconds) / 1e6);
-        Metric(text, "n_decode_total", "counter", "Total number of requests decoded.", Interlocked.Read(ref _requests));
+        Metric(text, "n_decode_total", "counter", "Total number of llama_decode() calls.", Interlocked.Read(ref _decodes));
         Metric(text, "requests_processing", "gauge", "Number of requests processing.", RequestsProcessing);
         Metric(text, "requests_deferred", "gauge", "Number of requests deferred.", RequestsDeferred);
         return text.ToString();

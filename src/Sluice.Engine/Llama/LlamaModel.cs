@@ -162,6 +162,11 @@ internal sealed class LlamaModel : IDisposable
     public LLamaToken[] Tokenize(string prompt, GenerationRequest request)
     {
         var tokens = _weights.Tokenize(prompt, _weights.Vocab.ShouldAddBOS, special: true, Encoding.UTF8);
+        if (tokens.Length == 0)
+        {
+            throw new InvalidRequestException("The prompt is empty (no tokens); send some text.", request.Chat ? "messages" : "prompt");
+        }
+
         if (tokens.Length >= ContextSize)
         {
             throw new InvalidRequestException(
@@ -267,9 +272,10 @@ internal sealed class LlamaModel : IDisposable
         return new GenerationResult(tokens.Length, generated, finish);
     }
 
-    private static async Task DecodeAsync(LLamaContext context, LLamaBatch batch, CancellationToken cancellationToken)
+    private async Task DecodeAsync(LLamaContext context, LLamaBatch batch, CancellationToken cancellationToken)
     {
         var result = await context.DecodeAsync(batch, cancellationToken);
+        _metrics.Decoded();
         if (result != DecodeResult.Ok)
         {
             throw new InvalidOperationException($"llama.cpp could not decode the batch ({result}).");

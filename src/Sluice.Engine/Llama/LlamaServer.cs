@@ -10,7 +10,7 @@ namespace Sluice.Engine.Llama;
 /// The HTTP side of <c>sluice engine llama</c>: OpenAI chat completions and completions (streaming too), models,
 /// <c>/health</c> (503 while loading, as llama.cpp's server answers) and <c>/metrics</c>.
 /// </summary>
-internal sealed class LlamaServer(string modelId, LlamaMetrics metrics, ILogger logger, TimeProvider time)
+internal sealed class LlamaServer(string modelId, LlamaMetrics metrics, ILogger logger, TimeProvider time, CancellationToken stopping)
 {
     private readonly long _created = time.GetUtcNow().ToUnixTimeSeconds();
     private volatile LlamaModel? _model;
@@ -82,12 +82,14 @@ internal sealed class LlamaServer(string modelId, LlamaMetrics metrics, ILogger 
         var response = context.Response;
         var started = false;
         var includeUsage = false;
+        using var cancellation = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, stopping);
+        var cancellationToken = cancellation.Token;
         try
         {
             GenerationRequest request;
             try
             {
-                using var body = await JsonDocument.ParseAsync(context.Request.Body, default, context.RequestAborted);
+                using var body = await JsonDocument.ParseAsync(context.Request.Body, default, cancellationToken);
                 request = chat ? GenerationRequestParser.ParseChat(body.RootElement) : GenerationRequestParser.ParseCompletion(body.RootElement);
             }
             catch (JsonException)
@@ -109,11 +111,11 @@ internal sealed class LlamaServer(string modelId, LlamaMetrics metrics, ILogger 
                 response.Headers.CacheControl = "no-cache";
                 if (chat)
                 {
-                    await SendAsync(response, OpenAiJson.Chunk(chat, id, created, modelId, includeUsage, role: "assistant", text: string.Empty), context.RequestAborted);
+                    await SendAsync(response, OpenAiJson.Chunk(chat, id, created, modelId, includeUsage, role: "assistant", text: string.Empty), cancellationToken);
                 }
                 else
                 {
-                    await response.StartAsync(context.RequestAborted);
+                    await response.StartAsync(cancellationToken);
                 }
             }
 
@@ -130,14 +132,14 @@ internal sealed class LlamaServer(string modelId, LlamaMetrics metrics, ILogger 
                     await StartStreamAsync();
                 }
 
-                await SendAsync(response, OpenAiJson.Chunk(chat, id, created, modelId, includeUsage, text: piece), context.RequestAborted);
+                await SendAsync(response, OpenAiJson.Chunk(chat, id, created, modelId, includeUsage, text: piece), cancellationToken);
             }
 
-            var result = await model.GenerateAsync(tokens, request, EmitAsync, context.RequestAborted);
+            var result = await model.GenerateAsync(tokens, request, EmitAsync, cancellationToken);
             if (text is not null)
             {
                 response.ContentType = "application/json";
-                await response.Body.WriteAsync(OpenAiJson.Completion(chat, id, created, modelId, text.ToString(), result), context.RequestAborted);
+                await response.Body.WriteAsync(OpenAiJson.Completion(chat, id, created, modelId, text.ToString(), result), cancellationToken);
             }
             else
             {
@@ -146,14 +148,14 @@ internal sealed class LlamaServer(string modelId, LlamaMetrics metrics, ILogger 
                     await StartStreamAsync();
                 }
 
-                await SendAsync(response, OpenAiJson.Chunk(chat, id, created, modelId, includeUsage, finish: result.Finish), context.RequestAborted);
+                await SendAsync(response, OpenAiJson.Chunk(chat, id, created, modelId, includeUsage, finish: result.Finish), cancellationToken);
                 if (includeUsage)
                 {
-                    await SendAsync(response, OpenAiJson.Chunk(chat, id, created, modelId, includeUsage, usage: result), context.RequestAborted);
+                    await SendAsync(response, OpenAiJson.Chunk(chat, id, created, modelId, includeUsage, usage: result), cancellationToken);
                 }
 
-                await response.Body.WriteAsync("data: [DONE]\n\n"u8.ToArray(), context.RequestAborted);
-                await response.Body.FlushAsync(context.RequestAborted);
+                await response.Body.WriteAsync("data: [DONE]\n\n"u8.ToArray(), cancellationToken);
+                await response.Body.FlushAsync(cancellationToken);
             }
 
             LlamaLog.Completed(logger, id, kind, result.PromptTokens, result.CompletionTokens, result.Finish == FinishReason.Stop ? "stop" : "length", watch.ElapsedMilliseconds);
@@ -170,13 +172,17 @@ internal sealed class LlamaServer(string modelId, LlamaMetrics metrics, ILogger 
             await OpenAiJson.WriteErrorAsync(response, StatusCodes.Status503ServiceUnavailable,
                 $"The engine is busy: {full.Waiting} requests already wait for a slot. Retry shortly.", "server_error", code: "queue_full");
         }
-        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        catch (Exception cancelled) when ((cancelled is OperationCanceledException or IOException) && context.RequestAborted.IsCancellationRequested)
         {
             LlamaLog.Cancelled(logger, id, kind, watch.ElapsedMilliseconds);
         }
-        catch (IOException) when (context.RequestAborted.IsCancellationRequested)
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
         {
-            LlamaLog.Cancelled(logger, id, kind, watch.ElapsedMilliseconds);
+            LlamaLog.CancelledByStop(logger, id, kind, watch.ElapsedMilliseconds);
+            if (!started && !response.HasStarted)
+            {
+                await OpenAiJson.WriteErrorAsync(response, StatusCodes.Status503ServiceUnavailable, "The engine is stopping; retry on another replica.", "server_error", code: "stopping");
+            }
         }
 #pragma warning disable CA1031 // a failed generation is one request's 500, never the engine's end; its message may quote native state, so it is not returned
         catch (Exception failure)

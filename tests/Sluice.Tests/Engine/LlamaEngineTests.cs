@@ -170,7 +170,11 @@ public sealed partial class LlamaEngineTests(LlamaEngineFixture engine) : IClass
     [InlineData("/v1/chat/completions", """{"messages":[{"role":"user","content":"x"}],"stop":7}""", "stop")]
     [InlineData("/v1/chat/completions", """{"messages":[{"role":"user","content":"x"}],"stream":"yes"}""", "stream")]
     [InlineData("/v1/chat/completions", """{"messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}}""", "stream_options")]
+    [InlineData("/v1/chat/completions", """{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}]}""", "tools")]
+    [InlineData("/v1/chat/completions", """{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}""", "messages[0].content")]
     [InlineData("/v1/completions", """{"max_tokens":3}""", "prompt")]
+    [InlineData("/v1/completions", """{"prompt":["a","b"]}""", "prompt")]
+    [InlineData("/v1/completions", """{"prompt":"x","n":0}""", "n")]
     [InlineData("/v1/completions", """{"prompt":{"text":"x"}}""", "prompt")]
     [InlineData("/v1/completions", """{"prompt":"x","seed":"s"}""", "seed")]
     public async Task Bad_input_is_a_400_in_OpenAIs_error_shape_naming_the_parameter(string path, string json, string param)
