@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
 using Sluice.Tests.TestSupport;
 
 namespace Sluice.Tests.Engine;
@@ -89,13 +91,88 @@ public sealed class LlamaEngineProcessTests : IDisposable
     }
 
     [Fact]
-    public async Task SIGTERM_stops_a_serving_engine_with_exit_code_0()
+    public async Task SIGTERM_cancels_a_generation_in_progress_and_stops_the_engine_with_exit_code_0()
     {
         var port = SluiceProcess.FreePort();
+        var baseAddress = new Uri($"http://127.0.0.1:{port}");
         await using var engine = LlamaEngineFixture.Start(TinyGguf.Write(_directory), port);
-        await LlamaEngineFixture.WaitHealthyAsync(_http, new Uri($"http://127.0.0.1:{port}"), engine);
+        await LlamaEngineFixture.WaitHealthyAsync(_http, baseAddress, engine);
+        var seed = await LongSeedAsync(baseAddress);
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(baseAddress, "/v1/completions"))
+        {
+            Content = JsonContent.Create(new { prompt = "Run", max_tokens = 230, seed, stream = true }),
+        };
+        using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        Assert.StartsWith("data: {", await reader.ReadLineAsync(), StringComparison.Ordinal); // generating now
+
         engine.SendSignal(Signals.Terminate);
         Assert.Equal(0, await engine.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("the engine is stopping", engine.Stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain("data: [DONE]", await ReadRestAsync(reader), StringComparison.Ordinal); // cut off, not completed
+    }
+
+    [Fact]
+    public async Task A_full_queue_answers_503_queue_full_with_retry_after_and_the_rest_are_served()
+    {
+        var port = SluiceProcess.FreePort();
+        var baseAddress = new Uri($"http://127.0.0.1:{port}");
+        await using var engine = LlamaEngineFixture.Start(TinyGguf.Write(_directory), port, parallel: 1, maxQueue: 1);
+        await LlamaEngineFixture.WaitHealthyAsync(_http, baseAddress, engine);
+        var seed = await LongSeedAsync(baseAddress);
+
+        // One decodes, one may wait; of 6 sent at once, at least 4 find the queue full.
+        var responses = await Task.WhenAll(Enumerable.Range(0, 6).Select(_ => _http.PostAsJsonAsync(
+            new Uri(baseAddress, "/v1/completions"), new { prompt = "Run", max_tokens = 230, seed })));
+        var refused = responses.Where(r => r.StatusCode == HttpStatusCode.ServiceUnavailable).ToList();
+        Assert.Equal(6, refused.Count + responses.Count(r => r.StatusCode == HttpStatusCode.OK));
+        Assert.InRange(refused.Count, 4, 5);
+        foreach (var response in refused)
+        {
+            Assert.Equal("1", response.Headers.RetryAfter?.ToString());
+            using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+            Assert.Equal("queue_full", body.RootElement.GetProperty("error").GetProperty("code").GetString());
+            Assert.Equal("server_error", body.RootElement.GetProperty("error").GetProperty("type").GetString());
+        }
+
+        foreach (var response in responses)
+        {
+            response.Dispose();
+        }
+    }
+
+    /// <summary>A seed whose 230-token completion of "Run" meets no end-of-sequence token: a generation that runs a while.</summary>
+    private async Task<int> LongSeedAsync(Uri baseAddress)
+    {
+        for (var seed = 20; seed < 40; seed++)
+        {
+            using var response = await _http.PostAsJsonAsync(new Uri(baseAddress, "/v1/completions"), new { prompt = "Run", max_tokens = 230, seed });
+            using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+            if (body.RootElement.GetProperty("choices")[0].GetProperty("finish_reason").GetString() == "length")
+            {
+                return seed;
+            }
+        }
+
+        Assert.Fail("no seed in 20..39 ran to max_tokens");
+        return 0;
+    }
+
+    private static async Task<string> ReadRestAsync(StreamReader reader)
+    {
+        try
+        {
+            return await reader.ReadToEndAsync();
+        }
+        catch (IOException)
+        {
+            return string.Empty; // the connection was cut
+        }
+        catch (HttpRequestException)
+        {
+            return string.Empty;
+        }
     }
 
     public void Dispose()
