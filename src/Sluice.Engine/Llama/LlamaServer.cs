@@ -172,6 +172,13 @@ internal sealed class LlamaServer(string modelId, LlamaMetrics metrics, ILogger 
             await OpenAiJson.WriteErrorAsync(response, StatusCodes.Status503ServiceUnavailable,
                 $"The engine is busy: {full.Waiting} requests already wait for a slot. Retry shortly.", "server_error", code: "queue_full");
         }
+        catch (BadHttpRequestException unreadable) when (!started && !response.HasStarted)
+        {
+            // A body over Kestrel's limit (413), or one the client cut or framed wrongly (400).
+            LlamaLog.Refused(logger, id, kind, "body", "unreadable_body");
+            await OpenAiJson.WriteErrorAsync(response, unreadable.StatusCode,
+                "The request body could not be read (" + unreadable.StatusCode + "): send one complete JSON object.", "invalid_request_error", code: "unreadable_body");
+        }
         catch (Exception cancelled) when ((cancelled is OperationCanceledException or IOException) && context.RequestAborted.IsCancellationRequested)
         {
             LlamaLog.Cancelled(logger, id, kind, watch.ElapsedMilliseconds);
