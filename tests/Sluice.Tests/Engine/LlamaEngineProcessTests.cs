@@ -142,6 +142,43 @@ public sealed class LlamaEngineProcessTests : IDisposable
         }
     }
 
+    [Fact]
+    public async Task Parallel_slots_decode_at_once_without_disturbing_each_other()
+    {
+        var port = SluiceProcess.FreePort();
+        var baseAddress = new Uri($"http://127.0.0.1:{port}");
+        await using var engine = LlamaEngineFixture.Start(TinyGguf.Write(_directory), port, parallel: 2);
+        await LlamaEngineFixture.WaitHealthyAsync(_http, baseAddress, engine);
+        var seed = await LongSeedAsync(baseAddress);
+        using var alone = await _http.PostAsJsonAsync(new Uri(baseAddress, "/v1/completions"), new { prompt = "Run", max_tokens = 230, seed });
+        var expected = JsonDocument.Parse(await alone.Content.ReadAsStringAsync()).RootElement.GetProperty("choices")[0].GetProperty("text").GetString();
+
+        var sent = Task.WhenAll(Enumerable.Range(0, 4).Select(_ => _http.PostAsJsonAsync(
+            new Uri(baseAddress, "/v1/completions"), new { prompt = "Run", max_tokens = 230, seed })));
+        double maxProcessing = 0, maxDeferred = 0;
+        while (!sent.IsCompleted)
+        {
+            var metrics = (await _http.GetStringAsync(new Uri(baseAddress, "/metrics"))).Split('\n');
+            maxProcessing = Math.Max(maxProcessing, Gauge(metrics, "llamacpp:requests_processing"));
+            maxDeferred = Math.Max(maxDeferred, Gauge(metrics, "llamacpp:requests_deferred"));
+            await Task.WhenAny(sent, Task.Delay(10));
+        }
+
+        Assert.Equal(2, maxProcessing); // two slots decoding at once, never more
+        Assert.InRange(maxDeferred, 1, 2);
+        foreach (var response in await sent)
+        {
+            // The same seed gives the same text in either slot, decoded beside another request.
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            using var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+            Assert.Equal(expected, body.RootElement.GetProperty("choices")[0].GetProperty("text").GetString());
+            response.Dispose();
+        }
+    }
+
+    private static double Gauge(string[] metrics, string name) =>
+        double.Parse(metrics.Single(l => l.StartsWith(name + " ", StringComparison.Ordinal))[(name.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+
     /// <summary>A seed whose 230-token completion of "Run" meets no end-of-sequence token: a generation that runs a while.</summary>
     private async Task<int> LongSeedAsync(Uri baseAddress)
     {
