@@ -15,6 +15,9 @@ public sealed record LlamaEngineSettings
 
     /// <summary>Requests decoded at once; further requests wait (reported as llamacpp:requests_deferred).</summary>
     public int Parallel { get; init; } = 1;
+
+    /// <summary>Requests that may wait for a slot; one more is answered 503 (queue_full) with Retry-After.</summary>
+    public int MaxQueue { get; init; } = 64;
 }
 
 /// <summary>`sluice engine embeddings`: sentence embeddings with all-MiniLM-L6-v2 on ONNX Runtime.</summary>

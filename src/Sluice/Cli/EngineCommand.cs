@@ -27,9 +27,10 @@ internal static class EngineCommand
         var context = new Option<int>("--context-size") { Description = "Context window in tokens.", DefaultValueFactory = _ => 2048 };
         var threads = new Option<int?>("--threads") { Description = "CPU threads for decoding (default: llama.cpp's choice)." };
         var parallel = new Option<int>("--parallel") { Description = "Requests decoded at once; more wait in a queue.", DefaultValueFactory = _ => 1 };
+        var maxQueue = new Option<int>("--max-queue") { Description = "Requests that may wait for a slot; more are answered 503.", DefaultValueFactory = _ => 64 };
         var command = new Command("llama", "Serve a GGUF model with llama.cpp: OpenAI chat and completions, /health, /metrics.")
         {
-            model, modelId, host, port, context, threads, parallel,
+            model, modelId, host, port, context, threads, parallel, maxQueue,
         };
         command.SetAction((parse, cancellationToken) => RunLlamaAsync(new LlamaEngineSettings
         {
@@ -40,6 +41,7 @@ internal static class EngineCommand
             ContextSize = parse.GetValue(context),
             Threads = parse.GetValue(threads),
             Parallel = parse.GetValue(parallel),
+            MaxQueue = parse.GetValue(maxQueue),
         }, cancellationToken));
         return command;
     }
