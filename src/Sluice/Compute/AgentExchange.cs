@@ -157,7 +157,11 @@ public sealed class AgentExchange(
             ? request.Inventory
             : JsonSerializer.Deserialize(machine.Inventory, ComputeJson.Default.MachineInventory)!;
         ProtocolValidation.Heartbeat(request, inventory, now, errors);
-        var tasks = await db.MachineTasks.Where(t => t.MachineId == machine.Id).ToListAsync(cancellationToken);
+        // The tasks the reply lists and the ones reported: not the machine's whole history of stopped tasks.
+        var reported = (request.Tasks ?? []).Select(t => Guid.TryParse(t?.TaskId, out var id) ? id : Guid.Empty).Where(id => id != Guid.Empty).Distinct().Take(ProtocolValidation.MaxTasks + 1).ToList();
+        var tasks = await db.MachineTasks
+            .Where(t => t.MachineId == machine.Id && (t.Desired == TaskDesired.Running || reported.Contains(t.Id)))
+            .ToListAsync(cancellationToken);
         ProtocolValidation.Tasks(request.Tasks, tasks.Select(t => t.Id).ToHashSet(), errors);
         if (errors.Any)
         {

@@ -19,6 +19,7 @@ internal static class ComputeEndpoints
         machines.MapPost("/join-tokens", async (CreateJoinTokenRequest request, HttpContext http, MachineAdmin admin, CancellationToken ct) =>
         {
             var created = await admin.CreateJoinTokenAsync(ComputeCaller.From(http), request, ct);
+            http.Response.Headers.CacheControl = "no-store"; // the token is shown once
             return TypedResults.Created($"/api/v1/machines/join-tokens/{created.Details.Id}", created);
         });
         machines.MapGet("/join-tokens", (Guid? orgId, HttpContext http, MachineAdmin admin, CancellationToken ct) => admin.JoinTokensAsync(ComputeCaller.From(http), orgId, ct));
