@@ -242,6 +242,10 @@ public sealed class AgentExchange(
         };
     }
 
+    /// <summary>A heartbeat body that could not be read (not JSON, a field missing or of the wrong type): audited as a refusal.</summary>
+    public Task RefuseUnreadableAsync(Machine machine, CancellationToken cancellationToken) =>
+        RefuseHeartbeatAsync(machine, "unreadable heartbeat", cancellationToken);
+
     /// <summary>The task's spec, secrets included, opened for its own machine only (the seal is bound to task and machine).</summary>
     internal TaskSpec OpenSpec(MachineTask task)
     {

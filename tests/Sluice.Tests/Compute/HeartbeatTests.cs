@@ -165,4 +165,44 @@ public sealed class HeartbeatTests
         var after = (await op.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{joined.MachineId}")).GetProperty("lastHeartbeatAt").GetDateTimeOffset();
         Assert.True(after > before, $"{after:O} should be after {before:O}");
     }
+
+    [Fact]
+    public async Task An_unreadable_heartbeat_is_refused_naming_the_field_and_audited_and_a_full_machine_fits_the_body_limit()
+    {
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        await using var sluice = new SluiceFactory(database);
+        using var op = await ComputeKit.OperatorAsync(sluice);
+        using var agent = sluice.Anonymous();
+        var full = ComputeKit.Inventory(gpus: 64);
+        var joined = await ComputeKit.JoinAsync(agent, (await ComputeKit.CreateJoinTokenAsync(op)).Token, full);
+        var json = JsonSerializer.Serialize(ComputeKit.Heartbeat(DateTimeOffset.UtcNow, full), ComputeJson.Default.HeartbeatRequest);
+        Assert.Contains("\"cpu_percent\":12.5", json, StringComparison.Ordinal);
+
+        foreach (var (body, field) in new[] { (json.Replace("\"cpu_percent\":12.5", "\"cpu_percent\":\"NaN\"", StringComparison.Ordinal), "telemetry.cpu_percent"), ("{", "body") })
+        {
+            using var message = new HttpRequestMessage(HttpMethod.Post, AgentPaths.Heartbeat) { Content = new StringContent(body, System.Text.Encoding.UTF8, "application/json") };
+            message.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", joined.Credential);
+            var problem = await ComputeKit.ProblemAsync(await agent.SendAsync(message), HttpStatusCode.BadRequest);
+            Assert.True(problem.GetProperty("errors").TryGetProperty(field, out _), $"{field} not named: {problem}");
+            Assert.DoesNotContain("NaN", problem.GetRawText(), StringComparison.Ordinal); // the value is never quoted back
+        }
+
+        Assert.Single(await ComputeKit.AuditAsync(database, "machine.heartbeat"), a => a.Outcome == "refused" && a.Target == $"machine:{joined.MachineId}");
+        var reply = await ComputeKit.HeartbeatAsync(agent, joined.Credential, ComputeKit.Heartbeat(DateTimeOffset.UtcNow, full));
+        Assert.Equal(MachineStates.Ready, reply.MachineState);
+
+        // 64 GPUs and 256 task reports run past the API's default 64 KiB body limit: the heartbeat is still read
+        // (and these reports refused for naming tasks that are not this machine's), not cut off with a 413.
+        var now = DateTimeOffset.UtcNow;
+        var crowded = ComputeKit.Heartbeat(now, full, sequence: 2) with
+        {
+            Tasks = Enumerable.Range(0, 256).Select(_ => new TaskReport
+            {
+                TaskId = Guid.NewGuid().ToString(), Generation = 1, State = TaskStates.Terminated, Reason = TaskReasons.Completed, ExitCode = 0, StartedAt = now, ReadyAt = now,
+            }).ToList(),
+        };
+        Assert.True(JsonSerializer.Serialize(crowded, ComputeJson.Default.HeartbeatRequest).Length > 64 * 1024);
+        var refused = await ComputeKit.ProblemAsync(await ComputeKit.PostHeartbeatAsync(agent, joined.Credential, crowded), HttpStatusCode.BadRequest);
+        Assert.True(refused.GetProperty("errors").TryGetProperty("tasks[0].task_id", out _), refused.GetRawText());
+    }
 }
