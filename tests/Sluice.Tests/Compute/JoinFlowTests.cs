@@ -193,5 +193,6 @@ public sealed class JoinFlowTests
         await ComputeKit.ProblemAsync(await ownerB.PostAsync($"/api/v1/machines/{joined.MachineId}/cordon", null), HttpStatusCode.NotFound);
         Assert.Equal(HttpStatusCode.OK, (await ownerA.PostAsync($"/api/v1/machines/{joined.MachineId}/cordon", null)).StatusCode);
         Assert.Contains(await ComputeKit.AuditAsync(database, "machine.cordon"), a => a.Outcome == "success");
+        Assert.Equal(4, (await ComputeKit.AuditAsync(database, "machine.join_token_create")).Count(a => a.Outcome == "refused"));
     }
 }

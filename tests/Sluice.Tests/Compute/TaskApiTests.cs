@@ -109,7 +109,7 @@ public sealed class TaskApiTests
 
         await using var db = database.CreateContext();
         Assert.Equal(1, db.MachineTasks.Count());
-        Assert.Equal(cases.Length + 3, (await ComputeKit.AuditAsync(database, "machine.task_create")).Count(a => a.Outcome == "refused"));
+        Assert.Equal(cases.Length + 4, (await ComputeKit.AuditAsync(database, "machine.task_create")).Count(a => a.Outcome == "refused")); // the unknown machine too
     }
 
     [Fact]
@@ -146,5 +146,8 @@ public sealed class TaskApiTests
         var problem = await ComputeKit.ProblemAsync(await ComputeKit.PostHeartbeatAsync(agent, machineB.Credential, foreign), HttpStatusCode.BadRequest);
         Assert.True(problem.GetProperty("errors").TryGetProperty("tasks[0].task_id", out _));
         Assert.Equal("pending", (await ownerA.GetFromJsonAsync<JsonElement>($"/api/v1/machines/{machineA.MachineId}/tasks/{taskA}")).GetProperty("state").GetString());
+        var refusals = (await ComputeKit.AuditAsync(database, "machine.task_create")).Where(a => a.Outcome == "refused").ToList();
+        Assert.Contains(refusals, a => a.Target == $"machine:{machineA.MachineId}"); // org B's admin offering work to A's machine
+        Assert.Equal(4, refusals.Count);
     }
 }
