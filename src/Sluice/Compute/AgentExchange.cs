@@ -255,6 +255,13 @@ public sealed class AgentExchange(
 
     public static string ServingTokenBinding(Guid machineId) => $"machine-serving-token:{machineId}";
 
+    /// <summary>
+    /// The token the gateway presents to this machine's agent (<c>Authorization: Bearer sst_…</c>), for the serving client
+    /// (Compute/Serving); with <see cref="Machine.ServingUrl"/> and the pinned <see cref="Machine.CertificateSha256"/>.
+    /// Keep it in memory only.
+    /// </summary>
+    public static string OpenServingToken(SecretBox secrets, Machine machine) => secrets.Open(machine.ServingTokenSealed, ServingTokenBinding(machine.Id));
+
     private static ApiProblemException Unauthorized(string detail) =>
         new(StatusCodes.Status401Unauthorized, "The machine credential was refused.", detail);
 

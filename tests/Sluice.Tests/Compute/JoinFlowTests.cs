@@ -1,7 +1,10 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Sluice.Compute;
 using Sluice.Compute.Protocol;
+using Sluice.Crypto;
 using Sluice.Storage;
 using Sluice.Tests.TestSupport;
 
@@ -53,6 +56,15 @@ public sealed class JoinFlowTests
         Canary.AssertAbsent(dump, joined.Credential, "the database");
         Canary.AssertAbsent(dump, joined.ServingToken, "the database");
         Canary.AssertAbsent(sluice.Logs.All, joined.Credential, "the log");
+        await using (var db = database.CreateContext())
+        {
+            // Sealed, not lost: the serving client opens the very token the agent was given, for this machine only.
+            var stored = db.Machines.Single();
+            var box = sluice.Services.GetRequiredService<SecretBox>();
+            Assert.Equal(joined.ServingToken, AgentExchange.OpenServingToken(box, stored));
+            Assert.ThrowsAny<System.Security.Cryptography.CryptographicException>(() => box.Open(stored.ServingTokenSealed, AgentExchange.ServingTokenBinding(Guid.NewGuid())));
+        }
+
 
         var audit = await ComputeKit.AuditAsync(database, "machine.");
         Assert.Contains(audit, a => a.Action == "machine.join_token_create" && a.Target == $"join_token:{tokenId}" && a.Outcome == "success");
