@@ -150,4 +150,24 @@ public sealed class TaskApiTests
         Assert.Contains(refusals, a => a.Target == $"machine:{machineA.MachineId}"); // org B's admin offering work to A's machine
         Assert.Equal(4, refusals.Count);
     }
+
+    [Theory]
+    [InlineData(DatabaseProvider.Sqlite)]
+    [InlineData(DatabaseProvider.Postgres)]
+    public async Task Placements_on_one_machine_at_once_take_turns_so_no_gpu_is_given_twice(DatabaseProvider provider)
+    {
+        await using var database = await TestDatabase.CreateAsync(provider);
+        await using var sluice = new SluiceFactory(database);
+        using var op = await ComputeKit.OperatorAsync(sluice);
+        using var agent = sluice.Anonymous();
+        var joined = await ComputeKit.JoinAsync(agent, (await ComputeKit.CreateJoinTokenAsync(op)).Token); // 2 GPUs
+
+        var responses = await Task.WhenAll(Enumerable.Range(0, 6).Select(_ =>
+            op.PostAsJsonAsync($"/api/v1/machines/{joined.MachineId}/tasks", new { kind = "job", runtime = "process", process = new { command = "x" }, gpus = 1 })));
+
+        Assert.Equal(2, responses.Count(r => r.StatusCode == HttpStatusCode.Created));
+        Assert.All(responses.Where(r => r.StatusCode != HttpStatusCode.Created), r => Assert.Equal(HttpStatusCode.Conflict, r.StatusCode));
+        var reply = await ComputeKit.HeartbeatAsync(agent, joined.Credential, ComputeKit.Heartbeat(DateTimeOffset.UtcNow));
+        Assert.Equal([0, 1], reply.Tasks.SelectMany(t => t.GpuIndices).Order());
+    }
 }
