@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Sluice.Agent.Machine;
+using Sluice.Compute.Protocol;
 using Sluice.Tests.TestSupport;
 
 namespace Sluice.Tests.Agent;
@@ -104,7 +105,7 @@ public sealed class MachineProbeTests
 
         Assert.InRange(clock.Elapsed, TimeSpan.FromSeconds(0.9), TimeSpan.FromSeconds(8));
         Assert.Equal(8, inventory.Gpus.Count); // a wedged driver does not make the GPUs vanish
-        Assert.Empty(telemetry.Gpus);
+        AssertEveryGpuReportedWithoutFigures(inventory, telemetry);
         Assert.Contains(logs.Lines, l => l.Contains("did not answer within 1 s", StringComparison.Ordinal));
         await Eventually.TrueAsync(() => SleepingChildren().Count == 0, "the hung nvidia-smi to be killed");
     }
@@ -121,7 +122,7 @@ public sealed class MachineProbeTests
         var (inventory, telemetry) = await probe.SampleAsync(CancellationToken.None);
         await probe.SampleAsync(CancellationToken.None);
         Assert.Equal(8, inventory.Gpus.Count);
-        Assert.Empty(telemetry.Gpus);
+        AssertEveryGpuReportedWithoutFigures(inventory, telemetry);
         Assert.Single(logs.Lines, l => l.Contains("nvidia-smi failed (exit code 9)", StringComparison.Ordinal));
 
         smi.FailWithoutDriver = false;
@@ -181,4 +182,18 @@ public sealed class MachineProbeTests
                 }
             })
             .ToList();
+
+    /// <summary>
+    /// The server refuses a heartbeat whose telemetry leaves out a GPU of the inventory, so a GPU whose figures cannot be
+    /// read is still reported, with none: the heartbeat the agent builds passes the server's own validation.
+    /// </summary>
+    private static void AssertEveryGpuReportedWithoutFigures(MachineInventory inventory, TelemetrySample telemetry)
+    {
+        Assert.Equal(inventory.Gpus.Select(g => (g.Index, g.Uuid)), telemetry.Gpus.Select(g => (g.Index, g.Uuid)));
+        Assert.All(telemetry.Gpus, g => Assert.True(g.UtilizationPercent is null && g.TemperatureC is null && g.PowerDrawW is null && g.MemoryUsedMib == 0));
+        var errors = new Sluice.Hosting.FieldErrors();
+        Sluice.Compute.ProtocolValidation.Heartbeat(
+            new HeartbeatRequest { Sequence = 2, AgentVersion = "test", Telemetry = telemetry }, inventory, telemetry.At, errors);
+        Assert.False(errors.Any);
+    }
 }

@@ -104,7 +104,9 @@ public sealed class MachineProbe(MachineProbeSources sources, TimeProvider time,
                 _cudaVersion = null;
                 return [];
             case ToolOutcome.Failed or ToolOutcome.TimedOut:
-                return [];
+                // The GPUs are still in the inventory, and the server wants every one of them in each sample
+                // (a missing one is refused as a bad heartbeat): report them with no figures.
+                return _gpus.Select(g => new GpuSample { Index = g.Index, Uuid = g.Uuid, MemoryTotalMib = g.MemoryMib }).ToList();
         }
 
         var readings = NvidiaSmiParser.ParseQuery(query.Output, out var skipped);
