@@ -1,0 +1,190 @@
+using System.ComponentModel;
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using Sluice.Compute.Protocol;
+
+namespace Sluice.Agent.Tasks;
+
+/// <summary>
+/// Runs a task as a local process in its own session and process group (through <c>setsid</c>, which execs the command
+/// in place, so the process id is the group id), so stopping it reaches every process it started. The environment is
+/// the agent's minus its own settings (SLUICE*), plus the spec's, the secrets, <c>PORT</c> and
+/// <c>CUDA_VISIBLE_DEVICES</c>; <c>{port}</c> in arguments and environment values becomes the task's loopback port.
+/// Secrets are only ever in the environment: nothing is written to disk.
+/// </summary>
+internal sealed partial class ProcessRuntime : ITaskRuntime
+{
+    private static readonly string? Setsid = new[] { "/usr/bin/setsid", "/bin/setsid" }.FirstOrDefault(File.Exists);
+
+    public string? Unavailable => null;
+
+    public Task PrepareAsync(TaskSpec spec, CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task<ITaskInstance> StartAsync(TaskSpec spec, int port, TaskLog log, CancellationToken cancellationToken)
+    {
+        var process = spec.Process ?? throw new TaskSpecException("a process task needs 'process' with a command");
+        var info = BuildStartInfo(spec, process, port);
+        var child = new Process { StartInfo = info, EnableRaisingEvents = true };
+        var exited = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+        child.Exited += (_, _) => exited.TrySetResult(SafeExitCode(child));
+        child.OutputDataReceived += (_, e) => Append(log, e.Data);
+        child.ErrorDataReceived += (_, e) => Append(log, e.Data);
+        try
+        {
+            child.Start();
+        }
+        catch (Win32Exception exception)
+        {
+            child.Dispose();
+
+            // The exception's message names the command; only the errno leaves here.
+            throw new TaskSpecException($"the task's command could not be started (errno {exception.NativeErrorCode.ToString(CultureInfo.InvariantCulture)}: not found, not executable, or its working directory is missing)");
+        }
+
+        child.BeginOutputReadLine();
+        child.BeginErrorReadLine();
+        if (child.HasExited)
+        {
+            exited.TrySetResult(SafeExitCode(child));
+        }
+
+        return Task.FromResult<ITaskInstance>(new ProcessInstance(child, exited.Task, grouped: Setsid is not null));
+    }
+
+    internal static ProcessStartInfo BuildStartInfo(TaskSpec spec, ProcessRuntimeSpec process, int port)
+    {
+        if (string.IsNullOrWhiteSpace(process.Command))
+        {
+            throw new TaskSpecException("a process task needs a command");
+        }
+
+        var portText = port.ToString(CultureInfo.InvariantCulture);
+        var info = new ProcessStartInfo(Setsid ?? process.Command)
+        {
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            WorkingDirectory = string.IsNullOrEmpty(process.WorkingDirectory) ? Path.GetTempPath() : process.WorkingDirectory,
+        };
+        if (Setsid is not null)
+        {
+            info.ArgumentList.Add(process.Command);
+        }
+
+        foreach (var argument in process.Args)
+        {
+            info.ArgumentList.Add(argument.Replace("{port}", portText, StringComparison.Ordinal));
+        }
+
+        foreach (var name in info.Environment.Keys.Where(k => k.StartsWith("SLUICE", StringComparison.OrdinalIgnoreCase)).ToList())
+        {
+            info.Environment.Remove(name);
+        }
+
+        foreach (var (name, value) in process.Environment ?? new Dictionary<string, string>())
+        {
+            info.Environment[name] = value.Replace("{port}", portText, StringComparison.Ordinal);
+        }
+
+        foreach (var (name, value) in spec.Secrets ?? new Dictionary<string, string>())
+        {
+            info.Environment[name] = value;
+        }
+
+        info.Environment["PORT"] = portText;
+        info.Environment["CUDA_VISIBLE_DEVICES"] = string.Join(',', spec.GpuIndices.Select(i => i.ToString(CultureInfo.InvariantCulture)));
+        return info;
+    }
+
+    private static void Append(TaskLog log, string? line)
+    {
+        if (line is not null)
+        {
+            log.Append(line);
+        }
+    }
+
+    private static int SafeExitCode(Process process)
+    {
+        try
+        {
+            return process.ExitCode;
+        }
+        catch (InvalidOperationException)
+        {
+            return -1;
+        }
+    }
+
+    private sealed partial class ProcessInstance(Process process, Task<int> exited, bool grouped) : ITaskInstance
+    {
+        private const int SigTerm = 15;
+        private const int SigKill = 9;
+        private readonly int _pid = process.Id;
+        private readonly Lock _gate = new();
+        private Task? _stopping;
+
+        public Task<int> Exited => exited;
+
+        public Task StopAsync(TimeSpan grace)
+        {
+            lock (_gate)
+            {
+                return _stopping ??= StopCoreAsync(grace);
+            }
+        }
+
+        private async Task StopCoreAsync(TimeSpan grace)
+        {
+            if (!exited.IsCompleted)
+            {
+                Signal(SigTerm);
+                await Task.WhenAny(exited, Task.Delay(grace)).ConfigureAwait(false);
+            }
+
+            // Whatever is left of the group (children that ignored SIGTERM, or outlived a main process that exited).
+            Signal(SigKill);
+            if (!grouped && !exited.IsCompleted)
+            {
+                try
+                {
+                    process.Kill(entireProcessTree: true);
+                }
+                catch (InvalidOperationException)
+                {
+                }
+            }
+
+            await Task.WhenAny(exited, Task.Delay(TimeSpan.FromSeconds(5))).ConfigureAwait(false);
+        }
+
+        /// <summary>Best effort, synchronous: for the agent's own exit.</summary>
+        public void KillNow() => Signal(SigKill);
+
+        private void Signal(int signal)
+        {
+            if (grouped)
+            {
+                _ = Native.Kill(-_pid, signal); // ESRCH once the whole group is gone
+            }
+            else if (!exited.IsCompleted)
+            {
+                _ = Native.Kill(_pid, signal);
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await StopAsync(TimeSpan.Zero).ConfigureAwait(false);
+            process.Dispose();
+        }
+    }
+
+    internal static partial class Native
+    {
+        [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+        public static partial int Kill(int pid, int signal);
+    }
+}
