@@ -27,9 +27,11 @@ internal sealed partial class ProcessRuntime : ITaskRuntime
         var info = BuildStartInfo(spec, process, port);
         var child = new Process { StartInfo = info, EnableRaisingEvents = true };
         var exited = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var stdoutClosed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var stderrClosed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         child.Exited += (_, _) => exited.TrySetResult(SafeExitCode(child));
-        child.OutputDataReceived += (_, e) => Append(log, e.Data);
-        child.ErrorDataReceived += (_, e) => Append(log, e.Data);
+        child.OutputDataReceived += (_, e) => Append(log, e.Data, stdoutClosed);
+        child.ErrorDataReceived += (_, e) => Append(log, e.Data, stderrClosed);
         try
         {
             child.Start();
@@ -49,7 +51,7 @@ internal sealed partial class ProcessRuntime : ITaskRuntime
             exited.TrySetResult(SafeExitCode(child));
         }
 
-        return Task.FromResult<ITaskInstance>(new ProcessInstance(child, exited.Task, grouped: Setsid is not null));
+        return Task.FromResult<ITaskInstance>(new ProcessInstance(child, DrainedAsync(exited.Task, stdoutClosed.Task, stderrClosed.Task), grouped: Setsid is not null));
     }
 
     internal static ProcessStartInfo BuildStartInfo(TaskSpec spec, ProcessRuntimeSpec process, int port)
@@ -59,18 +61,26 @@ internal sealed partial class ProcessRuntime : ITaskRuntime
             throw new TaskSpecException("a process task needs a command");
         }
 
+        var command = Resolve(process.Command)
+            ?? throw new TaskSpecException("the task's command was not found on this machine (or is not executable)");
+        var workingDirectory = string.IsNullOrEmpty(process.WorkingDirectory) ? Path.GetTempPath() : process.WorkingDirectory;
+        if (!Directory.Exists(workingDirectory))
+        {
+            throw new TaskSpecException("the task's working directory does not exist on this machine");
+        }
+
         var portText = port.ToString(CultureInfo.InvariantCulture);
-        var info = new ProcessStartInfo(Setsid ?? process.Command)
+        var info = new ProcessStartInfo(Setsid ?? command)
         {
             UseShellExecute = false,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             RedirectStandardInput = true,
-            WorkingDirectory = string.IsNullOrEmpty(process.WorkingDirectory) ? Path.GetTempPath() : process.WorkingDirectory,
+            WorkingDirectory = workingDirectory,
         };
         if (Setsid is not null)
         {
-            info.ArgumentList.Add(process.Command);
+            info.ArgumentList.Add(command);
         }
 
         foreach (var argument in process.Args)
@@ -98,12 +108,50 @@ internal sealed partial class ProcessRuntime : ITaskRuntime
         return info;
     }
 
-    private static void Append(TaskLog log, string? line)
+    /// <summary>The command's full path: as given when it names a path, else the first executable match on PATH.</summary>
+    private static string? Resolve(string command)
     {
-        if (line is not null)
+        if (command.Contains('/', StringComparison.Ordinal))
+        {
+            return IsExecutable(command) ? Path.GetFullPath(command) : null;
+        }
+
+        foreach (var directory in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var candidate = Path.Combine(directory, command);
+            if (IsExecutable(candidate))
+            {
+                return candidate;
+            }
+        }
+
+        return null;
+    }
+
+    private static bool IsExecutable(string path) =>
+        File.Exists(path) && (OperatingSystem.IsWindows() || (File.GetUnixFileMode(path) & (UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute)) != 0);
+
+    private static void Append(TaskLog log, string? line, TaskCompletionSource closed)
+    {
+        if (line is null)
+        {
+            closed.TrySetResult();
+        }
+        else
         {
             log.Append(line);
         }
+    }
+
+    /// <summary>
+    /// The exit code once the process has exited and its last output is in the buffer (a child that inherited the
+    /// pipes may keep them open: then no more than a second after the exit).
+    /// </summary>
+    private static async Task<int> DrainedAsync(Task<int> exited, Task stdoutClosed, Task stderrClosed)
+    {
+        var code = await exited.ConfigureAwait(false);
+        await Task.WhenAny(Task.WhenAll(stdoutClosed, stderrClosed), Task.Delay(TimeSpan.FromSeconds(1))).ConfigureAwait(false);
+        return code;
     }
 
     private static int SafeExitCode(Process process)

@@ -281,10 +281,7 @@ internal sealed class TaskRunner(
         var probe = spec.Kind == TaskKinds.ModelServer ? spec.Probe : null;
         if (probe is null)
         {
-            if (spec.Kind == TaskKinds.ModelServer)
-            {
-                SetReady();
-            }
+            SetReady(); // running is all there is to know (a job, or a model server without a probe)
 
             await Task.WhenAny(instance.Exited, _stopRequested.Task).ConfigureAwait(false);
             return Ended(instance);
