@@ -58,8 +58,11 @@ public sealed class AgentServingEndpoint : IAsyncDisposable
         var logger = loggers.CreateLogger("Sluice.Agent.Serving");
 
         var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
-        builder.Services.AddSingleton(loggers);
-        builder.Services.AddLogging();
+        // The agent's own loggers, with ASP.NET Core's request lines (paths and queries) held back at Warning.
+        builder.Logging.ClearProviders();
+        builder.Logging.AddProvider(new ForwardingLoggerProvider(loggers));
+        builder.Logging.SetMinimumLevel(LogLevel.Trace);
+        builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
         builder.WebHost.UseKestrelCore().ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
@@ -356,4 +359,14 @@ public sealed record AgentServingOptions
 
     /// <summary>The clock of the scrape loop.</summary>
     public TimeProvider Time { get; init; } = TimeProvider.System;
+}
+
+/// <summary>Hands the web host's loggers to the agent's logger factory.</summary>
+internal sealed class ForwardingLoggerProvider(ILoggerFactory loggers) : ILoggerProvider
+{
+    public ILogger CreateLogger(string categoryName) => loggers.CreateLogger(categoryName);
+
+    public void Dispose()
+    {
+    }
 }
