@@ -164,7 +164,7 @@ internal sealed class EngineStandIn : IAsyncDisposable
             var body = await reader.ReadToEndAsync(context.RequestAborted);
             if (context.Request.Path != "/metrics") // the agent's own scrape is not a proxied request
             {
-                engine.Requests.Enqueue((context.Request.Path + context.Request.QueryString, body, context.Request.Headers));
+                engine.Requests.Enqueue((context.Request.Path + context.Request.QueryString, body, new HeaderDictionary(context.Request.Headers.ToDictionary(h => h.Key, h => h.Value, StringComparer.OrdinalIgnoreCase)))); // Kestrel reuses its own
             }
 
             switch (context.Request.Path.Value)
