@@ -13,7 +13,7 @@ namespace Sluice.Agent.Tasks;
 /// <c>CUDA_VISIBLE_DEVICES</c>; <c>{port}</c> in arguments and environment values becomes the task's loopback port.
 /// Secrets are only ever in the environment: nothing is written to disk.
 /// </summary>
-internal sealed partial class ProcessRuntime : ITaskRuntime
+internal sealed partial class ProcessRuntime(string? stateDirectory = null) : ITaskRuntime
 {
     private static readonly string? Setsid = new[] { "/usr/bin/setsid", "/bin/setsid" }.FirstOrDefault(File.Exists);
 
@@ -51,7 +51,8 @@ internal sealed partial class ProcessRuntime : ITaskRuntime
             exited.TrySetResult(SafeExitCode(child));
         }
 
-        return Task.FromResult<ITaskInstance>(new ProcessInstance(child, DrainedAsync(exited.Task, stdoutClosed.Task, stderrClosed.Task), grouped: Setsid is not null));
+        var record = Setsid is null ? null : Record(child.Id);
+        return Task.FromResult<ITaskInstance>(new ProcessInstance(child, DrainedAsync(exited.Task, stdoutClosed.Task, stderrClosed.Task), grouped: Setsid is not null, record));
     }
 
     internal static ProcessStartInfo BuildStartInfo(TaskSpec spec, ProcessRuntimeSpec process, int port)
@@ -166,7 +167,67 @@ internal sealed partial class ProcessRuntime : ITaskRuntime
         }
     }
 
-    private sealed partial class ProcessInstance(Process process, Task<int> exited, bool grouped) : ITaskInstance
+    /// <summary>
+    /// Notes a started process group in the state directory (its pid and the kernel's start time for it, nothing else),
+    /// so an agent started after this one was SIGKILLed can end the groups it left behind (<see cref="ReapOrphans"/>).
+    /// </summary>
+    private string? Record(int pid)
+    {
+        if (stateDirectory is null || StartTime(pid) is not { } started)
+        {
+            return null;
+        }
+
+        Directory.CreateDirectory(stateDirectory);
+        var path = Path.Combine(stateDirectory, pid.ToString(CultureInfo.InvariantCulture) + ".pgid");
+        File.WriteAllText(path, started);
+        return path;
+    }
+
+    /// <summary>SIGKILLs each process group a previous agent recorded and did not stop (the same pid and start time), then forgets it.</summary>
+    internal static int ReapOrphans(string? stateDirectory)
+    {
+        if (stateDirectory is null || !Directory.Exists(stateDirectory))
+        {
+            return 0;
+        }
+
+        var reaped = 0;
+        foreach (var path in Directory.EnumerateFiles(stateDirectory, "*.pgid"))
+        {
+            if (int.TryParse(Path.GetFileNameWithoutExtension(path), NumberStyles.None, CultureInfo.InvariantCulture, out var pid)
+                && StartTime(pid) is { } started && started == File.ReadAllText(path).Trim())
+            {
+                _ = Native.Kill(-pid, 9);
+                reaped++;
+            }
+
+            File.Delete(path);
+        }
+
+        return reaped;
+    }
+
+    /// <summary>Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot (tells a reused pid apart).</summary>
+    private static string? StartTime(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/stat");
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return fields.Length > 19 ? fields[19] : null;
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    private sealed partial class ProcessInstance(Process process, Task<int> exited, bool grouped, string? record) : ITaskInstance
     {
         private const int SigTerm = 15;
         private const int SigKill = 9;
@@ -206,6 +267,10 @@ internal sealed partial class ProcessRuntime : ITaskRuntime
             }
 
             await Task.WhenAny(exited, Task.Delay(TimeSpan.FromSeconds(5))).ConfigureAwait(false);
+            if (record is not null)
+            {
+                File.Delete(record);
+            }
         }
 
         /// <summary>Best effort, synchronous: for the agent's own exit.</summary>

@@ -16,7 +16,7 @@ public sealed class ProcessTaskSupervisor : ITaskSupervisor, IAsyncDisposable
     private readonly ILoggerFactory _loggers;
     private readonly ILogger _logger;
     private readonly TaskSupervisorOptions _options;
-    private readonly ProcessRuntime _process = new();
+    private readonly ProcessRuntime _process;
     private readonly DockerRuntime _docker;
     private readonly ConcurrentDictionary<string, TaskRunner> _tasks = new(StringComparer.Ordinal);
     private readonly Lock _applyGate = new();
@@ -29,6 +29,13 @@ public sealed class ProcessTaskSupervisor : ITaskSupervisor, IAsyncDisposable
         _logger = loggers.CreateLogger("Sluice.Agent.Tasks");
         _options = options ?? new TaskSupervisorOptions();
         Load = load ?? new TaskLoad();
+        var orphans = ProcessRuntime.ReapOrphans(_options.StateDirectory);
+        if (orphans > 0)
+        {
+            TasksLog.OrphansReaped(_logger, orphans);
+        }
+
+        _process = new ProcessRuntime(_options.StateDirectory);
         _docker = new DockerRuntime(_options, loggers.CreateLogger("Sluice.Agent.Tasks.Docker"));
         _probes = new HttpClient(new SocketsHttpHandler { UseProxy = false, AllowAutoRedirect = false, UseCookies = false })
         {

@@ -27,6 +27,12 @@ public sealed record TaskSupervisorOptions
     /// <summary>The Docker Engine API's socket; container tasks fail clearly when it is absent.</summary>
     public string DockerSocket { get; init; } = "/var/run/docker.sock";
 
+    /// <summary>
+    /// Where the agent notes the process groups it started (pids only), so that after an agent was SIGKILLed the next
+    /// one ends what it left running; e.g. <c>{data dir}/tasks</c>. Null: nothing is noted.
+    /// </summary>
+    public string? StateDirectory { get; init; }
+
     /// <summary>A tmpfs where a container task's secrets are written as files (a 0700 directory per task, removed with it).</summary>
     public string SecretsRoot { get; init; } = "/dev/shm";
 }

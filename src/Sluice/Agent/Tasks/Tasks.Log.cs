@@ -33,4 +33,7 @@ internal static partial class TasksLog
 
     [LoggerMessage(1670, LogLevel.Warning, "Docker: {Operation} answered {Status}")]
     public static partial void DockerRefused(ILogger logger, string operation, int status);
+
+    [LoggerMessage(1671, LogLevel.Warning, "Ended {Count} task process group(s) a previous agent left running")]
+    public static partial void OrphansReaped(ILogger logger, int count);
 }

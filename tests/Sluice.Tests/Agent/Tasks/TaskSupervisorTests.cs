@@ -256,4 +256,29 @@ public sealed class TaskSupervisorTests
         Assert.DoesNotContain("secret-engine-name", kit.ReportJson() + kit.Logs.All, StringComparison.Ordinal);
         Assert.DoesNotContain("arg-canary", kit.ReportJson() + kit.Logs.All, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task Task_groups_left_by_an_agent_that_was_killed_are_ended_by_the_next_agent()
+    {
+        var state = Path.Combine(Path.GetTempPath(), "sluice-agent-state-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            // The first agent never stops its task (as if SIGKILLed); the second finds the group it left.
+            var first = new TaskKit(TaskKit.Fast with { StateDirectory = state });
+            first.Supervisor.Apply([first.Shell("left", "sleep 300 & echo child=$!; echo pid=$$; wait")]);
+            await Eventually.TrueAsync(() => first.LogText("left").Contains("pid=", StringComparison.Ordinal), "the task to start");
+            var (child, parent) = (first.PrintedNumber("left", "child"), first.PrintedNumber("left", "pid"));
+            Assert.Single(Directory.GetFiles(state));
+
+            await using var second = new TaskKit(TaskKit.Fast with { StateDirectory = state });
+            await Eventually.TrueAsync(() => !TaskKit.ProcessAlive(child) && !TaskKit.ProcessAlive(parent), "the orphaned group to be gone");
+            Assert.Contains(second.Logs.Lines, l => l.Contains("Ended 1 task process group", StringComparison.Ordinal));
+            await first.DisposeAsync();
+            Assert.Empty(Directory.GetFiles(state));
+        }
+        finally
+        {
+            Directory.Delete(state, recursive: true);
+        }
+    }
 }
