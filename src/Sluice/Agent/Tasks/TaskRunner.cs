@@ -164,6 +164,12 @@ internal sealed class TaskRunner(
 
                 var (outcome, exitCode) = await SuperviseAsync(instance, port).ConfigureAwait(false);
                 await StopInstanceAsync(instance).ConfigureAwait(false);
+                lock (_gate)
+                {
+                    _instance = null;
+                }
+
+                await instance.DisposeAsync().ConfigureAwait(false);
                 if (outcome == Outcome.Stopped)
                 {
                     break;
