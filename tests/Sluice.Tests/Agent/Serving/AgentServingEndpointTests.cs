@@ -99,7 +99,7 @@ public sealed class AgentServingEndpointTests
         using var reader = new StreamReader(stream);
         received.Append(await reader.ReadToEndAsync(TestContext.Current.CancellationToken));
         Assert.Equal("data: {\"n\":1}\n\ndata: {\"n\":2}\n\ndata: [DONE]\n\n", received.ToString());
-        await Eventually.TrueAsync(() => kit.Load.InFlight("t") == 0, "the stream to be counted out");
+        await AgentWait.Until(() => kit.Load.InFlight("t") == 0, "the stream to be counted out");
     }
 
     [Fact]
@@ -112,7 +112,7 @@ public sealed class AgentServingEndpointTests
         await using var kit = await ServingKit.StartAsync(supervisor);
 
         var slow = Enumerable.Range(0, 3).Select(_ => kit.SendAsync("busy", "/slow")).ToList();
-        await Eventually.TrueAsync(() => kit.Load.InFlight("busy") == 3, "three requests in flight");
+        await AgentWait.Until(() => kit.Load.InFlight("busy") == 3, "three requests in flight");
         Assert.Equal(0, kit.Load.InFlight("idle"));
 
         engine.Gate.TrySetResult();
@@ -122,7 +122,7 @@ public sealed class AgentServingEndpointTests
             response.Dispose();
         }
 
-        await Eventually.TrueAsync(() => kit.Load.InFlight("busy") == 0, "the requests to be counted out");
+        await AgentWait.Until(() => kit.Load.InFlight("busy") == 0, "the requests to be counted out");
     }
 
     [Fact]
@@ -135,14 +135,14 @@ public sealed class AgentServingEndpointTests
         var clock = new ManualTimeProvider { FollowTimers = true };
         await using var kit = await ServingKit.StartAsync(supervisor, options: new AgentServingOptions { QueueDepthScrapeInterval = TimeSpan.FromSeconds(5), Time = clock });
 
-        await Eventually.TrueAsync(() => kit.Load.QueueDepth("v") == 7, "vLLM's waiting requests to be read at start");
+        await AgentWait.Until(() => kit.Load.QueueDepth("v") == 7, "vLLM's waiting requests to be read at start");
         engine.Metrics = QueueDepthMetricsTests.LlamaCpp;
-        await Eventually.TrueAsync(() => clock.PendingTimers == 1, "the scrape timer");
+        await AgentWait.Until(() => clock.PendingTimers == 1, "the scrape timer");
         clock.Advance(TimeSpan.FromSeconds(5));
-        await Eventually.TrueAsync(() => kit.Load.QueueDepth("v") == 2, "llama.cpp's deferred requests to be read on the next round");
+        await AgentWait.Until(() => kit.Load.QueueDepth("v") == 2, "llama.cpp's deferred requests to be read on the next round");
         engine.Metrics = "# nothing about queues\nprocess_cpu_seconds_total 1\n";
         clock.Advance(TimeSpan.FromSeconds(5));
-        await Eventually.TrueAsync(() => kit.Load.QueueDepth("v") is null, "no queue figure when the engine reports none");
+        await AgentWait.Until(() => kit.Load.QueueDepth("v") is null, "no queue figure when the engine reports none");
     }
 
     [Fact]

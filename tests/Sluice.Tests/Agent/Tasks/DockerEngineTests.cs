@@ -41,7 +41,7 @@ public sealed class DockerEngineTests
             }]);
 
             await kit.WaitForStateAsync("vllm-1", TaskStates.Ready);
-            await Eventually.TrueAsync(() => kit.LogText("vllm-1").Contains("engine up", StringComparison.Ordinal), "the container's log to reach the task's buffer");
+            await AgentWait.Until(() => kit.LogText("vllm-1").Contains("engine up", StringComparison.Ordinal), "the container's log to reach the task's buffer");
             Assert.Equal(
                 ["POST /v1.41/images/create?fromImage=vllm%2Fvllm-openai&tag=v0.6.3", "DELETE /v1.41/containers/sluice-task-vllm-1-g2?force=true",
                  "POST /v1.41/containers/create?name=sluice-task-vllm-1-g2", "POST /v1.41/containers/c0ffee/start"],

@@ -84,7 +84,7 @@ internal sealed class TaskKit : IAsyncDisposable
     }, ComputeJson.Default.HeartbeatRequest);
 
     public Task WaitForStateAsync(string taskId, string state, TimeSpan? timeout = null) =>
-        Eventually.TrueAsync(() => State(taskId) == state, $"task {taskId} to be {state} (it is {State(taskId)}; log: {LogText(taskId)})", timeout ?? TimeSpan.FromSeconds(20));
+        Eventually.TrueAsync(() => State(taskId) == state, $"task {taskId} to be {state} (it is {State(taskId)}; log: {LogText(taskId)})", timeout ?? AgentWait.Timeout);
 
     /// <summary>The number a task printed as "NAME=123".</summary>
     public int PrintedNumber(string taskId, string name) =>

@@ -36,7 +36,7 @@ public sealed class TaskSupervisorTests
 
         async Task WaitingToRestart(int restarts)
         {
-            await Eventually.TrueAsync(
+            await AgentWait.Until(
                 () => kit.Report("crash") is { State: TaskStates.Starting, Reason: TaskReasons.Failed, ExitCode: 3 } r && r.Restarts == restarts && clock.PendingTimers == 1,
                 $"the task to have crashed after {restarts} restart(s) and be waiting to restart");
         }
@@ -69,11 +69,11 @@ public sealed class TaskSupervisorTests
         var probe = new ProbeSpec { Path = "/health", StartupTimeoutSeconds = 600 };
         kit.Supervisor.Apply([kit.Shell("hung", "echo pid=$$; exec sleep 600", TaskKinds.ModelServer, probe: probe)]);
 
-        await Eventually.TrueAsync(() => kit.State("hung") == TaskStates.Starting && kit.LogText("hung").Contains("pid=", StringComparison.Ordinal) && clock.PendingTimers == 1,
+        await AgentWait.Until(() => kit.State("hung") == TaskStates.Starting && kit.LogText("hung").Contains("pid=", StringComparison.Ordinal) && clock.PendingTimers == 1,
             "the task to be starting, polling its readiness probe");
         var pid = kit.PrintedNumber("hung", "pid");
         clock.Advance(TimeSpan.FromSeconds(590));
-        await Eventually.TrueAsync(() => clock.PendingTimers == 1, "the next readiness poll");
+        await AgentWait.Until(() => clock.PendingTimers == 1, "the next readiness poll");
         Assert.Equal(TaskStates.Starting, kit.State("hung"));
 
         clock.Advance(TimeSpan.FromSeconds(11));
@@ -81,7 +81,7 @@ public sealed class TaskSupervisorTests
         var report = kit.Report("hung")!;
         Assert.Equal((TaskReasons.HealthCheckFailed, 0), (report.Reason, report.Restarts));
         Assert.Contains("startup timeout", report.Detail, StringComparison.Ordinal);
-        await Eventually.TrueAsync(() => !TaskKit.ProcessAlive(pid), "the task's process to be gone");
+        await AgentWait.Until(() => !TaskKit.ProcessAlive(pid), "the task's process to be gone");
         Assert.Null(kit.Supervisor.ReadyPort("hung"));
     }
 
@@ -90,14 +90,14 @@ public sealed class TaskSupervisorTests
     {
         await using var kit = new TaskKit();
         kit.Supervisor.Apply([kit.Shell("tree", "sleep 300 & echo child=$!; echo pid=$$; wait", TaskKinds.ModelServer)]);
-        await Eventually.TrueAsync(() => kit.LogText("tree").Contains("pid=", StringComparison.Ordinal), "the task to print its pids");
+        await AgentWait.Until(() => kit.LogText("tree").Contains("pid=", StringComparison.Ordinal), "the task to print its pids");
         var (child, parent) = (kit.PrintedNumber("tree", "child"), kit.PrintedNumber("tree", "pid"));
         Assert.True(TaskKit.ProcessAlive(child));
 
         kit.Supervisor.Apply([]);
         await kit.WaitForStateAsync("tree", TaskStates.Terminated);
         Assert.Equal(TaskReasons.Stopped, kit.Report("tree")!.Reason);
-        await Eventually.TrueAsync(() => !TaskKit.ProcessAlive(child) && !TaskKit.ProcessAlive(parent), "the task and its child to be gone");
+        await AgentWait.Until(() => !TaskKit.ProcessAlive(child) && !TaskKit.ProcessAlive(parent), "the task and its child to be gone");
     }
 
     [Fact]
@@ -108,12 +108,12 @@ public sealed class TaskSupervisorTests
             kit.Shell("a", "sleep 300 & echo child=$!; wait", TaskKinds.ModelServer),
             kit.Shell("b", "trap '' TERM; sleep 300 & echo child=$!; wait", TaskKinds.Job),
         ]);
-        await Eventually.TrueAsync(() => kit.LogText("a").Contains("child=", StringComparison.Ordinal) && kit.LogText("b").Contains("child=", StringComparison.Ordinal), "both tasks to start");
+        await AgentWait.Until(() => kit.LogText("a").Contains("child=", StringComparison.Ordinal) && kit.LogText("b").Contains("child=", StringComparison.Ordinal), "both tasks to start");
         var children = new[] { kit.PrintedNumber("a", "child"), kit.PrintedNumber("b", "child") };
 
         await kit.Supervisor.StopAllAsync(TestContext.Current.CancellationToken);
         Assert.All(kit.Supervisor.Report(), r => Assert.Equal((TaskStates.Terminated, TaskReasons.Stopped), (r.State, r.Reason)));
-        await Eventually.TrueAsync(() => children.All(c => !TaskKit.ProcessAlive(c)), "every task's children to be gone");
+        await AgentWait.Until(() => children.All(c => !TaskKit.ProcessAlive(c)), "every task's children to be gone");
     }
 
     [Fact]
@@ -121,14 +121,14 @@ public sealed class TaskSupervisorTests
     {
         await using var kit = new TaskKit();
         kit.Supervisor.Apply([kit.Shell("g", "echo pid=$$; echo gen=1; exec sleep 300", TaskKinds.ModelServer)]);
-        await Eventually.TrueAsync(() => kit.LogText("g").Contains("gen=1", StringComparison.Ordinal) && kit.State("g") == TaskStates.Ready, "generation 1 to run");
+        await AgentWait.Until(() => kit.LogText("g").Contains("gen=1", StringComparison.Ordinal) && kit.State("g") == TaskStates.Ready, "generation 1 to run");
         var first = kit.PrintedNumber("g", "pid");
 
         kit.Supervisor.Apply([kit.Shell("g", "echo pid=$$; echo gen=2; exec sleep 300", TaskKinds.ModelServer, generation: 2)]);
-        await Eventually.TrueAsync(() => kit.Report("g") is { Generation: 2, State: TaskStates.Ready } && kit.LogText("g").Contains("gen=2", StringComparison.Ordinal), "generation 2 to run");
+        await AgentWait.Until(() => kit.Report("g") is { Generation: 2, State: TaskStates.Ready } && kit.LogText("g").Contains("gen=2", StringComparison.Ordinal), "generation 2 to run");
         Assert.NotEqual(first, kit.PrintedNumber("g", "pid"));
         Assert.DoesNotContain("gen=1", kit.LogText("g"), StringComparison.Ordinal);
-        await Eventually.TrueAsync(() => !TaskKit.ProcessAlive(first), "generation 1's process to be gone");
+        await AgentWait.Until(() => !TaskKit.ProcessAlive(first), "generation 1's process to be gone");
         Assert.Single(kit.Supervisor.Report());
     }
 
@@ -266,12 +266,12 @@ public sealed class TaskSupervisorTests
             // The first agent never stops its task (as if SIGKILLed); the second finds the group it left.
             var first = new TaskKit(TaskKit.Fast with { StateDirectory = state });
             first.Supervisor.Apply([first.Shell("left", "sleep 300 & echo child=$!; echo pid=$$; wait")]);
-            await Eventually.TrueAsync(() => first.LogText("left").Contains("pid=", StringComparison.Ordinal), "the task to start");
+            await AgentWait.Until(() => first.LogText("left").Contains("pid=", StringComparison.Ordinal), "the task to start");
             var (child, parent) = (first.PrintedNumber("left", "child"), first.PrintedNumber("left", "pid"));
             Assert.Single(Directory.GetFiles(state));
 
             await using var second = new TaskKit(TaskKit.Fast with { StateDirectory = state });
-            await Eventually.TrueAsync(() => !TaskKit.ProcessAlive(child) && !TaskKit.ProcessAlive(parent), "the orphaned group to be gone");
+            await AgentWait.Until(() => !TaskKit.ProcessAlive(child) && !TaskKit.ProcessAlive(parent), "the orphaned group to be gone");
             Assert.Contains(second.Logs.Lines, l => l.Contains("Ended 1 task process group", StringComparison.Ordinal));
             await first.DisposeAsync();
             Assert.Empty(Directory.GetFiles(state));
