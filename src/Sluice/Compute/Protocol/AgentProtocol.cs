@@ -246,6 +246,12 @@ public sealed record TaskReport
 
     /// <summary>The engine's own queue (vllm:num_requests_waiting, llamacpp:requests_deferred), when it reports one.</summary>
     public int? QueueDepth { get; init; }
+
+    /// <summary>
+    /// Why a task failed, in the agent's words, when the reason alone does not say (e.g. "Docker is not available on this
+    /// machine"). A fixed, content-free sentence: never a command, an image reference, an environment value or output.
+    /// </summary>
+    public string? Detail { get; init; }
 }
 
 public static class TaskStates
