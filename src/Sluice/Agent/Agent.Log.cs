@@ -51,7 +51,4 @@ internal static partial class AgentLog
 
     [LoggerMessage(1669, LogLevel.Error, "The task supervisor failed to apply the desired set ({ExceptionType}); it is applied again with the next reply")]
     public static partial void ApplyFailed(ILogger logger, string exceptionType);
-
-    [LoggerMessage(1670, LogLevel.Debug, "Placeholder supervisor: {TaskCount} desired tasks received; this build runs none")]
-    public static partial void PlaceholderApplied(ILogger logger, int taskCount);
 }

@@ -67,6 +67,11 @@ internal static class AgentRun
                 }
             }
 
+            if (supervisor is IAsyncDisposable disposable)
+            {
+                await disposable.DisposeAsync();
+            }
+
             switch (ended)
             {
                 case AgentStop.CredentialRefused:
