@@ -3,6 +3,7 @@ using Microsoft.Extensions.Options;
 using Sluice.Audit;
 using Sluice.Batches;
 using Sluice.Billing;
+using Sluice.Compute.Telemetry;
 using Sluice.Files;
 using Sluice.Gateway;
 using Sluice.Health;
@@ -58,6 +59,7 @@ internal static class SluiceApp
         builder.Services.AddBatches();
         builder.Services.AddSluiceIdentity();
         builder.Services.AddPrivacy();
+        builder.Services.AddTelemetry();
         builder.Services.AddSluiceHealth();
 
         // Nothing in Sluice protects data with ASP.NET's key ring (sessions and keys are its own), but authentication
@@ -101,6 +103,7 @@ internal static class SluiceApp
         app.MapFiles();
         app.MapBatches();
         app.MapPrivacy();
+        app.MapTelemetry();
         return app;
     }
 
