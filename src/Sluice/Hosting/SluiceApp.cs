@@ -3,6 +3,7 @@ using Microsoft.Extensions.Options;
 using Sluice.Audit;
 using Sluice.Batches;
 using Sluice.Billing;
+using Sluice.Compute;
 using Sluice.Compute.Telemetry;
 using Sluice.Files;
 using Sluice.Gateway;
@@ -60,6 +61,7 @@ internal static class SluiceApp
         builder.Services.AddSluiceIdentity();
         builder.Services.AddPrivacy();
         builder.Services.AddTelemetry();
+        builder.Services.AddCompute();
         builder.Services.AddSluiceHealth();
 
         // Nothing in Sluice protects data with ASP.NET's key ring (sessions and keys are its own), but authentication
@@ -104,6 +106,7 @@ internal static class SluiceApp
         app.MapBatches();
         app.MapPrivacy();
         app.MapTelemetry();
+        app.MapCompute();
         return app;
     }
 

@@ -59,6 +59,14 @@ public sealed class SluiceDbContext(DbContextOptions<SluiceDbContext> options) :
 
     public DbSet<Privacy.StaffAccessGrant> StaffAccessGrants => Set<Privacy.StaffAccessGrant>();
 
+    public DbSet<Compute.Machine> Machines => Set<Compute.Machine>();
+
+    public DbSet<Compute.MachineJoinToken> MachineJoinTokens => Set<Compute.MachineJoinToken>();
+
+    public DbSet<Compute.MachineTask> MachineTasks => Set<Compute.MachineTask>();
+
+    public DbSet<Compute.MachineEvent> MachineEvents => Set<Compute.MachineEvent>();
+
     public DbSet<AuditEntry> AuditEntries => Set<AuditEntry>();
 
     public DbSet<AuditCheckpoint> AuditCheckpoints => Set<AuditCheckpoint>();
