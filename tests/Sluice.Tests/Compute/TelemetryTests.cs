@@ -344,6 +344,49 @@ public abstract class TelemetryTests(DatabaseProvider provider)
         Canary.AssertAbsent(sluice.Logs.All, canary, "the log");
     }
 
+    [Fact]
+    public async Task A_heartbeat_through_the_agent_endpoint_is_stored_and_no_text_the_agent_sent_reaches_the_telemetry_tables()
+    {
+        await using var database = await TestDatabase.CreateAsync(provider);
+        await using var sluice = new SluiceFactory(database);
+        using var op = await OperatorAsync(sluice);
+        var canary = $"canary{Guid.NewGuid():N}";
+        var (_, token) = await ComputeKit.CreateJoinTokenAsync(op);
+        var inventory = ComputeKit.Inventory(gpus: 2) with { OperatingSystem = canary, DriverVersion = canary };
+        var join = ComputeKit.Join(token, inventory) with { Hostname = canary, AgentVersion = canary, Labels = new Dictionary<string, string> { ["note"] = canary } };
+        var response = await ComputeKit.PostJoinAsync(sluice.Anonymous(), join);
+        Assert.True(response.StatusCode == HttpStatusCode.Created, await response.Content.ReadAsStringAsync());
+        var joined = (await response.Content.ReadFromJsonAsync(ComputeJson.Default.JoinResponse))!;
+
+        var at = TelemetryBuffer.Microseconds(DateTimeOffset.UtcNow);
+        var agent = sluice.Anonymous();
+        await ComputeKit.HeartbeatAsync(agent, joined.Credential, ComputeKit.Heartbeat(at, inventory) with { AgentVersion = canary });
+        await ComputeKit.HeartbeatAsync(agent, joined.Credential, ComputeKit.Heartbeat(at + TimeSpan.FromSeconds(10), sequence: 2));
+        var buffer = sluice.Services.GetRequiredService<TelemetryBuffer>();
+        await Eventually.TrueAsync(() => buffer.Written == 2, "both heartbeats' telemetry written");
+
+        var read = await ReadAsync(op, $"/api/v1/machines/{joined.MachineId}/telemetry?from={Iso(at)}&to={Iso(at + TimeSpan.FromMinutes(1))}");
+        var samples = read.GetProperty("samples").EnumerateArray().ToList();
+        Assert.Equal([at, at + TimeSpan.FromSeconds(10)], samples.Select(s => s.GetProperty("at").GetDateTimeOffset()));
+        Assert.Equal(2, samples[0].GetProperty("gpus").GetArrayLength());
+        Assert.Equal(12.5, samples[1].GetProperty("cpuPercent").GetDouble());
+
+        await using var db = database.CreateContext();
+        var stored = new System.Text.StringBuilder();
+        foreach (var row in await db.Set<MachineTelemetrySample>().AsNoTracking().ToListAsync())
+        {
+            stored.Append(JsonSerializer.Serialize(row)).Append('\n');
+        }
+
+        foreach (var row in await db.Set<GpuTelemetrySample>().AsNoTracking().ToListAsync())
+        {
+            stored.Append(JsonSerializer.Serialize(row)).Append('\n');
+        }
+
+        Assert.Contains(joined.MachineId, stored.ToString(), StringComparison.Ordinal);
+        Canary.AssertAbsent(stored.ToString(), canary, "the telemetry tables");
+    }
+
     internal static TelemetrySample Sample(DateTimeOffset at, double cpu, params GpuSample[] gpus) => new()
     {
         At = at,
