@@ -4,7 +4,8 @@
 // tasks the server wants on it. Prints heartbeat latency p50/p90/p99/max, the achieved rate and errors by kind.
 //
 //   machine-simulator --servers http://127.0.0.1:18090,http://127.0.0.1:18091 --machines 10000 --interval 10 --duration 60
-//   (operator credentials in SIM_OPERATOR_EMAIL and SIM_OPERATOR_PASSWORD)
+//   (operator credentials in SIM_OPERATOR_EMAIL and SIM_OPERATOR_PASSWORD; --latency-log FILE writes each heartbeat's
+//   end time in epoch ms, latency in µs and 1/0 for success, for measuring windows of the run)
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
@@ -31,7 +32,7 @@ var clock = Stopwatch.StartNew();
 using var operatorClient = new HttpClient(new HttpClientHandler { CookieContainer = new CookieContainer() }) { BaseAddress = new Uri(options.Servers[0]) };
 (await operatorClient.PostAsJsonAsync("/api/v1/auth/login", new { email, password })).EnsureSuccessStatusCode();
 var tokens = new string[options.Machines];
-await Parallel.ForEachAsync(Enumerable.Range(0, options.Machines), new ParallelOptions { MaxDegreeOfParallelism = 16 }, async (i, ct) =>
+await Parallel.ForEachAsync(Enumerable.Range(0, options.Machines), new ParallelOptions { MaxDegreeOfParallelism = 32 }, async (i, ct) =>
 {
     var response = await operatorClient.PostAsJsonAsync("/api/v1/machines/join-tokens", new { description = $"sim-{i}" }, ct);
     response.EnsureSuccessStatusCode();
@@ -70,6 +71,7 @@ Console.WriteLine($"joined: {options.Machines} in {clock.Elapsed.TotalSeconds:0.
 
 // ---- heartbeats: each machine every interval, spread evenly over it ---------------------------------------------------
 var latencies = new ConcurrentQueue<long>(); // microseconds
+var timeline = new ConcurrentQueue<(long EpochMs, long Micros, bool Ok)>(); // for --latency-log: each heartbeat, when it ended
 var errors = new ConcurrentDictionary<string, int>();
 var inFlight = new SemaphoreSlim(options.Connections * clients.Length);
 var late = 0L;
@@ -106,7 +108,7 @@ while (clock.Elapsed < duration)
         {
             try
             {
-                await HeartbeatAsync(clients[(int)((machine.Index + round) % clients.Length)], machine, latencies, errors);
+                await HeartbeatAsync(clients[(int)((machine.Index + round) % clients.Length)], machine, latencies, timeline, errors);
             }
             finally
             {
@@ -130,9 +132,15 @@ double P(double q) => sorted.Length == 0 ? double.NaN : sorted[Math.Min(sorted.L
 var errorText = errors.IsEmpty ? "none" : string.Join(", ", errors.OrderBy(e => e.Key).Select(e => $"{e.Key}: {e.Value}"));
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
     $"heartbeats: machines={options.Machines} interval={options.IntervalSeconds}s target={options.Machines / options.IntervalSeconds:0}/s sent={sent} ok={sorted.Length} achieved={sorted.Length / elapsed:0}/s p50={P(0.50):0.0}ms p90={P(0.90):0.0}ms p99={P(0.99):0.0}ms max={P(1):0.0}ms late={late} errors={errorText}"));
+if (options.LatencyLog is { } log)
+{
+    await File.WriteAllLinesAsync(log, timeline.Select(t => string.Create(CultureInfo.InvariantCulture, $"{t.EpochMs} {t.Micros} {(t.Ok ? 1 : 0)}")));
+}
+
 return errors.IsEmpty ? 0 : 1;
 
-static async Task HeartbeatAsync(HttpClient client, Machine machine, ConcurrentQueue<long> latencies, ConcurrentDictionary<string, int> errors)
+static async Task HeartbeatAsync(
+    HttpClient client, Machine machine, ConcurrentQueue<long> latencies, ConcurrentQueue<(long, long, bool)> timeline, ConcurrentDictionary<string, int> errors)
 {
     var request = machine.NextHeartbeat();
     using var content = JsonContent.Create(request, ComputeJson.Default.HeartbeatRequest);
@@ -145,12 +153,15 @@ static async Task HeartbeatAsync(HttpClient client, Machine machine, ConcurrentQ
         var body = await response.Content.ReadAsByteArrayAsync();
         if (response.IsSuccessStatusCode)
         {
-            latencies.Enqueue((long)Stopwatch.GetElapsedTime(started).TotalMicroseconds);
+            var micros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
+            latencies.Enqueue(micros);
+            timeline.Enqueue((DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), micros, true));
             machine.Desired = JsonSerializer.Deserialize(body, ComputeJson.Default.HeartbeatResponse)?.Tasks ?? [];
         }
         else
         {
             errors.AddOrUpdate(((int)response.StatusCode).ToString(CultureInfo.InvariantCulture), 1, (_, n) => n + 1);
+            timeline.Enqueue((DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), 0, false));
             if (errors.Count < 3 && errors.Values.Sum() < 3)
             {
                 Console.Error.WriteLine($"heartbeat {(int)response.StatusCode}: {Encoding.UTF8.GetString(body)}");
@@ -160,6 +171,7 @@ static async Task HeartbeatAsync(HttpClient client, Machine machine, ConcurrentQ
     catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException)
     {
         errors.AddOrUpdate(ex.GetType().Name, 1, (_, n) => n + 1);
+        timeline.Enqueue((DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), 0, false));
     }
 }
 
@@ -236,7 +248,7 @@ internal sealed class Machine(int index, int gpus)
     }
 }
 
-internal sealed record Options(string[] Servers, int Machines, int IntervalSeconds, int DurationSeconds, int Connections)
+internal sealed record Options(string[] Servers, int Machines, int IntervalSeconds, int DurationSeconds, int Connections, string? LatencyLog)
 {
     public static Options Parse(string[] args)
     {
@@ -247,6 +259,7 @@ internal sealed record Options(string[] Servers, int Machines, int IntervalSecon
             Number("--machines", 10_000),
             Number("--interval", 10),
             Number("--duration", 60),
-            Number("--connections", 128));
+            Number("--connections", 128),
+            Value("--latency-log"));
     }
 }
