@@ -2,6 +2,7 @@ using System.CommandLine;
 using Microsoft.Extensions.Options;
 using Sluice.Audit;
 using Sluice.Billing;
+using Sluice.Compute;
 using Sluice.Files;
 using Sluice.Gateway;
 using Sluice.Hosting;
@@ -48,6 +49,7 @@ internal static class CliHost
             builder.Services.AddBillingCore();
             builder.Services.AddFilesCore();
             builder.Services.AddSluiceIdentityCore();
+            builder.Services.AddComputeCore();
 
             using var host = builder.Build();
             host.Services.GetRequiredService<IStartupValidator>().Validate();

@@ -48,6 +48,7 @@ public static class SluiceCli
         root.Subcommands.Add(BillingCommands.Prices());
         root.Subcommands.Add(AuditCommand.Create());
         root.Subcommands.Add(FilesCommand.Create());
+        root.Subcommands.Add(MachinesCommand.Create());
         root.Subcommands.Add(EngineCommand.Create());
         return root;
     }

@@ -157,7 +157,11 @@ public sealed class AgentExchange(
             ? request.Inventory
             : JsonSerializer.Deserialize(machine.Inventory, ComputeJson.Default.MachineInventory)!;
         ProtocolValidation.Heartbeat(request, inventory, now, errors);
-        var tasks = await db.MachineTasks.Where(t => t.MachineId == machine.Id).ToListAsync(cancellationToken);
+        // The tasks the reply lists and the ones reported: not the machine's whole history of stopped tasks.
+        var reported = (request.Tasks ?? []).Select(t => Guid.TryParse(t?.TaskId, out var id) ? id : Guid.Empty).Where(id => id != Guid.Empty).Distinct().Take(ProtocolValidation.MaxTasks + 1).ToList();
+        var tasks = await db.MachineTasks
+            .Where(t => t.MachineId == machine.Id && (t.Desired == TaskDesired.Running || reported.Contains(t.Id)))
+            .ToListAsync(cancellationToken);
         ProtocolValidation.Tasks(request.Tasks, tasks.Select(t => t.Id).ToHashSet(), errors);
         if (errors.Any)
         {
@@ -238,6 +242,10 @@ public sealed class AgentExchange(
         };
     }
 
+    /// <summary>A heartbeat body that could not be read (not JSON, a field missing or of the wrong type): audited as a refusal.</summary>
+    public Task RefuseUnreadableAsync(Machine machine, CancellationToken cancellationToken) =>
+        RefuseHeartbeatAsync(machine, "unreadable heartbeat", cancellationToken);
+
     /// <summary>The task's spec, secrets included, opened for its own machine only (the seal is bound to task and machine).</summary>
     internal TaskSpec OpenSpec(MachineTask task)
     {
@@ -246,6 +254,13 @@ public sealed class AgentExchange(
     }
 
     public static string ServingTokenBinding(Guid machineId) => $"machine-serving-token:{machineId}";
+
+    /// <summary>
+    /// The token the gateway presents to this machine's agent (<c>Authorization: Bearer sst_…</c>), for the serving client
+    /// (Compute/Serving); with <see cref="Machine.ServingUrl"/> and the pinned <see cref="Machine.CertificateSha256"/>.
+    /// Keep it in memory only.
+    /// </summary>
+    public static string OpenServingToken(SecretBox secrets, Machine machine) => secrets.Open(machine.ServingTokenSealed, ServingTokenBinding(machine.Id));
 
     private static ApiProblemException Unauthorized(string detail) =>
         new(StatusCodes.Status401Unauthorized, "The machine credential was refused.", detail);

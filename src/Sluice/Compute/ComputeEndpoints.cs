@@ -7,18 +7,22 @@ namespace Sluice.Compute;
 
 internal static class ComputeEndpoints
 {
+    public const int HeartbeatMaxBodyBytes = 512 * 1024;
+
     public static IEndpointRouteBuilder MapCompute(this IEndpointRouteBuilder endpoints)
     {
         // The agent's two calls: anonymous to the session/key machinery. The join token rides in the body, the machine
         // credential in Authorization; both are checked here, never by the API-key gate.
         endpoints.MapPost(AgentPaths.Join, JoinAsync).WithTags("agent").AllowAnonymous();
-        endpoints.MapPost(AgentPaths.Heartbeat, HeartbeatAsync).WithTags("agent").AllowAnonymous();
+        // A heartbeat of a full machine (64 GPUs, 256 task reports) runs past the API's default body limit.
+        endpoints.MapPost(AgentPaths.Heartbeat, HeartbeatAsync).WithTags("agent").AllowAnonymous().WithMetadata(new BodyLimit(HeartbeatMaxBodyBytes));
 
         var machines = endpoints.MapGroup("/api/v1/machines").WithTags("machines").RequireAuthorization(Policies.User);
         machines.MapGet("", (Guid? orgId, HttpContext http, MachineAdmin admin, CancellationToken ct) => admin.ListAsync(ComputeCaller.From(http), orgId, ct));
         machines.MapPost("/join-tokens", async (CreateJoinTokenRequest request, HttpContext http, MachineAdmin admin, CancellationToken ct) =>
         {
             var created = await admin.CreateJoinTokenAsync(ComputeCaller.From(http), request, ct);
+            http.Response.Headers.CacheControl = "no-store"; // the token is shown once
             return TypedResults.Created($"/api/v1/machines/join-tokens/{created.Details.Id}", created);
         });
         machines.MapGet("/join-tokens", (Guid? orgId, HttpContext http, MachineAdmin admin, CancellationToken ct) => admin.JoinTokensAsync(ComputeCaller.From(http), orgId, ct));
@@ -45,7 +49,7 @@ internal static class ComputeEndpoints
         {
             var created = await tasks.CreateAsync(ComputeCaller.From(http), id, request, ct);
             return TypedResults.Created($"/api/v1/machines/{id}/tasks/{created.Id}", created);
-        });
+        }).WithMetadata(new BodyLimit(2 * MachineTasks.MaxSpecBytes)); // the spec's own limit is checked after binding
         machines.MapGet("/{id:guid}/tasks", (Guid id, HttpContext http, MachineTasks tasks, CancellationToken ct) => tasks.ListAsync(ComputeCaller.From(http), id, ct));
         machines.MapGet("/{id:guid}/tasks/{taskId:guid}", (Guid id, Guid taskId, HttpContext http, MachineTasks tasks, CancellationToken ct) =>
             tasks.GetAsync(ComputeCaller.From(http), id, taskId, ct));
@@ -66,7 +70,17 @@ internal static class ComputeEndpoints
     private static async Task HeartbeatAsync(HttpContext http, AgentExchange exchange)
     {
         var machine = await exchange.AuthenticateAsync(http.Request.Headers.Authorization.ToString(), http.RequestAborted);
-        var request = await ReadAsync(http, ComputeJson.Default.HeartbeatRequest);
+        HeartbeatRequest request;
+        try
+        {
+            request = await ReadAsync(http, ComputeJson.Default.HeartbeatRequest);
+        }
+        catch (ApiProblemException)
+        {
+            await exchange.RefuseUnreadableAsync(machine, http.RequestAborted);
+            throw;
+        }
+
         var response = await exchange.HeartbeatAsync(machine, request, http.RequestAborted);
         http.Response.Headers.CacheControl = "no-store";
         await http.Response.WriteAsJsonAsync(response, ComputeJson.Default.HeartbeatResponse, cancellationToken: http.RequestAborted);

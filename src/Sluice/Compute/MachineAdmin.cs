@@ -179,12 +179,22 @@ public sealed class MachineAdmin(SluiceDbContext db, AuditLog audit, AuditActor 
 
     public async Task<CreatedJoinToken> CreateJoinTokenAsync(ComputeCaller caller, CreateJoinTokenRequest request, CancellationToken cancellationToken)
     {
-        if (request.OrganizationId is null && !caller.IsOperator)
+        try
         {
-            throw ApiProblem.Forbidden("Only platform operators create join tokens for the platform pool; give organizationId for your organization's fleet.");
+            if (request.OrganizationId is null && !caller.IsOperator)
+            {
+                throw ApiProblem.Forbidden("Only platform operators create join tokens for the platform pool; give organizationId for your organization's fleet.");
+            }
+
+            await caller.EnsureAdminAsync(db, request.OrganizationId, "organization", cancellationToken);
+        }
+        catch (ApiProblemException)
+        {
+            // Someone tried to let a machine in without the right to: worth a line in the log of record.
+            await audit.RefuseAsync("machine.join_token_create", "join_token:new", null, cancellationToken);
+            throw;
         }
 
-        await caller.EnsureAdminAsync(db, request.OrganizationId, "organization", cancellationToken);
         if (request.OrganizationId is { } org && !await db.Organizations.AnyAsync(o => o.Id == org, cancellationToken))
         {
             throw ApiProblem.NotFound("organization");

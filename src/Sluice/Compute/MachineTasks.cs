@@ -40,7 +40,18 @@ public sealed class MachineTasks(SluiceDbContext db, AuditLog audit, AuditActor 
 
     public async Task<MachineTaskView> CreateAsync(ComputeCaller caller, Guid machineId, CreateTaskRequest request, CancellationToken cancellationToken)
     {
-        var machine = await machines.FindAsync(caller, machineId, cancellationToken);
+        Machine machine;
+        try
+        {
+            machine = await machines.FindAsync(caller, machineId, cancellationToken);
+        }
+        catch (ApiProblemException)
+        {
+            // Work offered to a machine the caller may not use (or that does not exist) is a refusal worth recording.
+            await audit.RefuseAsync("machine.task_create", $"machine:{machineId}", null, cancellationToken);
+            throw;
+        }
+
         var organizationId = request.OrganizationId;
         if (!caller.IsOperator)
         {

@@ -31,7 +31,9 @@ internal static class IdentityModule
 
         services.AddAuthentication(AuthenticationSchemes.Default)
             .AddPolicyScheme(AuthenticationSchemes.Default, "Session cookie or API key", scheme =>
+                // The agent's calls carry a machine credential, checked by the compute plane itself, never as an API key.
                 scheme.ForwardDefaultSelector = http => AuthenticationSchemes.CarriesApiKey(http.Request)
+                    && !http.Request.Path.StartsWithSegments("/api/v1/agent", StringComparison.OrdinalIgnoreCase)
                     ? AuthenticationSchemes.ApiKey
                     : AuthenticationSchemes.Session)
             .AddScheme<AuthenticationSchemeOptions, SessionAuthenticationHandler>(AuthenticationSchemes.Session, null)

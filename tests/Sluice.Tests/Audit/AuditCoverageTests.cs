@@ -25,6 +25,8 @@ public sealed class AuditCoverageTests
         ["POST /v1/embeddings"] = "inference: metered as usage events",
         ["POST /api/v1/me/notifications/{notificationId:guid}/read"] = "marks the caller's own notice as read",
         ["POST /api/v1/admin/users/{userId:guid}/erase"] = "writes user.close then user.erase (PrivacyRequestTests)",
+        ["POST /api/v1/agent/join"] = "audited as machine.join with the join token as its actor, not a user or key (JoinFlowTests reads it, and the refusals)",
+        ["POST /api/v1/agent/heartbeat"] = "machine traffic, not an administrative action; its refusals are audited as machine.heartbeat (HeartbeatTests)",
         ["POST /api/v1/admin/retention/sweep"] = "a sweep writes retention.run and a retention.sweep entry per class it touched (RetentionTests)",
     };
 
@@ -215,6 +217,40 @@ public sealed class AuditCoverageTests
             () => owner.PostAsync($"/api/v1/orgs/{orgId}/access-grants/{grantIds[1]}/deny", null), () => orgId);
         await Expect(covered, "DELETE /api/v1/orgs/{orgId:guid}/access-grants/{grantId:guid}", "staff_access.revoke", database,
             () => owner.DeleteAsync($"/api/v1/orgs/{orgId}/access-grants/{grantIds[0]}"), () => orgId);
+
+        // Machines: an org owner manages its private fleet.
+        string? joinToken = null;
+        await Expect(covered, "POST /api/v1/machines/join-tokens", "machine.join_token_create", database, async () =>
+        {
+            var response = await owner.PostAsJsonAsync("/api/v1/machines/join-tokens", new { organizationId = orgId });
+            joinToken = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("token").GetString();
+            return response;
+        }, () => orgId);
+        var spareToken = await (await owner.PostAsJsonAsync("/api/v1/machines/join-tokens", new { organizationId = orgId })).Content.ReadFromJsonAsync<JsonElement>();
+        await Expect(covered, "DELETE /api/v1/machines/join-tokens/{tokenId:guid}", "machine.join_token_revoke", database,
+            () => owner.DeleteAsync($"/api/v1/machines/join-tokens/{spareToken.GetProperty("details").GetProperty("id").GetGuid()}"), () => orgId);
+        using var agent = sluice.Anonymous();
+        var machineId = (await Compute.ComputeKit.JoinAsync(agent, joinToken!)).MachineId;
+        await Expect(covered, "PATCH /api/v1/machines/{id:guid}/labels", "machine.labels_update", database,
+            () => owner.PatchAsJsonAsync($"/api/v1/machines/{machineId}/labels", new { labels = new { rack = "7" } }), () => orgId);
+        var machineTaskId = Guid.Empty;
+        await Expect(covered, "POST /api/v1/machines/{id:guid}/tasks", "machine.task_create", database, async () =>
+        {
+            var response = await owner.PostAsJsonAsync($"/api/v1/machines/{machineId}/tasks", new { kind = "job", runtime = "process", process = new { command = "x" } });
+            machineTaskId = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+            return response;
+        }, () => orgId);
+        await Expect(covered, "DELETE /api/v1/machines/{id:guid}/tasks/{taskId:guid}", "machine.task_stop", database,
+            () => owner.DeleteAsync($"/api/v1/machines/{machineId}/tasks/{machineTaskId}"), () => orgId);
+        foreach (var change in new[] { "cordon", "uncordon", "drain" })
+        {
+            await Expect(covered, $"POST /api/v1/machines/{{id:guid}}/{change}", $"machine.{change}", database, () => owner.PostAsync($"/api/v1/machines/{machineId}/{change}", null), () => orgId);
+        }
+
+        await Expect(covered, "POST /api/v1/machines/{id:guid}/revoke-credential", "machine.credential_revoke", database,
+            () => owner.PostAsync($"/api/v1/machines/{machineId}/revoke-credential", null), () => orgId);
+        await Expect(covered, "POST /api/v1/machines/{id:guid}/decommission", "machine.decommission", database,
+            () => owner.PostAsync($"/api/v1/machines/{machineId}/decommission", null), () => orgId);
 
         // Every state-changing endpoint is either covered above or deliberately not audited.
         var stateChanging = sluice.Services.GetRequiredService<EndpointDataSource>().Endpoints.OfType<RouteEndpoint>()

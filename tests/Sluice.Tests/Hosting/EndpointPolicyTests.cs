@@ -10,7 +10,7 @@ namespace Sluice.Tests.Hosting;
 /// <summary>Every endpoint declares who may call it; only a short, reviewed list is open to anonymous callers.</summary>
 public sealed class EndpointPolicyTests
 {
-    private static readonly string[] AnonymousAllowed = ["/healthz", "/readyz", "/api/v1/auth/signup", "/api/v1/auth/login", "/api/v1/audit/public-key", "/api/v1/billing/stripe/webhook", "/privacy", "/privacy.json"];
+    private static readonly string[] AnonymousAllowed = ["/healthz", "/readyz", "/api/v1/auth/signup", "/api/v1/auth/login", "/api/v1/audit/public-key", "/api/v1/billing/stripe/webhook", "/privacy", "/privacy.json", "/api/v1/agent/join", "/api/v1/agent/heartbeat"];
 
     [Fact]
     public async Task Every_endpoint_declares_a_policy_and_only_the_reviewed_ones_allow_anonymous_callers()
