@@ -156,7 +156,7 @@ cpu="$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"
 {
   echo "Run on $(date -u +%Y-%m-%d) by \`bench/heartbeats.sh --machines $machines --interval $interval --measure $measure\`: $(nproc) vCPU ($cpu), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), PostgreSQL 15, two replicas, the simulator, wrk and the mock all on the same cores."
   echo
-  grep -E '^(tokens|joined|heartbeats):' "$work/simulator.log" | sed 's/^/    /'
+  grep -E '^(tokens|joined|tasks|heartbeats):' "$work/simulator.log" | sed 's/^/    /'
   echo
   echo "Stored by the end: $samples machine samples, $gpu_samples GPU samples."
   echo

@@ -1,7 +1,8 @@
 // Drives many simulated machines against one or more `sluice serve` replicas over the real agent protocol: each machine
 // joins with its own single-use join token (created through the API as the operator), then heartbeats every interval
-// with realistic telemetry (some machines with 8 GPUs, the rest with 0 or 1), echoing back as task reports whatever
-// tasks the server wants on it. Prints heartbeat latency p50/p90/p99/max, the achieved rate and errors by kind.
+// with realistic telemetry (some machines with 8 GPUs, the rest with 0 or 1); every 100th machine is given a task
+// through the API, and each machine reports back as ready whatever tasks the server's replies want on it. Prints
+// heartbeat latency p50/p90/p99/max, the achieved rate and errors by kind.
 //
 //   machine-simulator --servers http://127.0.0.1:18090,http://127.0.0.1:18091 --machines 10000 --interval 10 --duration 60
 //   (operator credentials in SIM_OPERATOR_EMAIL and SIM_OPERATOR_PASSWORD; --latency-log FILE writes each heartbeat's
@@ -65,9 +66,27 @@ await Parallel.ForEachAsync(Enumerable.Range(0, options.Machines), new ParallelO
 
     var joined = (await response.Content.ReadFromJsonAsync(ComputeJson.Default.JoinResponse, ct))!;
     machine.Credential = joined.Credential;
+    machine.Id = joined.MachineId;
     machines[i] = machine;
 });
 Console.WriteLine($"joined: {options.Machines} in {clock.Elapsed.TotalSeconds:0.0} s");
+
+// ---- one task on every 100th machine (a model server on its GPUs, or a job), so task reports travel too -------------------
+clock.Restart();
+var withTasks = machines.Where(m => m.Index % 100 == 0).ToList();
+string[] engineArgs = ["engine", "llama", "--port", "{port}"];
+await Parallel.ForEachAsync(withTasks, new ParallelOptions { MaxDegreeOfParallelism = 16 }, async (machine, ct) =>
+{
+    var task = machine.Inventory.Gpus.Count > 0
+        ? (object)new { kind = TaskKinds.ModelServer, runtime = TaskRuntimes.Process, process = new { command = "sluice", args = engineArgs }, gpus = machine.Inventory.Gpus.Count }
+        : new { kind = TaskKinds.Job, runtime = TaskRuntimes.Process, process = new { command = "true" } };
+    var response = await operatorClient.PostAsJsonAsync($"/api/v1/machines/{machine.Id}/tasks", task, ct);
+    if (!response.IsSuccessStatusCode)
+    {
+        throw new InvalidOperationException($"task on {machine.Index}: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync(ct)}");
+    }
+});
+Console.WriteLine($"tasks: {withTasks.Count} in {clock.Elapsed.TotalSeconds:0.0} s");
 
 // ---- heartbeats: each machine every interval, spread evenly over it ---------------------------------------------------
 var latencies = new ConcurrentQueue<long>(); // microseconds
@@ -183,6 +202,8 @@ internal sealed class Machine(int index, int gpus)
     public int Index => index;
 
     public string Credential { get; set; } = "";
+
+    public string Id { get; set; } = "";
 
     /// <summary>The tasks the server last asked for; reported back as ready, as an agent running them would.</summary>
     public IReadOnlyList<TaskSpec> Desired { get; set; } = [];
