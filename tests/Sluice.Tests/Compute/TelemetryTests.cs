@@ -230,6 +230,13 @@ public abstract class TelemetryTests(DatabaseProvider provider)
             Assert.Equal([raw[2]], (await db.Set<GpuTelemetrySample>().ToListAsync()).Select(s => s.At));
             Assert.Equal(1, await db.Set<MachineTelemetryHour>().CountAsync());
             Assert.Equal(1, await db.Set<GpuTelemetryHour>().CountAsync());
+            if (provider == DatabaseProvider.Postgres)
+            {
+                // The oldest sample's whole day went as a partition; the current days' partitions are still there.
+                var days = await TelemetryPartitions.DaysAsync(db, CancellationToken.None);
+                Assert.DoesNotContain(TelemetryPartitions.Day(raw[0]), days);
+                Assert.Contains(TelemetryPartitions.Day(raw[2]), days);
+            }
         }
 
         // Two minutes later the last sample is outside too, but a hold on the class keeps it.

@@ -95,6 +95,12 @@ internal static class TelemetryPartitions
         return dropped;
     }
 
+    /// <summary>
+    /// Forgets which days exist, so the next write checks again: after a failed write, in case another replica's
+    /// retention dropped a day this one still remembered (only possible for a backlog older than the raw retention).
+    /// </summary>
+    public static void Forget() => Known.Clear();
+
     public static DateOnly Day(DateTimeOffset at) => DateOnly.FromDateTime(at.UtcDateTime);
 
     private static DateTimeOffset Start(DateOnly day) => new(day.ToDateTime(TimeOnly.MinValue), TimeSpan.Zero);

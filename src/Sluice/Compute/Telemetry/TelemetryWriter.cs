@@ -111,6 +111,7 @@ internal sealed class TelemetryWriter(
                 // Whatever failed, the next try skips what is stored: an unknown commit outcome, or a sample the
                 // agent sent twice (a retried heartbeat) whose key is already there.
                 _mayBeStored = true;
+                TelemetryPartitions.Forget();
                 if (buffer.FailingSince is null)
                 {
                     TelemetryLog.WriteFailed(logger, buffer.Queued, ex.GetType().Name);
