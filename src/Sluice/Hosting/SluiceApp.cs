@@ -4,6 +4,7 @@ using Sluice.Audit;
 using Sluice.Batches;
 using Sluice.Billing;
 using Sluice.Compute;
+using Sluice.Compute.Telemetry;
 using Sluice.Files;
 using Sluice.Gateway;
 using Sluice.Health;
@@ -59,6 +60,7 @@ internal static class SluiceApp
         builder.Services.AddBatches();
         builder.Services.AddSluiceIdentity();
         builder.Services.AddPrivacy();
+        builder.Services.AddTelemetry();
         builder.Services.AddCompute();
         builder.Services.AddSluiceHealth();
 
@@ -103,6 +105,7 @@ internal static class SluiceApp
         app.MapFiles();
         app.MapBatches();
         app.MapPrivacy();
+        app.MapTelemetry();
         app.MapCompute();
         return app;
     }

@@ -130,6 +130,8 @@ public sealed class PolicyPublisher(
                 new(RetentionClass.LoginEvents, "sign-in events", Days(periods.LoginEvents), "deleted after the period"),
                 new(RetentionClass.DeletedAccounts, "personal data of deleted accounts", Days(periods.DeletedAccountGrace), "erased or pseudonymised within this grace period after the account is closed"),
                 new(RetentionClass.SupportMessages, "support messages", Days(periods.SupportMessages), "deleted after the period, counted from when the conversation closed"),
+                new(RetentionClass.MachineTelemetry, "machine telemetry: raw heartbeat samples of machines' CPU, memory, disk and GPU figures (never what a machine processes)", Days(periods.MachineTelemetry), "deleted after the period, a day at a time"),
+                new(RetentionClass.MachineTelemetryRollups, "machine telemetry hourly rollups: minimum, average and maximum per machine and GPU per hour", Days(periods.MachineTelemetryRollups), "deleted after the period"),
             ],
             subprocessors.OrderBy(s => s.Name, StringComparer.Ordinal).Select(s => new SubprocessorEntry(s.Name, s.Purpose, s.Location)).ToList(),
             providers.OrderBy(p => p.Name, StringComparer.Ordinal)

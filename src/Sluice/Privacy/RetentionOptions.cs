@@ -41,6 +41,14 @@ public sealed record RetentionOptions : IValidatableObject
     [Range(typeof(TimeSpan), "30.00:00:00", "2557.00:00:00", ErrorMessage = "must be between {1} and {2}")]
     public TimeSpan SupportMessages { get; init; } = TimeSpan.FromDays(730);
 
+    /// <summary>Raw machine telemetry samples (machine and GPU figures from heartbeats, C16): 7 days.</summary>
+    [Range(typeof(TimeSpan), "01:00:00", "365.00:00:00", ErrorMessage = "must be between {1} and {2}")]
+    public TimeSpan MachineTelemetry { get; init; } = TimeSpan.FromDays(7);
+
+    /// <summary>Hourly rollups of machine telemetry (min/avg/max per machine and GPU per hour, C16): 90 days.</summary>
+    [Range(typeof(TimeSpan), "1.00:00:00", "365.00:00:00", ErrorMessage = "must be between {1} and {2}")]
+    public TimeSpan MachineTelemetryRollups { get; init; } = TimeSpan.FromDays(90);
+
     /// <summary>How often the retention sweeper runs.</summary>
     [Range(typeof(TimeSpan), "00:00:00.100", "1.00:00:00", ErrorMessage = "must be between {1} and {2}")]
     public TimeSpan SweepInterval { get; init; } = TimeSpan.FromHours(1);
@@ -65,6 +73,12 @@ public sealed record RetentionOptions : IValidatableObject
             yield return new ValidationResult(
                 "must be between 0 and 30 days (commitment C15: a deleted account's personal data is removed within 30 days)", [nameof(DeletedAccountGrace)]);
         }
+
+        if (MachineTelemetryRollups < MachineTelemetry)
+        {
+            yield return new ValidationResult(
+                "must be at least as long as Retention:MachineTelemetry: hourly rollups are what remains of raw samples", [nameof(MachineTelemetryRollups)]);
+        }
     }
 }
 
@@ -79,7 +93,9 @@ public static class RetentionClass
     public const string LoginEvents = "login_events";
     public const string DeletedAccounts = "deleted_accounts";
     public const string SupportMessages = "support_messages";
+    public const string MachineTelemetry = "machine_telemetry";
+    public const string MachineTelemetryRollups = "machine_telemetry_rollups";
 
     public static readonly IReadOnlyList<string> All =
-        [RequestMetadata, OperationalMetadata, AuditLog, Billing, BatchFiles, LoginEvents, DeletedAccounts, SupportMessages];
+        [RequestMetadata, OperationalMetadata, AuditLog, Billing, BatchFiles, LoginEvents, DeletedAccounts, SupportMessages, MachineTelemetry, MachineTelemetryRollups];
 }

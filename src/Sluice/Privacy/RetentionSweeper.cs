@@ -65,6 +65,11 @@ internal sealed class RetentionSweeper(
             e => e.UserId != null && heldPeople.Contains(e.UserId.Value),
             cancellationToken));
 
+        results.Add(await SweepTelemetryAsync(RetentionClass.MachineTelemetry, now - settings.MachineTelemetry, holds,
+            Compute.Telemetry.TelemetryRetention.CountRawBeforeAsync, Compute.Telemetry.TelemetryRetention.DeleteRawBeforeAsync, db, cancellationToken));
+        results.Add(await SweepTelemetryAsync(RetentionClass.MachineTelemetryRollups, now - settings.MachineTelemetryRollups, holds,
+            Compute.Telemetry.TelemetryRetention.CountHoursBeforeAsync, Compute.Telemetry.TelemetryRetention.DeleteHoursBeforeAsync, db, cancellationToken));
+
         results.Add(await SweepOperationalAsync(db, now - settings.OperationalMetadata, holds, orgs, heldPeople, cancellationToken));
         results.Add(await EraseClosedAccountsAsync(scope.ServiceProvider, now - settings.DeletedAccountGrace, holds, people, cancellationToken));
 
@@ -116,6 +121,19 @@ internal sealed class RetentionSweeper(
         };
         return new RetentionClassResult(RetentionClass.OperationalMetadata, cutoff, parts.Sum(p => p.Deleted), parts.Sum(p => p.Held));
     }
+
+    /// <summary>
+    /// Machine telemetry: figures about machines, no person's or organization's records, so only a hold on the class
+    /// keeps it (an organization's hold would need the machine's owner, which the machines table holds).
+    /// </summary>
+    private static async Task<RetentionClassResult> SweepTelemetryAsync(
+        string retentionClass, DateTimeOffset cutoff, HoldSet holds,
+        Func<SluiceDbContext, DateTimeOffset, CancellationToken, Task<int>> count,
+        Func<SluiceDbContext, DateTimeOffset, CancellationToken, Task<int>> delete,
+        SluiceDbContext db, CancellationToken cancellationToken) =>
+        holds.CoversClass(retentionClass)
+            ? new RetentionClassResult(retentionClass, cutoff, 0, await count(db, cutoff, cancellationToken))
+            : new RetentionClassResult(retentionClass, cutoff, await delete(db, cutoff, cancellationToken), 0);
 
     private static async Task<RetentionClassResult> EraseClosedAccountsAsync(
         IServiceProvider services, DateTimeOffset cutoff, HoldSet holds, HashSet<Guid> people, CancellationToken cancellationToken)

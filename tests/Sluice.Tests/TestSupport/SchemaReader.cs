@@ -57,7 +57,7 @@ internal static class SchemaReader
         facts.AddRange((await QueryAsync(connection, """
             SELECT tablename, indexname, indexdef FROM pg_indexes
             WHERE schemaname = 'public' AND tablename NOT LIKE '\_\_EFMigrations%'
-            """)).Select(r => $"index {r[0]}.{r[1]} {r[2]}"));
+            """)).Select(r => $"index {r[0]}.{r[1]} {r[2].Replace(" ON ONLY ", " ON ", StringComparison.Ordinal)}"));
         return facts;
     }
 
