@@ -24,6 +24,8 @@ internal static class ComputeModule
         services.TryAddSingleton<ITelemetrySink, NullTelemetrySink>();
         services.AddSingleton<HeartbeatRecorder>();
         services.AddHostedService(provider => provider.GetRequiredService<HeartbeatRecorder>());
+        services.AddScoped<Serving.MachineEndpoints>();
+        services.AddSingleton<Serving.IMachineTransport>(_ => new Serving.DirectMachineTransport());
         services.AddSingleton<LivenessMonitor>();
         services.AddHostedService(provider => provider.GetRequiredService<LivenessMonitor>());
         return services;
