@@ -290,14 +290,14 @@ public abstract class TelemetryTests(DatabaseProvider provider)
     }
 
     [Fact]
-    public async Task Reads_are_for_operators_only_and_bounded_in_size()
+    public async Task Reads_of_machines_outside_the_callers_fleet_are_refused_and_bounded_in_size()
     {
         await using var database = await TestDatabase.CreateAsync(provider);
         await using var sluice = new SluiceFactory(database, new Dictionary<string, string?> { ["Compute:Telemetry:MaxReadRows"] = "2" });
         using var op = await OperatorAsync(sluice);
         var (tenant, _, key) = await TenantAsync(sluice);
         Assert.Equal(HttpStatusCode.Unauthorized, (await sluice.Anonymous().GetAsync("/api/v1/machines/m-1/telemetry")).StatusCode);
-        Assert.Equal(HttpStatusCode.Forbidden, (await tenant.GetAsync("/api/v1/machines/m-1/telemetry")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await tenant.GetAsync("/api/v1/machines/m-1/telemetry")).StatusCode);
         Assert.Equal(HttpStatusCode.Forbidden, (await sluice.WithKey(key).GetAsync("/api/v1/machines/m-1/telemetry")).StatusCode);
 
         var sink = sluice.Services.GetRequiredService<ITelemetrySink>();
@@ -322,6 +322,30 @@ public abstract class TelemetryTests(DatabaseProvider provider)
         Assert.Equal(0, (await ReadAsync(op, "/api/v1/machines/m-unknown/telemetry")).GetProperty("samples").GetArrayLength());
     }
 
+
+    [Fact]
+    public async Task An_org_admin_reads_the_telemetry_of_the_orgs_private_machines_and_no_other_org_can()
+    {
+        await using var database = await TestDatabase.CreateAsync(provider);
+        await using var sluice = new SluiceFactory(database);
+        using var op = await OperatorAsync(sluice);
+        var (owner, orgId, _) = await GatewayKit.TenantAsync(sluice);
+        var (stranger, _, _) = await GatewayKit.TenantAsync(sluice, "stranger@example.com");
+        var (_, token) = await ComputeKit.CreateJoinTokenAsync(owner, orgId);
+        var joined = await ComputeKit.JoinAsync(sluice.Anonymous(), token);
+        var (_, platformToken) = await ComputeKit.CreateJoinTokenAsync(op);
+        var platform = await ComputeKit.JoinAsync(sluice.Anonymous(), platformToken);
+        var at = DateTimeOffset.UtcNow - TimeSpan.FromSeconds(30);
+        await ComputeKit.HeartbeatAsync(sluice.Anonymous(), joined.Credential, ComputeKit.Heartbeat(at, ComputeKit.Inventory()));
+        var buffer = sluice.Services.GetRequiredService<TelemetryBuffer>();
+        await Eventually.TrueAsync(() => buffer.Written >= 1, "the sample written");
+
+        var own = await ReadAsync(owner, $"/api/v1/machines/{joined.MachineId}/telemetry");
+        Assert.Equal(1, own.GetProperty("samples").GetArrayLength());
+        Assert.Equal(HttpStatusCode.NotFound, (await stranger.GetAsync($"/api/v1/machines/{joined.MachineId}/telemetry")).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await owner.GetAsync($"/api/v1/machines/{platform.MachineId}/telemetry")).StatusCode);
+        Assert.Equal(1, (await ReadAsync(op, $"/api/v1/machines/{joined.MachineId}/telemetry")).GetProperty("samples").GetArrayLength());
+    }
     [Fact]
     public async Task A_canary_anywhere_an_agent_can_put_text_never_reaches_the_telemetry_tables_or_the_log()
     {

@@ -29,7 +29,10 @@ public sealed record TelemetryHour(DateTimeOffset Hour, int Samples, MinAvgMax<d
 public sealed record TelemetryResponse(string MachineId, string Resolution, DateTimeOffset From, DateTimeOffset To, bool Truncated, DateTimeOffset? NextFrom,
     IReadOnlyList<TelemetryReading>? Samples, IReadOnlyList<TelemetryHour>? Hours);
 
-/// <summary><c>GET /api/v1/machines/{machineId}/telemetry?from=&amp;to=&amp;resolution=raw|hour</c>: metadata only, for operators.</summary>
+/// <summary>
+/// <c>GET /api/v1/machines/{machineId}/telemetry?from=&amp;to=&amp;resolution=raw|hour</c>: metadata only, for operators
+/// and for the owners and admins of the organization whose private machine it is.
+/// </summary>
 internal static class TelemetryEndpoints
 {
     public const string Raw = "raw";
@@ -43,7 +46,7 @@ internal static class TelemetryEndpoints
 
     public static IEndpointRouteBuilder MapTelemetryEndpoints(this IEndpointRouteBuilder endpoints)
     {
-        endpoints.MapGet("/api/v1/machines/{machineId}/telemetry", ReadAsync).WithTags("machines").RequireAuthorization(Policies.Operator);
+        endpoints.MapGet("/api/v1/machines/{machineId}/telemetry", ReadAsync).WithTags("machines").RequireAuthorization(Policies.User);
         endpoints.MapGet("/api/v1/admin/telemetry-pipeline", (TelemetryBuffer buffer) => new TelemetryPipelineResponse(
                 buffer.Queued, buffer.Capacity, buffer.Received, buffer.Written, buffer.Dropped, buffer.Rejected, buffer.FailingSince))
             .WithTags("operators").RequireAuthorization(Policies.Operator);
@@ -52,8 +55,21 @@ internal static class TelemetryEndpoints
 
     private static async Task<TelemetryResponse> ReadAsync(
         string machineId, string? from, string? to, string? resolution,
-        SluiceDbContext db, IOptions<TelemetryOptions> options, TimeProvider time, CancellationToken cancellationToken)
+        HttpContext http, SluiceDbContext db, MachineAdmin machines, IOptions<TelemetryOptions> options, TimeProvider time, CancellationToken cancellationToken)
     {
+        // Operators read any machine's telemetry; an organization's owners and admins their private machines' (anyone
+        // else's ids answer 404, as for the machine itself).
+        var caller = ComputeCaller.From(http);
+        if (!caller.IsOperator)
+        {
+            if (!Guid.TryParse(machineId, out var id))
+            {
+                throw ApiProblem.NotFound("machine");
+            }
+
+            await machines.GetAsync(caller, id, cancellationToken);
+        }
+
         var errors = new FieldErrors();
         if (!TelemetryBuffer.IsMachineId(machineId))
         {
