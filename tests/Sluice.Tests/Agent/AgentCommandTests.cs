@@ -38,6 +38,13 @@ public sealed class AgentCommandTests : IAsyncLifetime
     private Task<(int ExitCode, string Stdout, string Stderr)> JoinAsync(params string[] more) =>
         SluiceProcess.RunAsync(JoinArgs(more), Environment);
 
+    /// <summary>A join for a machine the test then runs: its serving endpoint listens on a free loopback port.</summary>
+    private Task<(int ExitCode, string Stdout, string Stderr)> JoinToRunAsync()
+    {
+        var listen = $"https://127.0.0.1:{SluiceProcess.FreePort()}";
+        return JoinAsync("--listen", listen, "--advertise", listen);
+    }
+
     private static TaskSpec CanarySpec() => new()
     {
         TaskId = "t1",
@@ -177,13 +184,17 @@ public sealed class AgentCommandTests : IAsyncLifetime
     [Fact]
     public async Task Run_heartbeats_with_inventory_hands_the_task_set_to_the_supervisor_rides_out_server_errors_and_stops_on_SIGTERM()
     {
-        Assert.Equal(0, (await JoinAsync()).ExitCode);
+        Assert.Equal(0, (await JoinToRunAsync()).ExitCode);
         _server.DesiredTasks = [CanarySpec()];
 
         await using var agent = SluiceProcess.Start(["agent", "run", "--data-dir", DataDir, "--log-level", "Trace"], Environment);
         await Eventually.TrueAsync(() => _server.Heartbeats.Count >= 2, "two heartbeats", TimeSpan.FromSeconds(30));
         await agent.WaitForOutputAsync("desired task set changed: 1 tasks (t1@1)", TimeSpan.FromSeconds(10));
-        await agent.WaitForOutputAsync("1 desired tasks received", TimeSpan.FromSeconds(10)); // the supervisor seam got it
+        // The supervisor got the task and ran it: its command does not exist, so it is reported failed.
+        await Eventually.TrueAsync(
+            () => _server.Heartbeats.Any(h => h.Tasks.Any(t => t.TaskId == "t1" && t.State == TaskStates.Terminated && t.Reason == TaskReasons.Failed)),
+            "the task reported failed",
+            TimeSpan.FromSeconds(30));
 
         var beats = _server.Heartbeats.ToArray();
         Assert.Equal(8, beats[0].Inventory!.Gpus.Count);
@@ -210,7 +221,7 @@ public sealed class AgentCommandTests : IAsyncLifetime
     [Fact]
     public async Task Run_keeps_going_while_the_server_is_down_and_reconnects_when_it_is_back()
     {
-        Assert.Equal(0, (await JoinAsync()).ExitCode);
+        Assert.Equal(0, (await JoinToRunAsync()).ExitCode);
         await using var agent = SluiceProcess.Start(["agent", "run", "--data-dir", DataDir], Environment);
         await Eventually.TrueAsync(() => !_server.Heartbeats.IsEmpty, "a heartbeat", TimeSpan.FromSeconds(30));
 
@@ -234,7 +245,7 @@ public sealed class AgentCommandTests : IAsyncLifetime
     [InlineData(410, "error: this machine was decommissioned (The machine was decommissioned.)")]
     public async Task Run_stops_its_tasks_and_exits_1_when_the_machine_is_revoked_or_decommissioned(int status, string expected)
     {
-        Assert.Equal(0, (await JoinAsync()).ExitCode);
+        Assert.Equal(0, (await JoinToRunAsync()).ExitCode);
         await using var agent = SluiceProcess.Start(["agent", "run", "--data-dir", DataDir], Environment);
         await Eventually.TrueAsync(() => !_server.Heartbeats.IsEmpty, "a heartbeat", TimeSpan.FromSeconds(30));
 

@@ -87,7 +87,8 @@ public sealed class DatabaseOutageTests
         Assert.Contains(duringOutage, x => x.Status == 200); // cached keys and organizations kept being served
         var all = answers.ToList();
         Assert.DoesNotContain(all, x => x.Status == 0); // no replica went down
-        Assert.All(all, x => Assert.True(x.Status is 200 or 503, $"status {x.Status}: only 200, or 503 while the database was away"));
+        Assert.All(all, x => Assert.True(x.Status is 200 or 503,
+            $"status {x.Status}: only 200, or 503 while the database was away; the replicas' warnings and errors:\n{Problems(a)}\n{Problems(b)}"));
         Assert.All(all.Where(x => x.Status == 503), x => Assert.True(x.RetryAfter, "a 503 says when to retry"));
         foreach (var port in ports)
         {
@@ -122,6 +123,12 @@ public sealed class DatabaseOutageTests
         Assert.Equal(Funded, balances[AccountTypes.CustomerWallet] + revenue);
         Assert.Empty(await check.LedgerEntries.GroupBy(e => e.TransactionId).Where(g => g.Sum(e => e.AmountMicros) != 0).Select(g => g.Key).ToListAsync());
     }
+
+    /// <summary>A replica's warning and error lines (exception types and ids only: Sluice logs no content).</summary>
+    private static string Problems(SluiceProcess replica) =>
+        string.Join('\n', (replica.Stdout + "\n" + replica.Stderr).Split('\n')
+            .Where(l => l.Contains("fail:", StringComparison.Ordinal) || l.Contains("crit:", StringComparison.Ordinal) || l.Contains("Exception", StringComparison.Ordinal))
+            .Take(40));
 
     private static Task<long> RevenueAsync(SluiceDbContext db) =>
         db.LedgerAccounts.Where(x => x.Type == AccountTypes.Revenue).SumAsync(x => x.BalanceMicros);
