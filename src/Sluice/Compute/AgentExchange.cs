@@ -38,7 +38,7 @@ public sealed class AgentExchange(
         }
 
         var errors = new FieldErrors();
-        ProtocolValidation.Join(request, errors);
+        ProtocolValidation.Join(request, errors, options.Value.AllowLoopbackServing);
         if (errors.Any)
         {
             await RefuseJoinAsync("join_token:unverified", null, "invalid request", cancellationToken);
@@ -160,7 +160,7 @@ public sealed class AgentExchange(
         // The tasks the reply lists and the ones reported: not the machine's whole history of stopped tasks.
         var reported = (request.Tasks ?? []).Select(t => Guid.TryParse(t?.TaskId, out var id) ? id : Guid.Empty).Where(id => id != Guid.Empty).Distinct().Take(ProtocolValidation.MaxTasks + 1).ToList();
         var tasks = await db.MachineTasks
-            .Where(t => t.MachineId == machine.Id && (t.Desired == TaskDesired.Running || reported.Contains(t.Id)))
+            .Where(t => t.MachineId == machine.Id && (t.Desired == TaskDesired.Running || t.State != TaskStates.Terminated || reported.Contains(t.Id)))
             .ToListAsync(cancellationToken);
         ProtocolValidation.Tasks(request.Tasks, tasks.Select(t => t.Id).ToHashSet(), errors);
         if (errors.Any)
@@ -192,17 +192,40 @@ public sealed class AgentExchange(
                 continue; // declared lost while the machine was away: it stays lost until the agent has stopped it
             }
 
-            // Written only when something changed, so a steady machine costs no task writes.
+            // Written only when something changed, so a steady machine costs no task writes. Times are compared as the
+            // database keeps them (microseconds): the agent's have 100 ns ticks.
+            var startedAt = Microseconds(report.StartedAt);
+            var readyAt = Microseconds(report.ReadyAt);
             if (task.State != report.State || task.Reason != report.Reason || task.ReportedGeneration != report.Generation
-                || task.Restarts != report.Restarts || task.ExitCode != report.ExitCode || task.StartedAt != report.StartedAt || task.ReadyAt != report.ReadyAt)
+                || task.Restarts != report.Restarts || task.ExitCode != report.ExitCode || task.StartedAt != startedAt || task.ReadyAt != readyAt)
             {
                 task.State = report.State;
                 task.Reason = report.Reason;
                 task.ReportedGeneration = report.Generation;
                 task.Restarts = report.Restarts;
                 task.ExitCode = report.ExitCode;
-                task.StartedAt = report.StartedAt;
-                task.ReadyAt = report.ReadyAt;
+                task.StartedAt = startedAt;
+                task.ReadyAt = readyAt;
+                task.ReportedAt = now;
+            }
+        }
+
+        var reportedIds = reported.ToHashSet();
+        foreach (var task in tasks)
+        {
+            if (task.Desired == TaskDesired.Running && task.State == TaskStates.Terminated && task.ReportedGeneration == task.Generation
+                && task.Reason is TaskReasons.Completed or TaskReasons.Failed or TaskReasons.HealthCheckFailed)
+            {
+                // Finished for good (a job that ended, a server that never became ready): out of the desired set, so no
+                // later agent (after a restart or an upgrade) runs it again; its GPUs are free once it is terminated.
+                task.Desired = TaskDesired.Stopped;
+                task.UpdatedAt = now;
+            }
+            else if (task.Desired == TaskDesired.Stopped && task.State != TaskStates.Terminated && !reportedIds.Contains(task.Id))
+            {
+                // Stopped and no longer held by the machine (it never got it, or stopped it and forgot it): its GPUs are free.
+                task.State = TaskStates.Terminated;
+                task.Reason ??= TaskReasons.Stopped;
                 task.ReportedAt = now;
             }
         }
@@ -241,6 +264,9 @@ public sealed class AgentExchange(
             HeartbeatIntervalSeconds = (int)Math.Ceiling(options.Value.HeartbeatInterval.TotalSeconds),
         };
     }
+
+    private static DateTimeOffset? Microseconds(DateTimeOffset? at) =>
+        at is { } value ? new DateTimeOffset(value.Ticks - (value.Ticks % 10), value.Offset) : null;
 
     /// <summary>A heartbeat body that could not be read (not JSON, a field missing or of the wrong type): audited as a refusal.</summary>
     public Task RefuseUnreadableAsync(Machine machine, CancellationToken cancellationToken) =>

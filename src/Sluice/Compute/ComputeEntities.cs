@@ -189,9 +189,7 @@ internal sealed class ComputeEntityConfiguration :
         builder.Property(m => m.ServingTokenSealed).HasMaxLength(200);
         builder.Property(m => m.State).HasMaxLength(16);
         builder.Property(m => m.Liveness).HasMaxLength(16);
-        builder.Property(m => m.Inventory).HasMaxLength(32000);
         builder.Property(m => m.AgentVersion).HasMaxLength(64);
-        builder.Property(m => m.Labels).HasMaxLength(16000);
         builder.HasIndex(m => m.OrganizationId);
         builder.HasIndex(m => new { m.Liveness, m.ContactAt });
     }

@@ -25,7 +25,8 @@ internal static class ComputeModule
         services.AddSingleton<HeartbeatRecorder>();
         services.AddHostedService(provider => provider.GetRequiredService<HeartbeatRecorder>());
         services.AddScoped<Serving.MachineEndpoints>();
-        services.AddSingleton<Serving.IMachineTransport>(_ => new Serving.DirectMachineTransport());
+        services.AddSingleton<Serving.IMachineTransport>(provider =>
+            new Serving.DirectMachineTransport(allowLoopback: provider.GetRequiredService<Microsoft.Extensions.Options.IOptions<ComputeOptions>>().Value.AllowLoopbackServing));
         services.AddSingleton<LivenessMonitor>();
         services.AddHostedService(provider => provider.GetRequiredService<LivenessMonitor>());
         return services;

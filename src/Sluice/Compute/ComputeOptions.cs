@@ -7,6 +7,12 @@ public sealed record ComputeOptions : IValidatableObject
 {
     public const string Section = "Compute";
 
+    /// <summary>
+    /// Whether a machine may advertise a loopback serving URL (an agent on the server's own host). Off by default: a
+    /// machine chooses its serving URL, and the gateway must not be pointed at services on its own host.
+    /// </summary>
+    public bool AllowLoopbackServing { get; init; }
+
     /// <summary>How long a join token is valid when its creator asks for nothing shorter (the longest allowed too).</summary>
     [Range(typeof(TimeSpan), "00:01:00", "30.00:00:00", ErrorMessage = "must be between {1} and {2}")]
     public TimeSpan JoinTokenTtl { get; init; } = TimeSpan.FromHours(24);

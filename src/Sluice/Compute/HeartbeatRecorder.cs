@@ -17,11 +17,19 @@ namespace Sluice.Compute;
 public sealed class HeartbeatRecorder(IServiceScopeFactory scopes, IOptions<ComputeOptions> options, TimeProvider time, ILogger<HeartbeatRecorder> logger, BackgroundHealth? health = null)
     : SupervisedService(health)
 {
+    // A touch and the flush's swap take turns, so no touch lands in a batch the flush has already read.
+    private readonly Lock _swap = new();
     private ConcurrentDictionary<Guid, DateTimeOffset> _pending = new();
 
     public int Pending => _pending.Count;
 
-    public void Touch(Guid machineId, DateTimeOffset at) => _pending.AddOrUpdate(machineId, at, (_, existing) => existing > at ? existing : at);
+    public void Touch(Guid machineId, DateTimeOffset at)
+    {
+        lock (_swap)
+        {
+            _pending.AddOrUpdate(machineId, at, (_, existing) => existing > at ? existing : at);
+        }
+    }
 
     public async Task FlushAsync(CancellationToken cancellationToken)
     {
@@ -30,7 +38,13 @@ public sealed class HeartbeatRecorder(IServiceScopeFactory scopes, IOptions<Comp
             return;
         }
 
-        var taken = Interlocked.Exchange(ref _pending, new ConcurrentDictionary<Guid, DateTimeOffset>());
+        ConcurrentDictionary<Guid, DateTimeOffset> taken;
+        lock (_swap)
+        {
+            taken = _pending;
+            _pending = new ConcurrentDictionary<Guid, DateTimeOffset>();
+        }
+
         try
         {
             await using var scope = scopes.CreateAsyncScope();

@@ -17,8 +17,6 @@ public sealed class LivenessMonitor(
     IServiceScopeFactory scopes, HeartbeatRecorder recorder, IOptions<ComputeOptions> options, TimeProvider time, ILogger<LivenessMonitor> logger,
     BackgroundHealth? health = null) : SupervisedService(health)
 {
-    private static readonly string[] Watched = [MachineLiveness.Starting, MachineLiveness.Alive, MachineLiveness.Suspect, MachineLiveness.Offline];
-
     /// <summary>One round: flush this replica's heartbeat times, then apply every transition that is due. Returns how many.</summary>
     public async Task<int> CheckAsync(CancellationToken cancellationToken)
     {
@@ -28,8 +26,17 @@ public sealed class LivenessMonitor(
         var suspectBefore = now - settings.SuspectAfter;
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
+        var offlineBefore = now - settings.OfflineAfter;
+        var lostBefore = now - settings.LostAfter;
+
+        // Only machines due for a change, oldest contact first: a large partition's offline machines waiting to be lost
+        // never crowd out the ones due to go suspect or offline.
         var due = await db.Machines.AsNoTracking()
-            .Where(m => Watched.Contains(m.Liveness) && m.ContactAt < suspectBefore && m.State != MachineStates.Decommissioned)
+            .Where(m => m.State != MachineStates.Decommissioned
+                && (((m.Liveness == MachineLiveness.Starting || m.Liveness == MachineLiveness.Alive) && m.ContactAt < suspectBefore)
+                    || (m.Liveness == MachineLiveness.Suspect && m.ContactAt < offlineBefore)
+                    || (m.Liveness == MachineLiveness.Offline && m.ContactAt < lostBefore)))
+            .OrderBy(m => m.ContactAt)
             .Select(m => new { m.Id, m.Liveness, m.ContactAt })
             .Take(1000)
             .ToListAsync(cancellationToken);
@@ -60,7 +67,7 @@ public sealed class LivenessMonitor(
             var lost = 0;
             if (target == MachineLiveness.Lost)
             {
-                var tasks = await db.MachineTasks.Where(t => t.MachineId == machine.Id && t.Desired == TaskDesired.Running && t.State != TaskStates.Terminated)
+                var tasks = await db.MachineTasks.Where(t => t.MachineId == machine.Id && t.State != TaskStates.Terminated)
                     .ToListAsync(cancellationToken);
                 foreach (var task in tasks)
                 {

@@ -67,6 +67,7 @@ public sealed class MachineAdmin(SluiceDbContext db, AuditLog audit, AuditActor 
         var machine = await FindAsync(caller, id, cancellationToken, tracked: true);
         if (request.Labels is null || request.Labels.Count == 0)
         {
+            await audit.RefuseAsync("machine.labels_update", $"machine:{id}", machine.OrganizationId, cancellationToken);
             throw ApiProblem.Invalid("labels", "give at least one label to set (a value) or remove (null)");
         }
 

@@ -117,8 +117,17 @@ public sealed class MachineTasks(SluiceDbContext db, AuditLog audit, AuditActor 
             throw ApiProblem.Conflict("machine", "is not ready (cordoned, draining or decommissioned): it takes no new tasks");
         }
 
+        var active = await db.MachineTasks.CountAsync(t => t.MachineId == machineId && (t.Desired == TaskDesired.Running || t.State != TaskStates.Terminated), cancellationToken);
+        if (active >= ProtocolValidation.MaxTasks)
+        {
+            // The agent reports every task it holds and a heartbeat carries at most this many.
+            await transaction.RollbackAsync(cancellationToken);
+            await RefuseAsync(machine, cancellationToken);
+            throw ApiProblem.Conflict("machine", $"already holds {ProtocolValidation.MaxTasks} tasks; stop some first");
+        }
+
         var taken = (await db.MachineTasks.AsNoTracking()
-                .Where(t => t.MachineId == machineId && t.Desired == TaskDesired.Running && t.State != TaskStates.Terminated && t.GpuIndices != "")
+                .Where(t => t.MachineId == machineId && t.State != TaskStates.Terminated && t.GpuIndices != "")
                 .Select(t => t.GpuIndices).ToListAsync(cancellationToken))
             .SelectMany(s => s.Split(',')).Select(s => int.Parse(s, System.Globalization.CultureInfo.InvariantCulture)).ToHashSet();
         List<int> assigned;
@@ -128,7 +137,7 @@ public sealed class MachineTasks(SluiceDbContext db, AuditLog audit, AuditActor 
             {
                 await transaction.RollbackAsync(cancellationToken);
                 await RefuseAsync(machine, cancellationToken);
-                throw ApiProblem.Conflict("gpuIndices", "a GPU named is already assigned to another running task");
+                throw ApiProblem.Conflict("gpuIndices", "a GPU named is already assigned to another task that has not terminated");
             }
 
             assigned = indices.Order().ToList();

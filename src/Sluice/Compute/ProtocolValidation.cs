@@ -17,11 +17,11 @@ internal static partial class ProtocolValidation
     private const long MaxDiskBytes = 1L << 60;
     private const long MaxGpuMemoryMib = 1L << 24; // 16 TiB
 
-    public static void Join(JoinRequest request, FieldErrors errors)
+    public static void Join(JoinRequest request, FieldErrors errors, bool allowLoopbackServing = false)
     {
         Text(errors, "hostname", request.Hostname, 253);
         Text(errors, "agent_version", request.AgentVersion, 64);
-        ServingUrl(errors, request.ServingUrl);
+        ServingUrl(errors, request.ServingUrl, allowLoopbackServing);
         if (request.CertificateSha256 is null || !Sha256Hex().IsMatch(request.CertificateSha256))
         {
             errors.Add("certificate_sha256", "must be the lower-case hex SHA-256 (64 characters) of the serving certificate");
@@ -291,7 +291,7 @@ internal static partial class ProtocolValidation
         }
     }
 
-    private static void ServingUrl(FieldErrors errors, string? value)
+    private static void ServingUrl(FieldErrors errors, string? value, bool allowLoopback)
     {
         if (value is null || value.Length > 500 || !Uri.TryCreate(value, UriKind.Absolute, out var uri))
         {
@@ -306,6 +306,10 @@ internal static partial class ProtocolValidation
         else if (uri.Host.Length == 0 || uri.UserInfo.Length > 0 || uri.Query.Length > 0 || uri.Fragment.Length > 0 || uri.AbsolutePath != "/")
         {
             errors.Add("serving_url", "must be https://host[:port] with no user, path, query or fragment");
+        }
+        else if (Serving.ServingAddressPolicy.Refusal(uri, allowLoopback) is { } refusal)
+        {
+            errors.Add("serving_url", $"{refusal}; advertise an address the gateway reaches the machine at");
         }
     }
 

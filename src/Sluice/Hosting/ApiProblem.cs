@@ -69,6 +69,9 @@ public sealed class FieldErrors
         messages.Add(message);
     }
 
+    /// <summary>The first error as "field: message", for callers that report one line (the agent's command line).</summary>
+    public string? FirstMessage() => _errors.Select(e => $"{e.Key}: {e.Value[0]}").FirstOrDefault();
+
     public void ThrowIfAny()
     {
         if (Any)

@@ -158,6 +158,7 @@ public sealed class AgentCommandTests : IAsyncLifetime
     [InlineData("--advertise", "https://0.0.0.0:8443", "--advertise must be https://HOST:PORT")]
     [InlineData("--label", "=x", "--label expects key=value")]
     [InlineData("--label", "zone", "--label expects key=value")]
+    [InlineData("--label", "Zone=eu-1", "a label key must be 1-63 characters of a-z")] // the server's rule, checked before the token is spent
     [InlineData("--token", "two words", "--token must be the join token")]
     public async Task Bad_arguments_are_refused_before_anything_is_sent_or_written(string option, string value, string expected)
     {

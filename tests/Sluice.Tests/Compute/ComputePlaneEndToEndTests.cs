@@ -33,6 +33,7 @@ public sealed class ComputePlaneEndToEndTests
             ["Compute:HeartbeatInterval"] = "00:00:01",
             ["Compute:LivenessCheckInterval"] = "00:00:00.200",
             ["Compute:HeartbeatFlushInterval"] = "00:00:00.200",
+            ["Compute:AllowLoopbackServing"] = "true", // both agents run on this host
         }, clock);
         sluice.UseKestrel(port);
         sluice.StartServer();

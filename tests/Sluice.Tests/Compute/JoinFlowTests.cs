@@ -149,6 +149,13 @@ public sealed class JoinFlowTests
         {
             (good with { ServingUrl = "http://10.0.0.7:8443" }, "serving_url"),
             (good with { ServingUrl = "https://10.0.0.7:8443/x?y=1" }, "serving_url"),
+            (good with { ServingUrl = "https://169.254.169.254" }, "serving_url"), // the cloud metadata service
+            (good with { ServingUrl = "https://127.0.0.1:8443" }, "serving_url"), // the server's own host (not allowed here)
+            (good with { ServingUrl = "https://localhost:8443" }, "serving_url"),
+            (good with { ServingUrl = "https://[::1]:8443" }, "serving_url"),
+            (good with { ServingUrl = "https://[fe80::1]:8443" }, "serving_url"),
+            (good with { ServingUrl = "https://0.0.0.0:8443" }, "serving_url"),
+            (good with { ServingUrl = "https://239.1.2.3:8443" }, "serving_url"),
             (good with { CertificateSha256 = "ABC" }, "certificate_sha256"),
             (good with { Hostname = "" }, "hostname"),
             (good with { Inventory = good.Inventory with { CpuCores = 0 } }, "inventory.cpu_cores"),

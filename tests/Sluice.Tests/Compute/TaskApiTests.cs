@@ -71,6 +71,47 @@ public sealed class TaskApiTests
     }
 
     [Fact]
+    public async Task A_finished_job_leaves_the_desired_set_and_a_stopped_task_keeps_its_gpus_until_the_machine_no_longer_holds_it()
+    {
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        await using var sluice = new SluiceFactory(database);
+        using var op = await ComputeKit.OperatorAsync(sluice);
+        using var agent = sluice.Anonymous();
+        var joined = await ComputeKit.JoinAsync(agent, (await ComputeKit.CreateJoinTokenAsync(op)).Token);
+        var machine = $"/api/v1/machines/{joined.MachineId}/tasks";
+        var sequence = 1L;
+        Task<HeartbeatResponse> Beat(params TaskReport[] tasks) =>
+            ComputeKit.HeartbeatAsync(agent, joined.Credential, ComputeKit.Heartbeat(DateTimeOffset.UtcNow, tasks: tasks, sequence: sequence++));
+        async Task<string> CreateAsync(string kind, int gpu, HttpStatusCode expected = HttpStatusCode.Created)
+        {
+            var response = await op.PostAsJsonAsync(machine, new { kind, runtime = "process", process = new { command = "x" }, gpuIndices = new[] { gpu } });
+            Assert.True(response.StatusCode == expected, await response.Content.ReadAsStringAsync());
+            return expected == HttpStatusCode.Created ? (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()! : "";
+        }
+
+        // A job that completed is out of the desired set: a restarted agent (which remembers nothing) never runs it again.
+        var job = await CreateAsync("job", 0);
+        Assert.Single((await Beat()).Tasks);
+        var done = await Beat(new TaskReport { TaskId = job, Generation = 1, State = TaskStates.Terminated, Reason = TaskReasons.Completed, ExitCode = 0 });
+        Assert.Empty(done.Tasks);
+        Assert.Empty((await Beat()).Tasks);
+        var finished = await op.GetFromJsonAsync<JsonElement>($"{machine}/{job}");
+        Assert.Equal(("stopped", TaskStates.Terminated, TaskReasons.Completed), (finished.GetProperty("desired").GetString(), finished.GetProperty("state").GetString(), finished.GetProperty("reason").GetString()));
+        await CreateAsync("job", 0); // its GPU is free
+
+        // A stopped server keeps its GPU while the machine still runs it; once the machine no longer holds it, the GPU is free.
+        var server = await CreateAsync("model_server", 1);
+        await Beat(new TaskReport { TaskId = server, Generation = 1, State = TaskStates.Ready });
+        Assert.Equal(HttpStatusCode.OK, (await op.DeleteAsync($"{machine}/{server}")).StatusCode);
+        await CreateAsync("job", 1, HttpStatusCode.Conflict);
+        await Beat(new TaskReport { TaskId = server, Generation = 1, State = TaskStates.Terminating, Reason = TaskReasons.Stopped });
+        await CreateAsync("job", 1, HttpStatusCode.Conflict);
+        await Beat(); // stopped and forgotten by the agent
+        Assert.Equal(TaskStates.Terminated, (await op.GetFromJsonAsync<JsonElement>($"{machine}/{server}")).GetProperty("state").GetString());
+        await CreateAsync("job", 1);
+    }
+
+    [Fact]
     public async Task Bad_task_specs_are_refused_by_field_write_nothing_and_are_audited()
     {
         await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);

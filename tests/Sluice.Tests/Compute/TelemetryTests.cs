@@ -193,6 +193,30 @@ public abstract class TelemetryTests(DatabaseProvider provider)
     }
 
     [Fact]
+    public async Task Rollups_carry_on_after_days_without_any_samples()
+    {
+        var clock = new ManualTimeProvider(DateTimeOffset.UtcNow);
+        await using var database = await TestDatabase.CreateAsync(provider);
+        await using var sluice = new SluiceFactory(database, time: clock);
+        var sink = sluice.Services.GetRequiredService<ITelemetrySink>();
+        var buffer = sluice.Services.GetRequiredService<TelemetryBuffer>();
+        var rollup = sluice.Services.GetRequiredService<TelemetryRollup>();
+        var before = TelemetryRollup.Floor(clock.GetUtcNow()) - TimeSpan.FromDays(3);
+        sink.Record("m-gap", Sample(before + TimeSpan.FromMinutes(5), cpu: 10), before + TimeSpan.FromMinutes(5));
+        await Eventually.TrueAsync(() => buffer.Written == 1, "the first sample written");
+        await rollup.RollUpAsync(CancellationToken.None);
+
+        // Three days of silence (more than one run's worth of hours), then samples again: their hour is rolled up.
+        var after = TelemetryRollup.Floor(clock.GetUtcNow()) - TimeSpan.FromHours(2);
+        sink.Record("m-gap", Sample(after + TimeSpan.FromMinutes(5), cpu: 20), after + TimeSpan.FromMinutes(5));
+        await Eventually.TrueAsync(() => buffer.Written == 2, "the second sample written");
+        await rollup.RollUpAsync(CancellationToken.None);
+
+        var (machines, _) = await HoursAsync(database);
+        Assert.Equal([before, after], machines.Where(h => h.MachineId == "m-gap").Select(h => h.Hour).Order());
+    }
+
+    [Fact]
     public async Task Retention_deletes_raw_samples_after_their_period_and_rollups_after_theirs_and_a_class_hold_keeps_them()
     {
         var clock = new ManualTimeProvider(DateTimeOffset.UtcNow);

@@ -106,6 +106,7 @@ internal sealed partial class ProcessRuntime(string? stateDirectory = null) : IT
 
         info.Environment["PORT"] = portText;
         info.Environment["CUDA_VISIBLE_DEVICES"] = string.Join(',', spec.GpuIndices.Select(i => i.ToString(CultureInfo.InvariantCulture)));
+        info.Environment["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"; // CUDA's own default numbers the fastest GPU first; nvidia-smi (and the server's indices) use PCI order
         return info;
     }
 

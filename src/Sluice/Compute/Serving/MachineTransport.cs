@@ -63,24 +63,28 @@ public sealed class DirectMachineTransport : IMachineTransport, IDisposable
 {
     private readonly ConcurrentDictionary<string, Pool> _pools = new(StringComparer.Ordinal);
     private readonly TimeSpan _connectTimeout;
+    private readonly bool _allowLoopback;
 
-    public DirectMachineTransport(TimeSpan? connectTimeout = null)
+    /// <param name="connectTimeout">How long a connection to a machine may take (10 s by default).</param>
+    /// <param name="allowLoopback">Whether machines on this host may be dialled (<see cref="ServingAddressPolicy"/>).</param>
+    public DirectMachineTransport(TimeSpan? connectTimeout = null, bool allowLoopback = false)
     {
         _connectTimeout = connectTimeout ?? TimeSpan.FromSeconds(10);
+        _allowLoopback = allowLoopback;
     }
 
     public HttpMessageInvoker Invoker(MachineEndpoint machine)
     {
         while (true)
         {
-            var pool = _pools.GetOrAdd(machine.MachineId, _ => new Pool(machine, _connectTimeout));
+            var pool = _pools.GetOrAdd(machine.MachineId, _ => new Pool(machine, _connectTimeout, _allowLoopback));
             if (pool.Serves(machine))
             {
                 return pool.Invoker;
             }
 
             // The machine re-joined (new certificate, token or address): a new pool; the old one's requests finish.
-            if (_pools.TryUpdate(machine.MachineId, new Pool(machine, _connectTimeout), pool))
+            if (_pools.TryUpdate(machine.MachineId, new Pool(machine, _connectTimeout, _allowLoopback), pool))
             {
                 pool.Retire();
             }
@@ -129,7 +133,7 @@ public sealed class DirectMachineTransport : IMachineTransport, IDisposable
     {
         private readonly MachineEndpoint _machine;
 
-        public Pool(MachineEndpoint machine, TimeSpan connectTimeout)
+        public Pool(MachineEndpoint machine, TimeSpan connectTimeout, bool allowLoopback)
         {
             _machine = machine;
             var pinned = machine.CertificateSha256;
@@ -140,6 +144,7 @@ public sealed class DirectMachineTransport : IMachineTransport, IDisposable
                 UseCookies = false,
                 AutomaticDecompression = DecompressionMethods.None,
                 ConnectTimeout = connectTimeout,
+                ConnectCallback = ServingAddressPolicy.Connect(allowLoopback),
                 PooledConnectionIdleTimeout = TimeSpan.FromMinutes(2),
                 EnableMultipleHttp2Connections = true,
                 SslOptions = new SslClientAuthenticationOptions

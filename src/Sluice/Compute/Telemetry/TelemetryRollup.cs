@@ -52,15 +52,26 @@ internal sealed class TelemetryRollup(
         var last = await db.Set<MachineTelemetryHour>().MaxAsync(h => (DateTimeOffset?)h.Hour, cancellationToken);
         var start = last ?? (await db.Set<MachineTelemetrySample>().MinAsync(s => (DateTimeOffset?)s.At, cancellationToken) is { } first ? Floor(first) : end);
         var rolled = 0;
-        for (var hour = start; hour < end && rolled < MaxHoursPerRun; hour += Hour)
+        var hour = start;
+        while (hour < end && rolled < MaxHoursPerRun)
         {
+            // Hours without samples (a fleet switched off over a weekend) are skipped, not counted against the run.
+            var next = await db.Set<MachineTelemetrySample>().Where(s => s.At >= hour && s.At < end)
+                .MinAsync(s => (DateTimeOffset?)s.At, cancellationToken);
+            if (next is null)
+            {
+                break;
+            }
+
+            hour = Floor(next.Value);
             await RollUpHourAsync(db, hour, cancellationToken);
             rolled++;
+            hour += Hour;
         }
 
         if (rolled > 0)
         {
-            TelemetryLog.RolledUp(logger, rolled, start + (rolled * Hour));
+            TelemetryLog.RolledUp(logger, rolled, hour);
         }
 
         return rolled;

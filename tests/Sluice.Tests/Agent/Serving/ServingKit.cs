@@ -53,7 +53,7 @@ internal sealed class ServingKit : IAsyncDisposable
 
     public AgentServingEndpoint Endpoint { get; private set; } = null!;
 
-    public DirectMachineTransport Transport { get; } = new();
+    public DirectMachineTransport Transport { get; } = new(allowLoopback: true);
 
     public MachineEndpoint Machine => new("machine-1", Endpoint.Address, Fingerprint, Token);
 

@@ -22,7 +22,7 @@ public sealed class DirectMachineTransportTests
 
         // A second self-signed certificate's fingerprint: the agent's certificate no longer matches the pin.
         var (_, other) = ServingCertificates.Write(kit.DataDir, "other.p12");
-        using var transport = new DirectMachineTransport();
+        using var transport = new DirectMachineTransport(allowLoopback: true);
         foreach (var pin in new[] { other, "not-hex", "" })
         {
             var machine = kit.Machine with { MachineId = "m-" + pin, CertificateSha256 = pin };
@@ -39,7 +39,7 @@ public sealed class DirectMachineTransportTests
     {
         var supervisor = new StubSupervisor();
         await using var kit = await ServingKit.StartAsync(supervisor);
-        using var transport = new DirectMachineTransport();
+        using var transport = new DirectMachineTransport(allowLoopback: true);
         var first = transport.Invoker(kit.Machine);
         Assert.Same(first, transport.Invoker(kit.Machine));
         Assert.NotSame(first, transport.Invoker(kit.Machine with { CertificateSha256 = new string('0', 64) }));
