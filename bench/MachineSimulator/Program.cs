@@ -197,6 +197,9 @@ static async Task HeartbeatAsync(
 internal sealed class Machine(int index, int gpus)
 {
     private readonly Random _random = new(index);
+
+    // A running task's start and ready times do not change between heartbeats (a real agent reports the same ones).
+    private readonly DateTimeOffset _taskStartedAt = DateTimeOffset.UtcNow.AddMinutes(-5);
     private long _sequence;
 
     public int Index => index;
@@ -261,8 +264,8 @@ internal sealed class Machine(int index, int gpus)
                 TaskId = t.TaskId,
                 Generation = t.Generation,
                 State = TaskStates.Ready,
-                StartedAt = DateTimeOffset.UtcNow.AddMinutes(-5),
-                ReadyAt = DateTimeOffset.UtcNow.AddMinutes(-4),
+                StartedAt = _taskStartedAt,
+                ReadyAt = _taskStartedAt.AddMinutes(1),
                 InFlight = _random.Next(0, 4),
             }).ToList(),
         };
