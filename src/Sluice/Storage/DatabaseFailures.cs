@@ -23,7 +23,10 @@ public static class DatabaseFailures
             switch (exception)
             {
                 case PostgresException postgres:
-                    return IsUnavailableState(postgres.SqlState);
+                    // Also what PostgreSQL calls transient: a deadlock victim, a serialization failure, a lock not available
+                    // (bursts of them follow an outage, when every replica's postings and settlements resume at once).
+                    // Its transaction rolled back whole, so the answer is "retry", not a server error.
+                    return IsUnavailableState(postgres.SqlState) || postgres.IsTransient;
                 case NpgsqlException npgsql when npgsql.IsTransient:
                     return true; // connection refused or reset, timeout, pool exhausted
                 case SqliteException sqlite:
