@@ -47,4 +47,23 @@ public sealed class DirectMachineTransportTests
         Assert.Equal(new Uri($"{kit.Endpoint.Address.GetLeftPart(UriPartial.Authority)}/tasks/a%20b/v1/models?x=1"),
             MachineTransportPaths.TaskUri(kit.Machine, "a b", "v1/models?x=1"));
     }
+
+    [Fact]
+    public async Task A_transport_that_may_not_dial_this_host_refuses_a_loopback_machine_before_any_byte_is_sent()
+    {
+        await using var engine = await EngineStandIn.StartAsync();
+        var supervisor = new StubSupervisor();
+        supervisor.Ready["t"] = engine.Port;
+        await using var kit = await ServingKit.StartAsync(supervisor);
+        using var transport = new DirectMachineTransport(); // Compute:AllowLoopbackServing off: the server's default
+
+        using var request = new HttpRequestMessage(HttpMethod.Get, MachineTransportPaths.TaskUri(kit.Machine, "t", "/v1/models"));
+        var error = await Assert.ThrowsAsync<HttpRequestException>(() => transport.Invoker(kit.Machine).SendAsync(request, TestContext.Current.CancellationToken));
+        Assert.Contains("serving address is refused", error.ToString(), StringComparison.Ordinal);
+        Assert.Empty(engine.Requests);
+
+        Assert.NotNull(ServingAddressPolicy.Refusal(IPAddress.Parse("169.254.169.254"), allowLoopback: true));
+        Assert.NotNull(ServingAddressPolicy.Refusal(IPAddress.Parse("::ffff:127.0.0.1"), allowLoopback: false));
+        Assert.Null(ServingAddressPolicy.Refusal(IPAddress.Parse("10.0.0.7"), allowLoopback: false));
+    }
 }
