@@ -3,6 +3,7 @@ using Microsoft.Extensions.Options;
 using Sluice.Audit;
 using Sluice.Billing;
 using Sluice.Compute;
+using Sluice.Deployments;
 using Sluice.Files;
 using Sluice.Gateway;
 using Sluice.Hosting;
@@ -50,6 +51,7 @@ internal static class CliHost
             builder.Services.AddFilesCore();
             builder.Services.AddSluiceIdentityCore();
             builder.Services.AddComputeCore();
+            builder.Services.AddDeploymentsCore();
 
             using var host = builder.Build();
             host.Services.GetRequiredService<IStartupValidator>().Validate();

@@ -13,6 +13,9 @@ public enum ProviderKind
 
     /// <summary>The built-in all-MiniLM-L6-v2 embeddings model, served by a child engine process; never stored.</summary>
     BuiltInEmbeddings,
+
+    /// <summary>An organization's deployment on its machines (Deployments/), reached through the agents; never stored as a provider.</summary>
+    Deployment,
 }
 
 /// <summary>An upstream that serves models: an OpenAI-compatible server or Anthropic. Its API key is stored encrypted.</summary>

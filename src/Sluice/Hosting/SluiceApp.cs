@@ -5,6 +5,7 @@ using Sluice.Batches;
 using Sluice.Billing;
 using Sluice.Compute;
 using Sluice.Compute.Telemetry;
+using Sluice.Deployments;
 using Sluice.Files;
 using Sluice.Gateway;
 using Sluice.Health;
@@ -62,6 +63,7 @@ internal static class SluiceApp
         builder.Services.AddPrivacy();
         builder.Services.AddTelemetry();
         builder.Services.AddCompute();
+        builder.Services.AddDeployments();
         builder.Services.AddSluiceHealth();
 
         // Nothing in Sluice protects data with ASP.NET's key ring (sessions and keys are its own), but authentication
@@ -107,6 +109,7 @@ internal static class SluiceApp
         app.MapPrivacy();
         app.MapTelemetry();
         app.MapCompute();
+        app.MapDeployments();
         return app;
     }
 

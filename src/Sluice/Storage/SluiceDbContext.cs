@@ -67,6 +67,12 @@ public sealed class SluiceDbContext(DbContextOptions<SluiceDbContext> options) :
 
     public DbSet<Compute.MachineEvent> MachineEvents => Set<Compute.MachineEvent>();
 
+    public DbSet<Deployments.Deployment> Deployments => Set<Deployments.Deployment>();
+
+    public DbSet<Deployments.DeploymentReplica> DeploymentReplicas => Set<Deployments.DeploymentReplica>();
+
+    public DbSet<Deployments.DeploymentEvent> DeploymentEvents => Set<Deployments.DeploymentEvent>();
+
     public DbSet<AuditEntry> AuditEntries => Set<AuditEntry>();
 
     public DbSet<AuditCheckpoint> AuditCheckpoints => Set<AuditCheckpoint>();

@@ -21,6 +21,12 @@ public static class AgentPaths
 
     /// <summary>The header the gateway presents to an agent: <c>Authorization: Bearer {serving token}</c>.</summary>
     public const string ServingScheme = "Bearer";
+
+    /// <summary>
+    /// A process task's command that means "this agent's own executable" (<c>sluice</c>, or <c>dotnet sluice.dll</c>
+    /// when the agent runs that way): how deployments start the built-in engines without knowing where Sluice is installed.
+    /// </summary>
+    public const string SluiceCommand = "{sluice}";
 }
 
 /// <summary>POST /api/v1/agent/join: a one-time join token exchanged for a machine identity.</summary>

@@ -1,0 +1,23 @@
+using Microsoft.Extensions.DependencyInjection.Extensions;
+
+namespace Sluice.Deployments;
+
+internal static class DeploymentsModule
+{
+    /// <summary>What the admin commands need: the services that manage deployments.</summary>
+    public static IServiceCollection AddDeploymentsCore(this IServiceCollection services)
+    {
+        services.TryAddSingleton<IDeploymentBilling, UnmeteredDeploymentBilling>();
+        return services;
+    }
+
+    /// <summary>The server: everything in <see cref="AddDeploymentsCore"/>, plus routing, the scheduler, the autoscaler and GPU-time billing.</summary>
+    public static IServiceCollection AddDeployments(this IServiceCollection services)
+    {
+        services.AddDeploymentsCore();
+        services.AddSingleton<DeploymentLoad>();
+        return services;
+    }
+
+    public static IEndpointRouteBuilder MapDeployments(this IEndpointRouteBuilder app) => app;
+}
