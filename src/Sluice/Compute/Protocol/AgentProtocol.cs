@@ -73,6 +73,19 @@ public sealed record MachineInventory
     public long DiskBytes { get; init; }
     public string? OperatingSystem { get; init; }
     public bool DockerAvailable { get; init; }
+
+    /// <summary>
+    /// Model files the agent offers (under its models directory): what a deployment's <c>path</c> artifact may name.
+    /// Paths and sizes only, never file contents.
+    /// </summary>
+    public IReadOnlyList<ModelFile>? Models { get; init; }
+}
+
+/// <summary>A model file or directory on the machine: its absolute path and size.</summary>
+public sealed record ModelFile
+{
+    public required string Path { get; init; }
+    public long Bytes { get; init; }
 }
 
 public sealed record GpuDevice
