@@ -29,6 +29,6 @@ internal static partial class GatewayLog
     [LoggerMessage(306, LogLevel.Error, "A line of batch {BatchId} failed unexpectedly ({ExceptionType}); it is recorded as a server error")]
     public static partial void BatchLineFailed(ILogger logger, Guid batchId, string exceptionType);
 
-    [LoggerMessage(310, LogLevel.Error, "An inference call failed unexpectedly ({ExceptionType}); it is answered and recorded as a server error")]
-    public static partial void PipelineFailed(ILogger logger, string exceptionType);
+    [LoggerMessage(310, LogLevel.Error, "An inference call failed unexpectedly ({ExceptionType}, thrown in {Origin}); it is answered and recorded as a server error")]
+    public static partial void PipelineFailed(ILogger logger, string exceptionType, string origin);
 }

@@ -20,8 +20,37 @@ internal static class PipelineFailures
             return OpenAiError.DatabaseUnavailable();
         }
 
-        GatewayLog.PipelineFailed(logger, exception.GetType().Name);
+        GatewayLog.PipelineFailed(logger, exception.GetType().Name, Origin(exception));
         return new OpenAiException(500, "The server had an error processing this request; retry shortly.", "server_error", "internal_error");
+    }
+
+    /// <summary>
+    /// Where an unexpected failure came from, in code names only (the method that threw, and the first Sluice method on
+    /// the way up), never the message, which may quote input.
+    /// </summary>
+    internal static string Origin(Exception exception)
+    {
+        var frames = new System.Diagnostics.StackTrace(exception, fNeedFileInfo: false).GetFrames();
+        string? thrower = null;
+        string? sluice = null;
+        foreach (var frame in frames)
+        {
+            if (frame.GetMethod() is not { DeclaringType: { } type } method)
+            {
+                continue;
+            }
+
+            var name = $"{type.FullName}.{method.Name}";
+            thrower ??= name;
+            if (type.FullName?.StartsWith("Sluice.", StringComparison.Ordinal) == true)
+            {
+                sluice = name;
+                break;
+            }
+        }
+
+        var disposed = exception is ObjectDisposedException { ObjectName: { Length: > 0 } objectName } ? $" (disposed: {objectName})" : "";
+        return thrower is null ? "unknown" : sluice is null || sluice == thrower ? thrower + disposed : $"{thrower} via {sluice}{disposed}";
     }
 
     /// <summary>The receiver went away: the call ends quietly, recorded as 499.</summary>
