@@ -12,11 +12,12 @@ namespace Sluice.Agent;
 internal static class AgentComposition
 {
     /// <summary>The supervisor the heartbeat loop hands each desired task set to and asks for reports.</summary>
-    public static ITaskSupervisor CreateSupervisor(AgentIdentity identity, string dataDir, TimeProvider time, ILoggerFactory loggers) =>
+    public static ITaskSupervisor CreateSupervisor(AgentIdentity identity, string dataDir, TimeProvider time, ILoggerFactory loggers, AgentWake? wake = null) =>
         new ProcessTaskSupervisor(time, loggers, new TaskSupervisorOptions
         {
             // Task process groups are noted here, so the next agent ends those a SIGKILLed one left running.
             StateDirectory = Path.Combine(dataDir, "tasks"),
+            StateChanged = wake is null ? null : wake.Signal,
         });
 
     /// <summary>
@@ -25,7 +26,9 @@ internal static class AgentComposition
     /// hash is <see cref="AgentIdentity.ServingTokenSha256"/>. Disposing it stops it.
     /// </summary>
     public static async Task<IAsyncDisposable> StartServingAsync(
-        AgentIdentity identity, string dataDir, ITaskSupervisor supervisor, TimeProvider time, ILoggerFactory loggers, CancellationToken cancellationToken) =>
+        AgentIdentity identity, string dataDir, ITaskSupervisor supervisor, TimeProvider time, ILoggerFactory loggers, CancellationToken cancellationToken,
+        AgentWake? wake = null) =>
         await AgentServingEndpoint.StartAsync(
-            identity, dataDir, supervisor, (supervisor as ProcessTaskSupervisor)?.Load ?? new TaskLoad(), loggers, cancellationToken);
+            identity, dataDir, supervisor, (supervisor as ProcessTaskSupervisor)?.Load ?? new TaskLoad(), loggers, cancellationToken,
+            new AgentServingOptions { Wake = wake is null ? null : wake.Signal });
 }

@@ -46,11 +46,12 @@ internal static class AgentRun
         {
             var logger = loggers.CreateLogger("Sluice.Agent");
             var time = TimeProvider.System;
-            var supervisor = AgentComposition.CreateSupervisor(identity, dataDir, time, loggers);
-            await using var serving = await AgentComposition.StartServingAsync(identity, dataDir, supervisor, time, loggers, stop.Token);
+            var wake = new AgentWake();
+            var supervisor = AgentComposition.CreateSupervisor(identity, dataDir, time, loggers, wake);
+            await using var serving = await AgentComposition.StartServingAsync(identity, dataDir, supervisor, time, loggers, stop.Token, wake);
             using var client = new ControlClient(server!, TimeSpan.FromSeconds(30));
             var probe = new MachineProbe(new MachineProbeSources { DiskPath = dataDir }, time, loggers.CreateLogger("Sluice.Agent.Machine"));
-            var loop = new HeartbeatLoop(identity, client, supervisor, probe, time, logger);
+            var loop = new HeartbeatLoop(identity, client, supervisor, probe, time, logger, wake: wake);
             AgentLog.Running(logger, identity.MachineId, server!.GetLeftPart(UriPartial.Authority), identity.ServingUrl);
 
             var ended = await loop.RunAsync(stop.Token);

@@ -27,6 +27,9 @@ public sealed record HeartbeatSettings
 
     /// <summary>Kept under the server's suspect threshold (30 s), so a recovered server hears from the machine soon.</summary>
     public TimeSpan RetryCap { get; init; } = TimeSpan.FromSeconds(20);
+
+    /// <summary>The least time between two heartbeats that an <see cref="AgentWake"/> brought forward, so a burst of task changes sends one.</summary>
+    public TimeSpan MinimumSpacing { get; init; } = TimeSpan.FromMilliseconds(200);
 }
 
 /// <summary>
@@ -43,7 +46,8 @@ public sealed class HeartbeatLoop(
     TimeProvider time,
     ILogger logger,
     HeartbeatSettings? settings = null,
-    Random? jitter = null)
+    Random? jitter = null,
+    AgentWake? wake = null)
 {
     private readonly HeartbeatSettings _settings = settings ?? new HeartbeatSettings();
     private readonly Random _jitter = jitter ?? Random.Shared;
@@ -66,6 +70,7 @@ public sealed class HeartbeatLoop(
             while (true)
             {
                 var started = time.GetTimestamp();
+                wake?.Reset();
                 sequence++;
                 ControlResult<HeartbeatResponse> result;
                 string? inventoryJson = null;
@@ -155,13 +160,40 @@ public sealed class HeartbeatLoop(
 
                 if (wait > TimeSpan.Zero)
                 {
-                    await Task.Delay(wait, time, cancellationToken);
+                    await WaitAsync(wait, started, failures, cancellationToken);
                 }
             }
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
             return AgentStop.Signalled;
+        }
+    }
+
+    /// <summary>
+    /// Waits out the interval, or less when woken (a task changed state, or the server nudged): never sooner than
+    /// <see cref="HeartbeatSettings.MinimumSpacing"/> after the last heartbeat started, and not while backing off.
+    /// </summary>
+    private async Task WaitAsync(TimeSpan wait, long started, int failures, CancellationToken cancellationToken)
+    {
+        if (wake is null || failures > 0)
+        {
+            await Task.Delay(wait, time, cancellationToken);
+            return;
+        }
+
+        using var interval = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var full = Task.Delay(wait, time, interval.Token);
+        var woken = await Task.WhenAny(full, wake.WaitAsync().WaitAsync(cancellationToken)) != full;
+        await interval.CancelAsync();
+        cancellationToken.ThrowIfCancellationRequested();
+        if (woken)
+        {
+            var spacing = _settings.MinimumSpacing - time.GetElapsedTime(started);
+            if (spacing > TimeSpan.Zero)
+            {
+                await Task.Delay(spacing, time, cancellationToken);
+            }
         }
     }
 

@@ -20,4 +20,7 @@ internal static partial class ComputeLog
 
     [LoggerMessage(1606, LogLevel.Warning, "Writing heartbeat times failed ({ExceptionType}); {Count} machine(s) kept for the next flush")]
     public static partial void FlushFailed(ILogger logger, string exceptionType, int count);
+
+    [LoggerMessage(1607, LogLevel.Debug, "Nudging machine {MachineId} to heartbeat now failed ({ExceptionType}); its next heartbeat brings the change")]
+    public static partial void NudgeFailed(ILogger logger, Guid machineId, string exceptionType);
 }

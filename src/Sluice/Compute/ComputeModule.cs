@@ -27,6 +27,7 @@ internal static class ComputeModule
         services.AddScoped<Serving.MachineEndpoints>();
         services.AddSingleton<Serving.IMachineTransport>(provider =>
             new Serving.DirectMachineTransport(allowLoopback: provider.GetRequiredService<Microsoft.Extensions.Options.IOptions<ComputeOptions>>().Value.AllowLoopbackServing));
+        services.AddSingleton<Serving.MachineNudger>();
         services.AddSingleton<LivenessMonitor>();
         services.AddHostedService(provider => provider.GetRequiredService<LivenessMonitor>());
         return services;

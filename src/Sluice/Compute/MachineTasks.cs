@@ -34,7 +34,8 @@ public sealed record MachineTaskView(
 /// calls. Checks the spec and the machine (state, GPUs, owner) before writing; a refusal writes nothing but its audit
 /// entry. The spec is sealed under the data key, bound to the task and its machine.
 /// </summary>
-public sealed class MachineTasks(SluiceDbContext db, AuditLog audit, AuditActor actor, SecretBox secrets, MachineAdmin machines, TimeProvider time)
+public sealed class MachineTasks(
+    SluiceDbContext db, AuditLog audit, AuditActor actor, SecretBox secrets, MachineAdmin machines, TimeProvider time, Serving.MachineNudger? nudger = null)
 {
     public const int MaxSpecBytes = 64 * 1024;
 
@@ -177,6 +178,7 @@ public sealed class MachineTasks(SluiceDbContext db, AuditLog audit, AuditActor 
         audit.Record("machine.task_create", $"machine_task:{id}", organizationId);
         await db.SaveChangesAsync(cancellationToken);
         await transaction.CommitAsync(cancellationToken);
+        nudger?.Nudge(machineId);
         return View(task);
     }
 
@@ -208,6 +210,7 @@ public sealed class MachineTasks(SluiceDbContext db, AuditLog audit, AuditActor 
 
         audit.Record("machine.task_stop", $"machine_task:{taskId}", task.OrganizationId);
         await db.SaveChangesAsync(cancellationToken);
+        nudger?.Nudge(machineId);
         return View(task);
     }
 

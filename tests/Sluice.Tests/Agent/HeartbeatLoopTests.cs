@@ -23,7 +23,7 @@ public sealed class HeartbeatLoopTests : IAsyncLifetime
         _smi.Dispose();
     }
 
-    private (HeartbeatLoop Loop, ControlClient Client) Loop(Uri? server = null)
+    private (HeartbeatLoop Loop, ControlClient Client) Loop(Uri? server = null, AgentWake? wake = null)
     {
         var identity = new AgentIdentity
         {
@@ -46,7 +46,7 @@ public sealed class HeartbeatLoopTests : IAsyncLifetime
             },
             _clock,
             _logs.CreateLogger("probe"));
-        return (new HeartbeatLoop(identity, client, _supervisor, probe, _clock, _logs.CreateLogger("loop"), jitter: new Random(7)), client);
+        return (new HeartbeatLoop(identity, client, _supervisor, probe, _clock, _logs.CreateLogger("loop"), jitter: new Random(7), wake: wake), client);
     }
 
     /// <summary>Waits until the loop sleeps on the clock, then moves the clock by <paramref name="by"/>.</summary>
@@ -130,6 +130,35 @@ public sealed class HeartbeatLoopTests : IAsyncLifetime
         }
 
         Assert.Contains(_logs.Lines, l => l.Contains("2 tasks (t1@1,t2@1)", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_wake_brings_the_next_heartbeat_forward_but_no_sooner_than_the_minimum_spacing_and_wakes_in_between_coalesce()
+    {
+        _server.HeartbeatIntervalSeconds = 10;
+        var wake = new AgentWake();
+        var (loop, client) = Loop(wake: wake);
+        using var _ = client;
+        using var stop = new CancellationTokenSource();
+        var running = loop.RunAsync(stop.Token);
+        await Eventually.TrueAsync(() => _server.Heartbeats.Count == 1, "the first heartbeat");
+        await Eventually.TrueAsync(() => _clock.PendingTimers > 0, "the loop to wait for its interval");
+
+        // A task became ready (or the server nudged): the next heartbeat goes after the minimum spacing, not 10 s later.
+        wake.Signal();
+        wake.Signal();
+        await Eventually.TrueAsync(() => _clock.PendingTimers > 0, "the loop to wait out the minimum spacing");
+        Assert.Single(_server.Heartbeats);
+        _clock.Advance(TimeSpan.FromMilliseconds(200));
+        await Eventually.TrueAsync(() => _server.Heartbeats.Count == 2, "the heartbeat the wake brought forward");
+
+        // The two signals were one: the loop waits its full interval again.
+        await AdvanceWhenWaitingAsync(TimeSpan.FromSeconds(9.5));
+        Assert.Equal(2, _server.Heartbeats.Count);
+        _clock.Advance(TimeSpan.FromSeconds(0.5));
+        await Eventually.TrueAsync(() => _server.Heartbeats.Count == 3, "the regular heartbeat");
+        stop.Cancel();
+        Assert.Equal(AgentStop.Signalled, await running);
     }
 
     [Fact]

@@ -93,7 +93,7 @@ public sealed class AgentServingEndpoint : IAsyncDisposable
         };
 
         var app = builder.Build();
-        app.Run(context => HandleAsync(context, tokenHash, supervisor, load, upstream, logger));
+        app.Run(context => HandleAsync(context, tokenHash, supervisor, load, upstream, logger, options.Wake));
         try
         {
             await app.StartAsync(cancellationToken).ConfigureAwait(false);
@@ -113,7 +113,8 @@ public sealed class AgentServingEndpoint : IAsyncDisposable
             stopping => ScrapeLoopAsync(supervisor, load, metrics, options, logger, stopping));
     }
 
-    private static async Task HandleAsync(HttpContext context, byte[] tokenHash, ITaskSupervisor supervisor, TaskLoad load, HttpMessageInvoker upstream, ILogger logger)
+    private static async Task HandleAsync(
+        HttpContext context, byte[] tokenHash, ITaskSupervisor supervisor, TaskLoad load, HttpMessageInvoker upstream, ILogger logger, Action? wake)
     {
         if (!Authorized(context.Request, tokenHash))
         {
@@ -125,6 +126,14 @@ public sealed class AgentServingEndpoint : IAsyncDisposable
         }
 
         var path = context.Request.Path.Value ?? "";
+        if (path == AgentPaths.Wake && wake is not null && HttpMethods.IsPost(context.Request.Method))
+        {
+            // The server changed this machine's desired set: heartbeat now to fetch it (nothing else is taken from here).
+            wake();
+            context.Response.StatusCode = StatusCodes.Status204NoContent;
+            return;
+        }
+
         if (!path.StartsWith(AgentPaths.TaskPrefix, StringComparison.Ordinal))
         {
             await ErrorAsync(context, StatusCodes.Status404NotFound, "not_found_error", "Only /tasks/{task_id}/… is served here.").ConfigureAwait(false);
@@ -359,6 +368,9 @@ public sealed record AgentServingOptions
 
     /// <summary>The clock of the scrape loop.</summary>
     public TimeProvider Time { get; init; } = TimeProvider.System;
+
+    /// <summary>What <c>POST /agent/wake</c> (<see cref="AgentPaths.Wake"/>) does: the heartbeat loop's <see cref="AgentWake.Signal"/>.</summary>
+    public Action? Wake { get; init; }
 }
 
 /// <summary>Hands the web host's loggers to the agent's logger factory.</summary>

@@ -399,6 +399,7 @@ internal sealed class TaskRunner(
         }
 
         TasksLog.Ready(logger, spec.TaskId, spec.Generation);
+        options.StateChanged?.Invoke();
     }
 
     private void Set(string state)
@@ -428,6 +429,7 @@ internal sealed class TaskRunner(
         }
 
         TasksLog.Terminated(logger, spec.TaskId, spec.Generation, reason);
+        options.StateChanged?.Invoke();
     }
 
     private static int FreeLoopbackPort()

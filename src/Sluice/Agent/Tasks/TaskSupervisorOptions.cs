@@ -15,8 +15,14 @@ public sealed record TaskSupervisorOptions
     /// <summary>A model server ready this long has its backoff reset to the initial wait.</summary>
     public TimeSpan BackoffResetAfter { get; init; } = TimeSpan.FromMinutes(1);
 
-    /// <summary>How often the readiness probe is tried while a task is starting.</summary>
-    public TimeSpan ReadinessPollInterval { get; init; } = TimeSpan.FromSeconds(1);
+    /// <summary>
+    /// How often the readiness probe is tried while a task is starting: often, since a request may be waiting for it
+    /// (a cold start), and a probe is one loopback request.
+    /// </summary>
+    public TimeSpan ReadinessPollInterval { get; init; } = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>Called (outside any lock) when a task becomes ready or ends, so the heartbeat reports it now (<see cref="AgentWake"/>).</summary>
+    public Action? StateChanged { get; init; }
 
     /// <summary>One probe request's limit (wall time).</summary>
     public TimeSpan ProbeTimeout { get; init; } = TimeSpan.FromSeconds(5);

@@ -19,6 +19,12 @@ public static class AgentPaths
     /// <summary>On the agent's HTTPS serving endpoint: <c>/tasks/{task_id}/…</c> is proxied to the task's loopback port.</summary>
     public const string TaskPrefix = "/tasks/";
 
+    /// <summary>
+    /// On the agent's serving endpoint: <c>POST</c> with the serving token asks the agent to heartbeat now, because its
+    /// desired set changed (the server nudges it so a placed replica starts without waiting up to an interval).
+    /// </summary>
+    public const string Wake = "/agent/wake";
+
     /// <summary>The header the gateway presents to an agent: <c>Authorization: Bearer {serving token}</c>.</summary>
     public const string ServingScheme = "Bearer";
 

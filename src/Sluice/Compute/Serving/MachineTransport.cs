@@ -52,6 +52,9 @@ public static class MachineTransportPaths
         var root = machine.ServingUrl.GetLeftPart(UriPartial.Authority);
         return new Uri($"{root}{AgentPaths.TaskPrefix}{Uri.EscapeDataString(taskId)}{path}");
     }
+
+    /// <summary><c>{serving url}/agent/wake</c>: asks the agent to heartbeat now.</summary>
+    public static Uri WakeUri(MachineEndpoint machine) => new($"{machine.ServingUrl.GetLeftPart(UriPartial.Authority)}{AgentPaths.Wake}");
 }
 
 /// <summary>

@@ -30,6 +30,25 @@ public sealed class AgentServingEndpointTests
     }
 
     [Fact]
+    public async Task A_wake_with_the_serving_token_makes_the_agent_heartbeat_now_and_one_without_it_is_refused()
+    {
+        var woken = 0;
+        await using var kit = await ServingKit.StartAsync(new StubSupervisor(), options: new AgentServingOptions { Wake = () => Interlocked.Increment(ref woken) });
+
+        using var refused = await kit.RawAsync(Sluice.Compute.Protocol.AgentPaths.Wake, "Bearer wrong", HttpMethod.Post);
+        Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
+        using var get = await kit.RawAsync(Sluice.Compute.Protocol.AgentPaths.Wake, "Bearer " + kit.Token);
+        Assert.Equal(HttpStatusCode.NotFound, get.StatusCode);
+        Assert.Equal(0, woken);
+
+        // As the server sends it: through the pinned transport, which adds the token.
+        using var request = new HttpRequestMessage(HttpMethod.Post, Sluice.Compute.Serving.MachineTransportPaths.WakeUri(kit.Machine));
+        using var accepted = await kit.Transport.Invoker(kit.Machine).SendAsync(request, TestContext.Current.CancellationToken);
+        Assert.Equal(HttpStatusCode.NoContent, accepted.StatusCode);
+        Assert.Equal(1, woken);
+    }
+
+    [Fact]
     public async Task Requests_reach_a_ready_task_on_loopback_with_path_query_body_and_headers_but_not_the_serving_token()
     {
         await using var engine = await EngineStandIn.StartAsync();

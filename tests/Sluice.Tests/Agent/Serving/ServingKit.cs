@@ -91,10 +91,10 @@ internal sealed class ServingKit : IAsyncDisposable
     }
 
     /// <summary>A client that checks the pinned certificate and presents what the test says (or nothing) as Authorization.</summary>
-    public async Task<HttpResponseMessage> RawAsync(string path, string? authorization)
+    public async Task<HttpResponseMessage> RawAsync(string path, string? authorization, HttpMethod? method = null)
     {
         using var client = new HttpClient(new SocketsHttpHandler { SslOptions = { RemoteCertificateValidationCallback = (_, certificate, _, _) => DirectMachineTransport.MatchesPin(certificate, Fingerprint) } });
-        using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(Endpoint.Address, path));
+        using var request = new HttpRequestMessage(method ?? HttpMethod.Get, new Uri(Endpoint.Address, path));
         if (authorization is not null)
         {
             request.Headers.TryAddWithoutValidation("Authorization", authorization);
