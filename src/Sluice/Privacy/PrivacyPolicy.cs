@@ -132,6 +132,7 @@ public sealed class PolicyPublisher(
                 new(RetentionClass.SupportMessages, "support messages", Days(periods.SupportMessages), "deleted after the period, counted from when the conversation closed"),
                 new(RetentionClass.MachineTelemetry, "machine telemetry: raw heartbeat samples of machines' CPU, memory, disk and GPU figures (never what a machine processes)", Days(periods.MachineTelemetry), "deleted after the period, a day at a time"),
                 new(RetentionClass.MachineTelemetryRollups, "machine telemetry hourly rollups: minimum, average and maximum per machine and GPU per hour", Days(periods.MachineTelemetryRollups), "deleted after the period"),
+                new(RetentionClass.DeploymentMetadata, "deployment metadata: deployments' events (placements, scaling decisions and their figures), deleted deployments and stopped replicas (never what a deployment served)", Days(periods.DeploymentMetadata), "deleted after the period, counted from the event, the deletion or the stop, unless a legal hold applies"),
             ],
             subprocessors.OrderBy(s => s.Name, StringComparer.Ordinal).Select(s => new SubprocessorEntry(s.Name, s.Purpose, s.Location)).ToList(),
             providers.OrderBy(p => p.Name, StringComparer.Ordinal)

@@ -49,6 +49,12 @@ public sealed record RetentionOptions : IValidatableObject
     [Range(typeof(TimeSpan), "1.00:00:00", "365.00:00:00", ErrorMessage = "must be between {1} and {2}")]
     public TimeSpan MachineTelemetryRollups { get; init; } = TimeSpan.FromDays(90);
 
+    /// <summary>
+    /// Deployment metadata (C16): deployments' events, and deleted deployments and stopped replicas, counted from when
+    /// they happened, were deleted or stopped: 365 days. What GPU time cost is a billing record and is kept as one.
+    /// </summary>
+    public TimeSpan DeploymentMetadata { get; init; } = OperationalCeiling;
+
     /// <summary>How often the retention sweeper runs.</summary>
     [Range(typeof(TimeSpan), "00:00:00.100", "1.00:00:00", ErrorMessage = "must be between {1} and {2}")]
     public TimeSpan SweepInterval { get; init; } = TimeSpan.FromHours(1);
@@ -74,6 +80,12 @@ public sealed record RetentionOptions : IValidatableObject
                 "must be between 0 and 30 days (commitment C15: a deleted account's personal data is removed within 30 days)", [nameof(DeletedAccountGrace)]);
         }
 
+        if (DeploymentMetadata < TimeSpan.FromDays(1) || DeploymentMetadata > OperationalCeiling)
+        {
+            yield return new ValidationResult(
+                "must be between 1 day and 365 days (commitment C11: operational metadata is kept at most 12 months)", [nameof(DeploymentMetadata)]);
+        }
+
         if (MachineTelemetryRollups < MachineTelemetry)
         {
             yield return new ValidationResult(
@@ -95,7 +107,8 @@ public static class RetentionClass
     public const string SupportMessages = "support_messages";
     public const string MachineTelemetry = "machine_telemetry";
     public const string MachineTelemetryRollups = "machine_telemetry_rollups";
+    public const string DeploymentMetadata = "deployment_metadata";
 
     public static readonly IReadOnlyList<string> All =
-        [RequestMetadata, OperationalMetadata, AuditLog, Billing, BatchFiles, LoginEvents, DeletedAccounts, SupportMessages, MachineTelemetry, MachineTelemetryRollups];
+        [RequestMetadata, OperationalMetadata, AuditLog, Billing, BatchFiles, LoginEvents, DeletedAccounts, SupportMessages, MachineTelemetry, MachineTelemetryRollups, DeploymentMetadata];
 }

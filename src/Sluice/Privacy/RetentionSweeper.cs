@@ -71,6 +71,7 @@ internal sealed class RetentionSweeper(
             Compute.Telemetry.TelemetryRetention.CountHoursBeforeAsync, Compute.Telemetry.TelemetryRetention.DeleteHoursBeforeAsync, db, cancellationToken));
 
         results.Add(await SweepOperationalAsync(db, now - settings.OperationalMetadata, holds, orgs, heldPeople, cancellationToken));
+        results.Add(await SweepDeploymentsAsync(db, now - settings.DeploymentMetadata, holds, orgs, cancellationToken));
         results.Add(await EraseClosedAccountsAsync(scope.ServiceProvider, now - settings.DeletedAccountGrace, holds, people, cancellationToken));
 
         var (shredded, heldFiles) = await files.SweepExpiredAsync(holds, cancellationToken);
@@ -120,6 +121,24 @@ internal sealed class RetentionSweeper(
                 db.StaffAccessGrants.Where(g => g.RequestedAt < cutoff && (g.ExpiresAt == null || g.ExpiresAt < cutoff)), g => orgs.Contains(g.OrganizationId), cancellationToken),
         };
         return new RetentionClassResult(RetentionClass.OperationalMetadata, cutoff, parts.Sum(p => p.Deleted), parts.Sum(p => p.Held));
+    }
+
+    /// <summary>Deployment metadata: events, deleted deployments and stopped replicas; an organization's hold keeps its own.</summary>
+    private static async Task<RetentionClassResult> SweepDeploymentsAsync(
+        SluiceDbContext db, DateTimeOffset cutoff, HoldSet holds, List<Guid> orgs, CancellationToken cancellationToken)
+    {
+        var parts = new[]
+        {
+            await SweepClassAsync(RetentionClass.DeploymentMetadata, cutoff, holds,
+                db.DeploymentEvents.Where(e => e.At < cutoff),
+                e => db.Deployments.Any(d => d.Id == e.DeploymentId && orgs.Contains(d.OrganizationId)), cancellationToken),
+            await SweepClassAsync(RetentionClass.DeploymentMetadata, cutoff, holds,
+                db.DeploymentReplicas.Where(r => r.StoppedAt != null && r.StoppedAt < cutoff), r => orgs.Contains(r.OrganizationId), cancellationToken),
+            await SweepClassAsync(RetentionClass.DeploymentMetadata, cutoff, holds,
+                db.Deployments.Where(d => d.DeletedAt != null && d.DeletedAt < cutoff
+                    && !db.DeploymentReplicas.Any(r => r.DeploymentId == d.Id && r.StoppedAt == null)), d => orgs.Contains(d.OrganizationId), cancellationToken),
+        };
+        return new RetentionClassResult(RetentionClass.DeploymentMetadata, cutoff, parts.Sum(p => p.Deleted), parts.Sum(p => p.Held));
     }
 
     /// <summary>

@@ -94,6 +94,92 @@ public abstract class RetentionTests(DatabaseProvider provider)
     }
 
     [Fact]
+    public async Task Deployment_metadata_goes_after_its_period_counted_from_the_event_the_deletion_or_the_stop_and_an_orgs_hold_keeps_its_own()
+    {
+        var clock = new ManualTimeProvider(DateTimeOffset.UtcNow);
+        await using var database = await TestDatabase.CreateAsync(provider);
+        await using var sluice = new SluiceFactory(database, time: clock);
+        using var op = await OperatorAsync(sluice);
+        var (_, heldOrg, _) = await TenantAsync(sluice, "held-deployments@example.com");
+        var (_, freeOrg, _) = await TenantAsync(sluice, "free-deployments@example.com");
+        var now = clock.GetUtcNow();
+        var old = now - TimeSpan.FromDays(365) - Minute;
+        var recent = now - TimeSpan.FromDays(365) + Minute;
+        var deployments = new Dictionary<(Guid Org, string Kind), Guid>();
+        await using (var seed = database.CreateContext())
+        {
+            foreach (var org in new[] { heldOrg, freeOrg })
+            {
+                // A live deployment with an old and a recent event and an old stopped replica; a long-deleted one; a
+                // recently deleted one.
+                foreach (var (kind, deletedAt) in new[] { ("live", (DateTimeOffset?)null), ("deleted-long-ago", old), ("deleted-recently", recent) })
+                {
+                    var deployment = Deployment(org, kind, deletedAt);
+                    deployments[(org, kind)] = deployment.Id;
+                    seed.Deployments.Add(deployment);
+                }
+
+                var live = deployments[(org, "live")];
+                seed.DeploymentEvents.Add(new Sluice.Deployments.DeploymentEvent { Id = Guid.NewGuid(), DeploymentId = live, At = old, Kind = "scaled" });
+                seed.DeploymentEvents.Add(new Sluice.Deployments.DeploymentEvent { Id = Guid.NewGuid(), DeploymentId = live, At = recent, Kind = "scaled" });
+                seed.DeploymentReplicas.Add(Replica(org, live, stoppedAt: old));
+                seed.DeploymentReplicas.Add(Replica(org, live, stoppedAt: recent));
+                seed.DeploymentReplicas.Add(Replica(org, live, stoppedAt: null));
+            }
+
+            await seed.SaveChangesAsync();
+        }
+
+        Assert.Equal(HttpStatusCode.Created, (await op.PostAsJsonAsync("/api/v1/admin/legal-holds", new { scope = "org", organizationId = heldOrg, reason = "Matter 2026-30: preservation notice" })).StatusCode);
+        var result = await SweepAsync(op);
+
+        Assert.Equal((3, 3), Result(result, RetentionClass.DeploymentMetadata)); // an event, a replica and a deployment each
+        await using var db = database.CreateContext();
+        var heldLive = deployments[(heldOrg, "live")];
+        var freeLive = deployments[(freeOrg, "live")];
+        Assert.Equal(2, await db.DeploymentEvents.CountAsync(e => e.DeploymentId == heldLive));
+        Assert.Equal(1, await db.DeploymentEvents.CountAsync(e => e.DeploymentId == freeLive));
+        Assert.Equal(3, await db.DeploymentReplicas.CountAsync(r => r.OrganizationId == heldOrg));
+        Assert.Equal(2, await db.DeploymentReplicas.CountAsync(r => r.OrganizationId == freeOrg && (r.StoppedAt == null || r.StoppedAt > old)));
+        Assert.Equal(3, await db.Deployments.CountAsync(d => d.OrganizationId == heldOrg));
+        Assert.Equal(["deleted-recently", "live"], (await db.Deployments.Where(d => d.OrganizationId == freeOrg).Select(d => d.Name).ToListAsync()).Order());
+    }
+
+    private static Sluice.Deployments.Deployment Deployment(Guid org, string name, DateTimeOffset? deletedAt) => new()
+    {
+        Id = Guid.NewGuid(),
+        OrganizationId = org,
+        Name = name,
+        Engine = Sluice.Deployments.DeploymentEngines.BuiltInLlama,
+        ArtifactKind = Sluice.Deployments.ArtifactKinds.Path,
+        Artifact = "/models/tiny.gguf",
+        MinReplicas = 0,
+        MaxReplicas = 1,
+        TargetConcurrency = 1,
+        IdleTimeoutSeconds = 300,
+        LaunchJson = "{}",
+        Generation = 1,
+        Status = deletedAt is null ? Sluice.Deployments.DeploymentStatuses.ScaledToZero : Sluice.Deployments.DeploymentStatuses.Deleting,
+        CreatedBy = "test",
+        CreatedAt = (deletedAt ?? DateTimeOffset.UtcNow) - TimeSpan.FromDays(30),
+        UpdatedAt = deletedAt ?? DateTimeOffset.UtcNow,
+        DeletedAt = deletedAt,
+    };
+
+    private static Sluice.Deployments.DeploymentReplica Replica(Guid org, Guid deployment, DateTimeOffset? stoppedAt) => new()
+    {
+        Id = Guid.NewGuid(),
+        DeploymentId = deployment,
+        OrganizationId = org,
+        Generation = 1,
+        MachineId = Guid.NewGuid(),
+        TaskId = Guid.NewGuid(),
+        State = stoppedAt is null ? Sluice.Deployments.ReplicaStates.Ready : Sluice.Deployments.ReplicaStates.Stopped,
+        CreatedAt = (stoppedAt ?? DateTimeOffset.UtcNow) - TimeSpan.FromDays(1),
+        StoppedAt = stoppedAt,
+    };
+
+    [Fact]
     public async Task Audit_entries_are_not_pruned_past_an_entry_under_hold()
     {
         var clock = new ManualTimeProvider(DateTimeOffset.UtcNow);
