@@ -285,7 +285,7 @@ public sealed partial class DeploymentAdmin(
             }
         }
 
-        await ValidateAsync(deployment, launch, errors, cancellationToken);
+        await ValidateAsync(deployment, launch, errors, cancellationToken, checkName: false);
         if (errors.Any)
         {
             await audit.RefuseAsync("deployment.update", target, deployment.OrganizationId, cancellationToken);
@@ -484,15 +484,16 @@ public sealed partial class DeploymentAdmin(
         return null;
     }
 
-    private async Task ValidateAsync(Deployment d, DeploymentLaunchSettings launch, FieldErrors errors, CancellationToken cancellationToken)
+    private async Task ValidateAsync(Deployment d, DeploymentLaunchSettings launch, FieldErrors errors, CancellationToken cancellationToken, bool checkName = true)
     {
         var limits = options.Value;
-        if (!NamePattern().IsMatch(d.Name))
+        // An update keeps the name: a catalog model added since does not lock the deployment.
+        if (checkName && !NamePattern().IsMatch(d.Name))
         {
             errors.Add("name", "must be 1-100 characters of a-z, 0-9, '-', '.', '_', '/', ':', starting with a letter or digit");
         }
-        else if (catalog.Find(d.Name) is not null || d.Name is Catalog.EchoModelId or Catalog.BuiltInEmbeddingsModelId
-            || await db.CatalogModels.AnyAsync(m => m.Id == d.Name, cancellationToken))
+        else if (checkName && (catalog.Find(d.Name) is not null || d.Name is Catalog.EchoModelId or Catalog.BuiltInEmbeddingsModelId
+            || await db.CatalogModels.AnyAsync(m => m.Id == d.Name, cancellationToken)))
         {
             errors.Add("name", "is a catalog model's id; a deployment's name must not collide with the catalog");
         }
