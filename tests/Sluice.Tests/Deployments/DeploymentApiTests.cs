@@ -122,6 +122,21 @@ public sealed class DeploymentApiTests
         Assert.Contains(audit, a => a.Action == "deployment.update" && a.Outcome == "refused");
     }
 
+    [Theory]
+    [InlineData(DatabaseProvider.Sqlite)]
+    [InlineData(DatabaseProvider.Postgres)]
+    public async Task Creates_racing_for_one_name_create_exactly_one_deployment(DatabaseProvider provider)
+    {
+        await using var database = await TestDatabase.CreateAsync(provider);
+        await using var sluice = new SluiceFactory(database);
+        await using var kit = await DeploymentKit.CreateAsync(sluice);
+        var answers = await Task.WhenAll(Enumerable.Range(0, 6).Select(_ => kit.OwnerA.PostAsJsonAsync("/api/v1/deployments", kit.Body("racy"))));
+        Assert.Equal(1, answers.Count(a => a.StatusCode == HttpStatusCode.Created));
+        Assert.All(answers.Where(a => a.StatusCode != HttpStatusCode.Created), a => Assert.Equal(HttpStatusCode.Conflict, a.StatusCode));
+        await using var db = database.CreateContext();
+        Assert.Equal(1, await db.Deployments.CountAsync(d => d.Name == "racy"));
+    }
+
     [Fact]
     public async Task An_update_refused_changes_nothing_and_a_failed_deployment_given_a_new_spec_is_pending_again()
     {
