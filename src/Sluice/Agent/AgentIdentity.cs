@@ -21,4 +21,16 @@ public sealed record AgentIdentity
     /// <summary>File name (in the data directory) of the serving certificate with its private key (PKCS#12, owner-only).</summary>
     public required string CertificateFile { get; init; }
     public required string CertificateSha256 { get; init; }
+
+    /// <summary>
+    /// The directory whose model files the agent reports (deployments' <c>path</c> artifacts); null means
+    /// <c>{data dir}/models</c>. Given at join with <c>--models-dir</c>.
+    /// </summary>
+    public string? ModelsDirectory { get; init; }
+
+    public const string DefaultModelsDirectoryName = "models";
+
+    /// <summary>The models directory in force: <paramref name="overrideDirectory"/>, else the one given at join, else <c>{data dir}/models</c>.</summary>
+    public string ModelsDirectoryFor(string dataDir, string? overrideDirectory = null) =>
+        Path.GetFullPath(overrideDirectory is { Length: > 0 } given ? given : ModelsDirectory ?? Path.Combine(dataDir, DefaultModelsDirectoryName));
 }

@@ -17,6 +17,9 @@ public sealed record JoinArguments
     public string? Advertise { get; init; }
     public IReadOnlyList<string> Labels { get; init; } = [];
     public bool Force { get; init; }
+
+    /// <summary>The directory whose model files the agent reports; null: <c>{data dir}/models</c>.</summary>
+    public string? ModelsDir { get; init; }
 }
 
 /// <summary>
@@ -43,7 +46,8 @@ internal static partial class AgentJoin
 
         using var certificate = ServingCertificate.Create(advertised.Host, time.GetUtcNow());
         var fingerprint = ServingCertificate.Fingerprint(certificate);
-        var probe = new MachineProbe(new MachineProbeSources { DiskPath = dataDir }, time, NullLogger.Instance);
+        var modelsDir = arguments.ModelsDir is { Length: > 0 } given ? Path.GetFullPath(given) : null;
+        var probe = new MachineProbe(new MachineProbeSources { DiskPath = dataDir, ModelsDirectory = modelsDir ?? Path.Combine(dataDir, AgentIdentity.DefaultModelsDirectoryName) }, time, NullLogger.Instance);
         var (inventory, _) = await probe.SampleAsync(cancellationToken);
 
         using var client = new ControlClient(server!, TimeSpan.FromSeconds(60));
@@ -76,6 +80,7 @@ internal static partial class AgentJoin
             ServingUrl = advertised.GetLeftPart(UriPartial.Authority),
             CertificateFile = AgentDataDirectory.CertificateFile,
             CertificateSha256 = fingerprint,
+            ModelsDirectory = modelsDir,
         };
         try
         {

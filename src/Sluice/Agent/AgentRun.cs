@@ -14,7 +14,7 @@ internal static class AgentRun
 {
     public static readonly TimeSpan StopTimeout = TimeSpan.FromSeconds(60);
 
-    public static async Task<int> RunAsync(string dataDir, LogLevel level, LogFormat format, TextWriter error, CancellationToken cancellationToken)
+    public static async Task<int> RunAsync(string dataDir, LogLevel level, LogFormat format, TextWriter error, CancellationToken cancellationToken, string? modelsDir = null, TimeSpan? modelsRescan = null)
     {
         AgentIdentity identity;
         try
@@ -50,7 +50,7 @@ internal static class AgentRun
             var supervisor = AgentComposition.CreateSupervisor(identity, dataDir, time, loggers, wake);
             await using var serving = await AgentComposition.StartServingAsync(identity, dataDir, supervisor, time, loggers, stop.Token, wake);
             using var client = new ControlClient(server!, TimeSpan.FromSeconds(30));
-            var probe = new MachineProbe(new MachineProbeSources { DiskPath = dataDir }, time, loggers.CreateLogger("Sluice.Agent.Machine"));
+            var probe = new MachineProbe(new MachineProbeSources { DiskPath = dataDir, ModelsDirectory = identity.ModelsDirectoryFor(dataDir, modelsDir), ModelsRescanInterval = modelsRescan ?? TimeSpan.FromSeconds(30) }, time, loggers.CreateLogger("Sluice.Agent.Machine"));
             var loop = new HeartbeatLoop(identity, client, supervisor, probe, time, logger, wake: wake);
             AgentLog.Running(logger, identity.MachineId, server!.GetLeftPart(UriPartial.Authority), identity.ServingUrl);
 

@@ -29,6 +29,8 @@ internal static class AgentCommand
     private static string DataDir(ParseResult parse, Option<string?> option) =>
         Path.GetFullPath(parse.GetValue(option) is { Length: > 0 } given ? given : AgentDataDirectory.Default());
 
+    private static Option<string?> ModelsDirOption(string description) => new("--models-dir") { Description = description };
+
     private static Command Join()
     {
         var server = new Option<string>("--server") { Description = "The Sluice server's URL (https://; http:// only to a loopback address).", Required = true };
@@ -42,9 +44,10 @@ internal static class AgentCommand
         var advertise = new Option<string?>("--advertise") { Description = "Where the gateway reaches this machine, https://HOST:PORT (default: this host's name and the listen port)." };
         var label = new Option<string[]>("--label") { Description = "A label key=value (repeatable), e.g. --label zone=eu-1.", AllowMultipleArgumentsPerToken = false };
         var force = new Option<bool>("--force") { Description = "Join again over an existing identity (replacing it)." };
+        var modelsDir = ModelsDirOption("The directory whose model files (*.gguf, and directories with a config.json) deployments may name (default: {data-dir}/models); kept in agent.json.");
         var command = new Command("join", "Exchange a join token for this machine's identity and write it to the data directory.")
         {
-            server, token, dataDir, listen, advertise, label, force,
+            server, token, dataDir, listen, advertise, label, force, modelsDir,
         };
         command.SetAction((parse, cancellationToken) => GuardedAsync(() => AgentJoin.RunAsync(new JoinArguments
         {
@@ -55,6 +58,7 @@ internal static class AgentCommand
             Advertise = parse.GetValue(advertise),
             Labels = parse.GetValue(label) ?? [],
             Force = parse.GetValue(force),
+            ModelsDir = parse.GetValue(modelsDir),
         }, Console.Out, Console.Error, TimeProvider.System, cancellationToken)));
         return command;
     }
@@ -64,12 +68,15 @@ internal static class AgentCommand
         var dataDir = DataDirOption();
         var logLevel = new Option<LogLevel>("--log-level") { Description = "Lowest level logged.", DefaultValueFactory = _ => LogLevel.Information };
         var logFormat = new Option<LogFormat>("--log-format") { Description = "Console log format: text or json.", DefaultValueFactory = _ => LogFormat.Text };
+        var modelsDir = ModelsDirOption("The directory whose model files the agent reports (default: the one given at join, else {data-dir}/models).");
+        var rescan = new Option<int>("--models-rescan-seconds") { Description = "How often the models directory is scanned again.", DefaultValueFactory = _ => 30, Hidden = true };
         var command = new Command("run", "Keep this machine connected: heartbeats, telemetry, and the tasks the server assigns.")
         {
-            dataDir, logLevel, logFormat,
+            dataDir, logLevel, logFormat, modelsDir, rescan,
         };
         command.SetAction((parse, cancellationToken) =>
-            GuardedAsync(() => AgentRun.RunAsync(DataDir(parse, dataDir), parse.GetValue(logLevel), parse.GetValue(logFormat), Console.Error, cancellationToken)));
+            GuardedAsync(() => AgentRun.RunAsync(DataDir(parse, dataDir), parse.GetValue(logLevel), parse.GetValue(logFormat), Console.Error, cancellationToken, parse.GetValue(modelsDir),
+                TimeSpan.FromSeconds(Math.Clamp(parse.GetValue(rescan), 1, 3600)))));
         return command;
     }
 

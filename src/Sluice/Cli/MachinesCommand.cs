@@ -71,6 +71,11 @@ internal static class MachinesCommand
                 await Console.Out.WriteLineAsync($"gpu {gpu.Index}:       {gpu.Name} ({gpu.MemoryMib} MiB) {gpu.Uuid}");
             }
 
+            foreach (var model in m.Inventory.Models ?? [])
+            {
+                await Console.Out.WriteLineAsync($"model:       {model.Path} ({model.Bytes} bytes)");
+            }
+
             await Console.Out.WriteLineAsync($"labels:      {string.Join(", ", m.Labels.Select(l => $"{l.Key}={l.Value}"))}");
             await Console.Out.WriteLineAsync($"joined:      {m.JoinedAt.UtcDateTime:yyyy-MM-dd HH:mm:ss}Z, last heartbeat {m.LastHeartbeatAt?.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss", System.Globalization.CultureInfo.InvariantCulture) ?? "never"}");
             foreach (var e in await admin.EventsAsync(ComputeCaller.Cli, m.Id, 20, ct))

@@ -49,6 +49,7 @@ public static class SluiceCli
         root.Subcommands.Add(AuditCommand.Create());
         root.Subcommands.Add(FilesCommand.Create());
         root.Subcommands.Add(MachinesCommand.Create());
+        root.Subcommands.Add(DeploymentsCommand.Create());
         root.Subcommands.Add(EngineCommand.Create());
         root.Subcommands.Add(AgentCommand.Create());
         return root;

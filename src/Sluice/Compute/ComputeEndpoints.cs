@@ -13,7 +13,8 @@ internal static class ComputeEndpoints
     {
         // The agent's two calls: anonymous to the session/key machinery. The join token rides in the body, the machine
         // credential in Authorization; both are checked here, never by the API-key gate.
-        endpoints.MapPost(AgentPaths.Join, JoinAsync).WithTags("agent").AllowAnonymous();
+        // A join carries the inventory, which may list up to 256 model files with long paths.
+        endpoints.MapPost(AgentPaths.Join, JoinAsync).WithTags("agent").AllowAnonymous().WithMetadata(new BodyLimit(HeartbeatMaxBodyBytes));
         // A heartbeat of a full machine (64 GPUs, 256 task reports) runs past the API's default body limit.
         endpoints.MapPost(AgentPaths.Heartbeat, HeartbeatAsync).WithTags("agent").AllowAnonymous().WithMetadata(new BodyLimit(HeartbeatMaxBodyBytes));
 

@@ -13,6 +13,8 @@ internal static partial class ProtocolValidation
     public const int MaxGpus = 64;
     public const int MaxLabels = 32;
     public const int MaxTasks = 256;
+    public const int MaxModels = 256;
+    public const int MaxModelPath = 1000;
     private const long MaxMemoryBytes = 1L << 50; // 1 PiB
     private const long MaxDiskBytes = 1L << 60;
     private const long MaxGpuMemoryMib = 1L << 24; // 16 TiB
@@ -114,6 +116,8 @@ internal static partial class ProtocolValidation
             }
         }
 
+        Models(errors, $"{field}.models", inventory.Models);
+
         if (gpus.Where(g => g is not null).GroupBy(g => g.Index).Any(g => g.Count() > 1))
         {
             errors.Add($"{field}.gpus", "GPU indices must be unique");
@@ -122,6 +126,37 @@ internal static partial class ProtocolValidation
         if (gpus.Where(g => g?.Uuid is not null).GroupBy(g => g.Uuid, StringComparer.Ordinal).Any(g => g.Count() > 1))
         {
             errors.Add($"{field}.gpus", "GPU uuids must be unique");
+        }
+    }
+
+    /// <summary>The model files an agent offers: at most <see cref="MaxModels"/>, absolute paths without control characters, sizes not negative.</summary>
+    public static void Models(FieldErrors errors, string field, IReadOnlyList<ModelFile>? models)
+    {
+        if (models is null)
+        {
+            return;
+        }
+
+        if (models.Count > MaxModels)
+        {
+            errors.Add(field, $"at most {MaxModels} model files");
+            return;
+        }
+
+        for (var i = 0; i < models.Count; i++)
+        {
+            var model = models[i];
+            if (model?.Path is not { Length: > 1 and <= MaxModelPath } path || !path.StartsWith('/') || path.Any(char.IsControl)
+                || path.Split('/').Any(segment => segment is "." or ".."))
+            {
+                errors.Add($"{field}[{i}].path", $"must be an absolute path of at most {MaxModelPath} characters without control characters or '.' and '..' segments");
+                continue;
+            }
+
+            if (model.Bytes is < 0 or > MaxDiskBytes)
+            {
+                errors.Add($"{field}[{i}].bytes", "must be between 0 and 1 EiB");
+            }
         }
     }
 

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Sluice.Hosting;
 
 namespace Sluice.Deployments;
 
@@ -8,6 +9,8 @@ internal static class DeploymentsModule
     public static IServiceCollection AddDeploymentsCore(this IServiceCollection services)
     {
         services.TryAddSingleton<IDeploymentBilling, UnmeteredDeploymentBilling>();
+        services.AddSettings<DeploymentsOptions>(DeploymentsOptions.Section);
+        services.AddScoped<DeploymentAdmin>();
         return services;
     }
 
@@ -19,5 +22,9 @@ internal static class DeploymentsModule
         return services;
     }
 
-    public static IEndpointRouteBuilder MapDeployments(this IEndpointRouteBuilder app) => app;
+    public static IEndpointRouteBuilder MapDeployments(this IEndpointRouteBuilder app)
+    {
+        app.MapDeploymentEndpoints();
+        return app;
+    }
 }

@@ -16,6 +16,12 @@ public sealed record MachineProbeSources
     public DockerProbe Docker { get; init; } = new();
 
     public TimeSpan DockerTimeout { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>The models directory (<see cref="ModelScanner"/>); null offers no model files.</summary>
+    public string? ModelsDirectory { get; init; }
+
+    /// <summary>How often the models directory is scanned again (a change is sent with the next heartbeat).</summary>
+    public TimeSpan ModelsRescanInterval { get; init; } = TimeSpan.FromSeconds(30);
 }
 
 /// <summary>
@@ -32,6 +38,8 @@ public sealed class MachineProbe(MachineProbeSources sources, TimeProvider time,
     private string? _cudaVersion;
     private bool _cudaKnown;
     private ToolOutcome? _lastGpuOutcome;
+    private IReadOnlyList<ModelFile>? _models;
+    private DateTimeOffset _modelsScannedAt;
 
     public async Task<(MachineInventory Inventory, TelemetrySample Telemetry)> SampleAsync(CancellationToken cancellationToken)
     {
@@ -56,6 +64,7 @@ public sealed class MachineProbe(MachineProbeSources sources, TimeProvider time,
             DiskBytes = diskTotal,
             OperatingSystem = RuntimeInformation.OSDescription,
             DockerAvailable = docker,
+            Models = Models(at),
         };
         var telemetry = new TelemetrySample
         {
@@ -144,6 +153,22 @@ public sealed class MachineProbe(MachineProbeSources sources, TimeProvider time,
             // so they are not reported yet.
             XidErrors = null,
         }).ToList();
+    }
+
+    private IReadOnlyList<ModelFile>? Models(DateTimeOffset now)
+    {
+        if (sources.ModelsDirectory is null)
+        {
+            return null;
+        }
+
+        if (_models is null || now - _modelsScannedAt >= sources.ModelsRescanInterval || now < _modelsScannedAt)
+        {
+            _models = ModelScanner.Scan(sources.ModelsDirectory);
+            _modelsScannedAt = now;
+        }
+
+        return _models;
     }
 
     private string ReadProc(string name)

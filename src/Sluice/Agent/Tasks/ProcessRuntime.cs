@@ -62,8 +62,10 @@ internal sealed partial class ProcessRuntime(string? stateDirectory = null) : IT
             throw new TaskSpecException("a process task needs a command");
         }
 
-        var command = Resolve(process.Command)
-            ?? throw new TaskSpecException("the task's command was not found on this machine (or is not executable)");
+        var (resolved, leading) = process.Command == AgentPaths.SluiceCommand
+            ? SluiceExecutable(Environment.ProcessPath, System.Reflection.Assembly.GetEntryAssembly()?.Location)
+            : (Resolve(process.Command), []);
+        var command = resolved ?? throw new TaskSpecException("the task's command was not found on this machine (or is not executable)");
         var workingDirectory = string.IsNullOrEmpty(process.WorkingDirectory) ? Path.GetTempPath() : process.WorkingDirectory;
         if (!Directory.Exists(workingDirectory))
         {
@@ -82,6 +84,11 @@ internal sealed partial class ProcessRuntime(string? stateDirectory = null) : IT
         if (Setsid is not null)
         {
             info.ArgumentList.Add(command);
+        }
+
+        foreach (var argument in leading)
+        {
+            info.ArgumentList.Add(argument);
         }
 
         foreach (var argument in process.Args)
@@ -108,6 +115,26 @@ internal sealed partial class ProcessRuntime(string? stateDirectory = null) : IT
         info.Environment["CUDA_VISIBLE_DEVICES"] = string.Join(',', spec.GpuIndices.Select(i => i.ToString(CultureInfo.InvariantCulture)));
         info.Environment["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"; // CUDA's own default numbers the fastest GPU first; nvidia-smi (and the server's indices) use PCI order
         return info;
+    }
+
+    /// <summary>
+    /// What <see cref="AgentPaths.SluiceCommand"/> runs: this agent's own executable (<paramref name="processPath"/>), and
+    /// when that is the .NET host (<c>dotnet sluice.dll agent run</c>), the host with the entry assembly as its first argument.
+    /// </summary>
+    internal static (string? Command, IReadOnlyList<string> LeadingArgs) SluiceExecutable(string? processPath, string? entryAssembly)
+    {
+        if (string.IsNullOrEmpty(processPath))
+        {
+            return (null, []);
+        }
+
+        var name = Path.GetFileNameWithoutExtension(processPath);
+        if (string.Equals(name, "dotnet", StringComparison.OrdinalIgnoreCase))
+        {
+            return string.IsNullOrEmpty(entryAssembly) ? (null, []) : (processPath, [entryAssembly]);
+        }
+
+        return (processPath, []);
     }
 
     /// <summary>The command's full path: as given when it names a path, else the first executable match on PATH.</summary>
