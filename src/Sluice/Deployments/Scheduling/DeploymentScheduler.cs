@@ -104,6 +104,7 @@ public sealed class DeploymentScheduler(
         var fleet = await LoadFleetAsync(db, cancellationToken);
         var tally = new Tally();
         var failures = 0;
+        Exception? lastFailure = null;
         foreach (var id in ids)
         {
             try
@@ -120,6 +121,7 @@ public sealed class DeploymentScheduler(
             {
                 // One deployment's trouble does not hold up the others; the round still reports failing below.
                 failures++;
+                lastFailure = ex;
                 db.ChangeTracker.Clear();
                 SchedulingLog.ConvergeFailed(logger, id, ex.GetType().Name);
             }
@@ -127,7 +129,7 @@ public sealed class DeploymentScheduler(
 
         if (failures > 0)
         {
-            throw new SchedulerRoundException(failures);
+            throw new SchedulerRoundException(failures, lastFailure);
         }
 
         return new SchedulerPass(true, ids.Count, tally.Placed, tally.Drained, tally.Stopped);
@@ -179,10 +181,13 @@ public sealed class DeploymentScheduler(
             .ToHashSet();
         var machineTasks = services.GetRequiredService<MachineTasks>();
 
-        void Event(string kind, string? detail) => db.DeploymentEvents.Add(new DeploymentEvent
+        // Events of one pass are a microsecond apart (what the database keeps), so listings show them in the order they happened.
+        var sequence = 0;
+        void Event(string kind, string? detail)
         {
-            Id = Guid.CreateVersion7(now), DeploymentId = id, At = now, Kind = kind, Detail = detail,
-        });
+            var at = now.AddTicks(10 * sequence++);
+            db.DeploymentEvents.Add(new DeploymentEvent { Id = Guid.CreateVersion7(at), DeploymentId = id, At = at, Kind = kind, Detail = detail });
+        }
 
         void StopTask(DeploymentReplica replica)
         {
@@ -460,6 +465,10 @@ public sealed class DeploymentScheduler(
         {
             return (null, $"the engine {Truncate(deployment.Engine, 32)} cannot be launched by this server yet");
         }
+        catch (Exception ex) when (ex is JsonException or ArgumentException or InvalidOperationException)
+        {
+            return (null, "the deployment's launch settings cannot be turned into a task");
+        }
     }
 
     private static string FailureSentence(DeploymentReplica replica, MachineTask? task) => FailureSentence(replica.ReadyAt is null, task);
@@ -516,4 +525,5 @@ public sealed class DeploymentScheduler(
 }
 
 /// <summary>Some deployments could not be converged this round (each is logged with its id); the round shows as failing in <c>/readyz</c>.</summary>
-public sealed class SchedulerRoundException(int failures) : Exception($"{failures} deployment(s) could not be converged this round");
+/// The last failure is kept as the inner exception for a debugger, never logged (its message could quote data).
+public sealed class SchedulerRoundException(int failures, Exception? last) : Exception($"{failures} deployment(s) could not be converged this round", last);
