@@ -451,7 +451,7 @@ public sealed class DeploymentScheduler(
                 var json = services.GetRequiredService<SecretBox>().Open(sealedSecrets, $"deployment:{deployment.Id}");
                 secrets = JsonSerializer.Deserialize(json, DeploymentJson.Default.DictionaryStringString);
             }
-            catch (Exception ex) when (ex is System.Security.Cryptography.CryptographicException or JsonException or FormatException)
+            catch (Exception ex) when (ex is System.Security.Cryptography.CryptographicException or JsonException or FormatException or ArgumentException or OverflowException)
             {
                 return (null, "the deployment's secrets cannot be opened with this server's data key");
             }

@@ -304,4 +304,55 @@ public sealed class LifecycleTests
         Assert.Equal(DeploymentStatuses.Suspended, row.Status);
         Assert.Equal("the wallet cannot cover its GPU time", row.StatusReason);
     }
+
+    [Fact]
+    public async Task A_replica_on_a_draining_machine_is_replaced_elsewhere_before_it_drains()
+    {
+        await using var harness = await StartAsync(DatabaseProvider.Sqlite);
+        var leaving = await harness.MachineAsync(L4, 1);
+        var deployment = await harness.DeploymentAsync(Guid.NewGuid(), desired: 1);
+        await harness.PassAsync();
+        await harness.ReadyAsync(deployment);
+        await harness.PassAsync();
+        var original = Assert.Single(await harness.ReplicasAsync(deployment));
+
+        // The operator drains the machine; another joins. The replacement starts while the original keeps serving.
+        await harness.UpdateMachineAsync(leaving, m => m.State = MachineStates.Draining);
+        var next = await harness.MachineAsync(L4, 1);
+        await harness.PassAsync();
+        var replicas = await harness.ReplicasAsync(deployment);
+        Assert.Equal(ReplicaStates.Ready, replicas.Single(r => r.Id == original.Id).State);
+        Assert.Equal(next, replicas.Single(r => r.Id != original.Id).MachineId);
+
+        await harness.ReadyAsync(deployment);
+        await harness.PassAsync();
+        replicas = await harness.ReplicasAsync(deployment);
+        Assert.Equal(ReplicaStates.Draining, replicas.Single(r => r.Id == original.Id).State);
+        Assert.Equal(ReplicaStates.Ready, replicas.Single(r => r.Id != original.Id).State);
+        var drained = await harness.EventsAsync(deployment, DeploymentEventKinds.ReplicaDraining);
+        Assert.Equal("machine_draining", JsonDocument.Parse(Assert.Single(drained).Detail!).RootElement.GetProperty("reason").GetString());
+        Assert.DoesNotContain(DeploymentEventKinds.RolloutStarted, await harness.EventsAsync(deployment)); // the same generation: not a rollout
+    }
+
+    [Fact]
+    public async Task A_deployment_that_cannot_be_launched_stays_pending_with_a_reason_and_places_nothing()
+    {
+        await using var harness = await StartAsync(DatabaseProvider.Sqlite);
+        await harness.MachineAsync(L4, 2);
+        var unknown = await harness.DeploymentAsync(Guid.NewGuid(), desired: 1, name: "unknown");
+        await harness.UpdateDeploymentAsync(unknown, d => d.Engine = "no-such-engine");
+        var unsealable = await harness.DeploymentAsync(Guid.NewGuid(), desired: 1, name: "unsealable", secretsJson: """{"HF_TOKEN":"x"}""");
+        await harness.UpdateDeploymentAsync(unsealable, d => d.SecretsSealed = "not a sealed value");
+
+        await harness.PassAsync();
+
+        Assert.Empty(await harness.ReplicasAsync(unknown));
+        Assert.Empty(await harness.ReplicasAsync(unsealable));
+        Assert.Equal("the engine no-such-engine cannot be launched by this server yet", (await harness.GetDeploymentAsync(unknown)).StatusReason);
+        Assert.Equal("the deployment's secrets cannot be opened with this server's data key", (await harness.GetDeploymentAsync(unsealable)).StatusReason);
+        Assert.Single(await harness.EventsAsync(unknown, DeploymentEventKinds.Unschedulable));
+        await harness.AssertNoGpuAssignedTwiceAsync();
+        await using var db = harness.Database.CreateContext();
+        Assert.Equal(0, db.MachineTasks.Count());
+    }
 }
