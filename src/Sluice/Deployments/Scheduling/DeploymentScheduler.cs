@@ -158,13 +158,45 @@ public sealed class DeploymentScheduler(
     private async Task ConvergeAsync(
         IServiceProvider services, SluiceDbContext db, Dictionary<Guid, MachineSlot> fleet, Guid id, Tally tally, CancellationToken cancellationToken)
     {
-        var settings = options.Value;
         var now = time.GetUtcNow();
         db.ChangeTracker.Clear();
-        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
-        if (!await SchedulerLeases.RenewAsync(db, Holder, now, settings.LeaseDuration, cancellationToken))
+        Microsoft.EntityFrameworkCore.Storage.IDbContextTransaction? transaction = null;
+        try
         {
-            throw new LeaseLostException();
+            await ConvergeAsync(services, db, fleet, id, tally, now, () => transaction, t => transaction = t, cancellationToken);
+        }
+        finally
+        {
+            if (transaction is not null)
+            {
+                await transaction.DisposeAsync();
+            }
+        }
+    }
+
+    /// <summary>
+    /// One deployment's step: read and decide without a transaction; only if something is to be written, begin one whose
+    /// first statement renews the lease (the fence), then write. A deployment at rest costs reads only.
+    /// </summary>
+    private async Task ConvergeAsync(
+        IServiceProvider services, SluiceDbContext db, Dictionary<Guid, MachineSlot> fleet, Guid id, Tally tally, DateTimeOffset now,
+        Func<Microsoft.EntityFrameworkCore.Storage.IDbContextTransaction?> currentTransaction, Action<Microsoft.EntityFrameworkCore.Storage.IDbContextTransaction> began,
+        CancellationToken cancellationToken)
+    {
+        var settings = options.Value;
+
+        async Task BeginWritesAsync()
+        {
+            if (currentTransaction() is not null)
+            {
+                return;
+            }
+
+            began(await db.Database.BeginTransactionAsync(cancellationToken));
+            if (!await SchedulerLeases.RenewAsync(db, Holder, now, settings.LeaseDuration, cancellationToken))
+            {
+                throw new LeaseLostException();
+            }
         }
 
         var deployment = await db.Deployments.AsNoTracking().SingleAsync(d => d.Id == id, cancellationToken);
@@ -249,21 +281,21 @@ public sealed class DeploymentScheduler(
             }
         }
 
-        await db.SaveChangesAsync(cancellationToken);
-
         // 2. Failures in a row of this generation (newest first): enough of them and nothing more is placed until an update.
         var recent = await db.DeploymentReplicas.AsNoTracking()
             .Where(r => r.DeploymentId == id && r.Generation == deployment.Generation)
             .OrderByDescending(r => r.CreatedAt)
             .Take(settings.FailuresBeforeFailed)
-            .Select(r => new { r.State, r.TaskId, r.ReadyAt })
+            .Select(r => new { r.Id, r.State, r.TaskId, r.ReadyAt })
             .ToListAsync(cancellationToken);
-        var streak = recent.TakeWhile(r => r.State == ReplicaStates.Failed).Count();
+        var followed = live.ToDictionary(r => r.Id, r => r.State); // this pass's states, not yet written
+        var streak = recent.TakeWhile(r => followed.GetValueOrDefault(r.Id, r.State) == ReplicaStates.Failed).Count();
         string? failure = null;
         if (streak >= settings.FailuresBeforeFailed)
         {
             var last = recent[0];
-            var lastTask = await db.MachineTasks.AsNoTracking().SingleOrDefaultAsync(t => t.Id == last.TaskId, cancellationToken);
+            var lastTask = tasks.GetValueOrDefault(last.TaskId)
+                ?? await db.MachineTasks.AsNoTracking().SingleOrDefaultAsync(t => t.Id == last.TaskId, cancellationToken);
             failure = FailureSentence(last.ReadyAt is null, lastTask);
         }
 
@@ -359,6 +391,7 @@ public sealed class DeploymentScheduler(
                         break;
                     }
 
+                    await BeginWritesAsync();
                     var slot = candidates[0];
                     var replicaId = Guid.CreateVersion7(now);
                     var placement = await machineTasks.PlaceAsync(slot.Id, deployment.OrganizationId, spec, deployment.GpusPerReplica, null, deployment.GpuType,
@@ -423,7 +456,14 @@ public sealed class DeploymentScheduler(
             : desired == 0 && running == 0 ? (DeploymentStatuses.ScaledToZero, null)
             : (DeploymentStatuses.Pending, unschedulable ?? (running > 0 ? "waiting for a replica to become ready" : null));
         statusReason = statusReason is null ? null : Truncate(statusReason, 300);
-        if (status != deployment.Status || statusReason != deployment.StatusReason)
+        var statusChanged = status != deployment.Status || statusReason != deployment.StatusReason;
+        if (currentTransaction() is null && !statusChanged && !db.ChangeTracker.HasChanges())
+        {
+            return; // at rest: nothing to write
+        }
+
+        await BeginWritesAsync();
+        if (statusChanged)
         {
             var changed = await db.Deployments
                 .Where(d => d.Id == id && d.Status == deployment.Status && d.Generation == deployment.Generation
@@ -437,7 +477,7 @@ public sealed class DeploymentScheduler(
         }
 
         await db.SaveChangesAsync(cancellationToken);
-        await transaction.CommitAsync(cancellationToken);
+        await currentTransaction()!.CommitAsync(cancellationToken);
     }
 
     /// <summary>The task spec for a replica, or why there is none (content-free: never the secrets or the spec).</summary>
