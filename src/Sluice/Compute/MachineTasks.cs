@@ -29,6 +29,12 @@ public sealed record MachineTaskView(
     string State, string? Reason, int ReportedGeneration, int Restarts, int? ExitCode, DateTimeOffset? StartedAt, DateTimeOffset? ReadyAt,
     DateTimeOffset? ReportedAt, DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt);
 
+/// <summary>A placement's outcome: the task written, or the field and sentence of its refusal (nothing written).</summary>
+internal sealed record TaskPlacement(MachineTask? Task, string? RefusedField, string? Refusal)
+{
+    public static TaskPlacement Refused(string field, string refusal) => new(null, field, refusal);
+}
+
 /// <summary>
 /// Places tasks on machines and stops them: the one service the task API (and later the scheduler and deployments)
 /// calls. Checks the spec and the machine (state, GPUs, owner) before writing; a refusal writes nothing but its audit
@@ -104,27 +110,66 @@ public sealed class MachineTasks(
             errors.ThrowIfAny();
         }
 
+        var placed = await PlaceAsync(machineId, organizationId, spec, request.Gpus, request.GpuIndices, gpuType: null, alongside: null, cancellationToken);
+        if (placed.Task is null)
+        {
+            await RefuseAsync(machine, cancellationToken);
+            throw ApiProblem.Conflict(placed.RefusedField!, placed.Refusal!);
+        }
+
+        return View(placed.Task);
+    }
+
+    /// <summary>
+    /// Places <paramref name="spec"/> on one machine: the one path for every placement (the task API and the deployment
+    /// scheduler). Placements on a machine take turns under its row lock; the machine must be ready and open to
+    /// <paramref name="organizationId"/> (the platform pool, or its own private fleet), and the GPUs must be free (of
+    /// <paramref name="gpuType"/> when given) at that moment. <paramref name="alongside"/> adds rows that are written in
+    /// the same transaction as the task (a deployment replica). Runs in the caller's transaction when there is one
+    /// (then the caller commits); otherwise in its own. A refusal writes nothing and says why; the caller audits it if
+    /// it is a caller's refusal.
+    /// </summary>
+    internal async Task<TaskPlacement> PlaceAsync(
+        Guid machineId, Guid? organizationId, TaskSpec spec, int? gpus, IReadOnlyList<int>? gpuIndices, string? gpuType,
+        Action<MachineTask>? alongside, CancellationToken cancellationToken)
+    {
+        var sealedSpec = JsonSerializer.Serialize(spec with { TaskId = "", GpuIndices = [] }, ComputeJson.Default.TaskSpec);
+        if (System.Text.Encoding.UTF8.GetByteCount(sealedSpec) > MaxSpecBytes)
+        {
+            return TaskPlacement.Refused("spec", $"the task's spec must be at most {MaxSpecBytes / 1024} KiB");
+        }
+
         var now = time.GetUtcNow();
-        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        var ownTransaction = db.Database.CurrentTransaction is null;
+        await using var transaction = ownTransaction ? await db.Database.BeginTransactionAsync(cancellationToken) : null;
+
+        async Task<TaskPlacement> Refuse(string field, string refusal)
+        {
+            if (transaction is not null)
+            {
+                await transaction.RollbackAsync(cancellationToken);
+            }
+
+            return TaskPlacement.Refused(field, refusal);
+        }
 
         // Placements on one machine take turns: this update takes the machine's row (PostgreSQL) or the write lock
-        // (SQLite) before the GPUs in use are read, and it only succeeds while the machine takes new work.
-        var open = await db.Machines.Where(m => m.Id == machineId && m.State == MachineStates.Ready)
+        // (SQLite) before the GPUs in use are read, and it only succeeds while the machine takes new work from this owner.
+        var open = await db.Machines
+            .Where(m => m.Id == machineId && m.State == MachineStates.Ready && (m.OrganizationId == null || m.OrganizationId == organizationId))
             .ExecuteUpdateAsync(set => set.SetProperty(m => m.TaskVersion, m => m.TaskVersion + 1), cancellationToken);
         if (open != 1)
         {
-            await transaction.RollbackAsync(cancellationToken);
-            await RefuseAsync(machine, cancellationToken);
-            throw ApiProblem.Conflict("machine", "is not ready (cordoned, draining or decommissioned): it takes no new tasks");
+            return await Refuse("machine", "is not ready (cordoned, draining or decommissioned): it takes no new tasks");
         }
 
+        var inventoryJson = await db.Machines.AsNoTracking().Where(m => m.Id == machineId).Select(m => m.Inventory).SingleAsync(cancellationToken);
+        var inventory = JsonSerializer.Deserialize(inventoryJson, ComputeJson.Default.MachineInventory)!;
         var active = await db.MachineTasks.CountAsync(t => t.MachineId == machineId && (t.Desired == TaskDesired.Running || t.State != TaskStates.Terminated), cancellationToken);
         if (active >= ProtocolValidation.MaxTasks)
         {
             // The agent reports every task it holds and a heartbeat carries at most this many.
-            await transaction.RollbackAsync(cancellationToken);
-            await RefuseAsync(machine, cancellationToken);
-            throw ApiProblem.Conflict("machine", $"already holds {ProtocolValidation.MaxTasks} tasks; stop some first");
+            return await Refuse("machine", $"already holds {ProtocolValidation.MaxTasks} tasks; stop some first");
         }
 
         var taken = (await db.MachineTasks.AsNoTracking()
@@ -132,26 +177,24 @@ public sealed class MachineTasks(
                 .Select(t => t.GpuIndices).ToListAsync(cancellationToken))
             .SelectMany(s => s.Split(',')).Select(s => int.Parse(s, System.Globalization.CultureInfo.InvariantCulture)).ToHashSet();
         List<int> assigned;
-        if (request.GpuIndices is { } indices)
+        if (gpuIndices is { } indices)
         {
             if (indices.Any(taken.Contains))
             {
-                await transaction.RollbackAsync(cancellationToken);
-                await RefuseAsync(machine, cancellationToken);
-                throw ApiProblem.Conflict("gpuIndices", "a GPU named is already assigned to another task that has not terminated");
+                return await Refuse("gpuIndices", "a GPU named is already assigned to another task that has not terminated");
             }
 
             assigned = indices.Order().ToList();
         }
         else
         {
-            var free = (inventory.Gpus ?? []).Select(g => g.Index).Where(i => !taken.Contains(i)).Order().ToList();
-            var count = request.Gpus ?? 0;
+            var free = (inventory.Gpus ?? []).Where(g => gpuType is null || g.Name == gpuType).Select(g => g.Index).Where(i => !taken.Contains(i)).Order().ToList();
+            var count = gpus ?? 0;
             if (free.Count < count)
             {
-                await transaction.RollbackAsync(cancellationToken);
-                await RefuseAsync(machine, cancellationToken);
-                throw ApiProblem.Conflict("gpus", $"only {free.Count} GPU(s) of the machine are free");
+                return await Refuse("gpus", gpuType is null
+                    ? $"only {free.Count} GPU(s) of the machine are free"
+                    : $"only {free.Count} {gpuType} GPU(s) of the machine are free");
             }
 
             assigned = free.Take(count).ToList();
@@ -168,7 +211,7 @@ public sealed class MachineTasks(
             GpuIndices = string.Join(',', assigned),
             Generation = 1,
             Desired = TaskDesired.Running,
-            SpecSealed = secrets.Seal(JsonSerializer.Serialize(spec with { TaskId = "", GpuIndices = [] }, ComputeJson.Default.TaskSpec), SpecBinding(id, machineId)),
+            SpecSealed = secrets.Seal(sealedSpec, SpecBinding(id, machineId)),
             State = TaskStates.Pending,
             CreatedBy = actor.Id,
             CreatedAt = now,
@@ -176,10 +219,16 @@ public sealed class MachineTasks(
         };
         db.MachineTasks.Add(task);
         audit.Record("machine.task_create", $"machine_task:{id}", organizationId);
+        alongside?.Invoke(task);
         await db.SaveChangesAsync(cancellationToken);
-        await transaction.CommitAsync(cancellationToken);
-        nudger?.Nudge(machineId);
-        return View(task);
+        if (transaction is not null)
+        {
+            // Placed in its own transaction: the agent can fetch it now. A caller's transaction nudges after its commit.
+            await transaction.CommitAsync(cancellationToken);
+            nudger?.Nudge(machineId);
+        }
+
+        return new TaskPlacement(task, null, null);
     }
 
     public async Task<List<MachineTaskView>> ListAsync(ComputeCaller caller, Guid machineId, CancellationToken cancellationToken)
@@ -201,6 +250,18 @@ public sealed class MachineTasks(
         await machines.FindAsync(caller, machineId, cancellationToken);
         var task = await db.MachineTasks.SingleOrDefaultAsync(t => t.Id == taskId && t.MachineId == machineId, cancellationToken)
             ?? throw ApiProblem.NotFound("task");
+        Stop(task);
+        await db.SaveChangesAsync(cancellationToken);
+        nudger?.Nudge(machineId);
+        return View(task);
+    }
+
+    /// <summary>
+    /// Takes a tracked task out of its machine's desired set, with its audit entry, for the caller to save (in its own
+    /// transaction): the API's stop and the scheduler's (draining replicas) share it. No caller checks.
+    /// </summary>
+    internal void Stop(MachineTask task)
+    {
         if (task.Desired != TaskDesired.Stopped)
         {
             task.Desired = TaskDesired.Stopped;
@@ -208,10 +269,7 @@ public sealed class MachineTasks(
             task.UpdatedAt = time.GetUtcNow();
         }
 
-        audit.Record("machine.task_stop", $"machine_task:{taskId}", task.OrganizationId);
-        await db.SaveChangesAsync(cancellationToken);
-        nudger?.Nudge(machineId);
-        return View(task);
+        audit.Record("machine.task_stop", $"machine_task:{task.Id}", task.OrganizationId);
     }
 
     public static string SpecBinding(Guid taskId, Guid machineId) => $"machine-task:{taskId}:{machineId}";

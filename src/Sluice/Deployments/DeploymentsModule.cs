@@ -1,5 +1,6 @@
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Sluice.Hosting;
+using Sluice.Deployments.Scheduling;
 
 namespace Sluice.Deployments;
 
@@ -19,6 +20,7 @@ internal static class DeploymentsModule
     {
         services.AddDeploymentsCore();
         services.AddSingleton<DeploymentLoad>();
+        services.AddDeploymentScheduler();
         return services;
     }
 
