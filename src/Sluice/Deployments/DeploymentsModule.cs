@@ -1,4 +1,5 @@
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Sluice.Deployments.Routing;
 
 namespace Sluice.Deployments;
 
@@ -16,8 +17,13 @@ internal static class DeploymentsModule
     {
         services.AddDeploymentsCore();
         services.AddSingleton<DeploymentLoad>();
+        services.AddDeploymentRouting();
         return services;
     }
 
-    public static IEndpointRouteBuilder MapDeployments(this IEndpointRouteBuilder app) => app;
+    public static IEndpointRouteBuilder MapDeployments(this IEndpointRouteBuilder app)
+    {
+        app.MapDeploymentStats();
+        return app;
+    }
 }
