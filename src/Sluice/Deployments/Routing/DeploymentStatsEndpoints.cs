@@ -36,10 +36,10 @@ internal static class DeploymentStatsEndpoints
     }
 
     private static async Task<DeploymentStats> StatsAsync(
-        Guid id, DateTimeOffset? from, DateTimeOffset? to, HttpContext http, SluiceDbContext db, TimeProvider time, CancellationToken cancellationToken)
+        Guid id, string? from, string? to, HttpContext http, SluiceDbContext db, TimeProvider time, CancellationToken cancellationToken)
     {
-        var end = to ?? time.GetUtcNow();
-        var start = from ?? end - TimeSpan.FromDays(1);
+        var end = Time(to, "to") ?? time.GetUtcNow();
+        var start = Time(from, "from") ?? end - TimeSpan.FromDays(1);
         if (start >= end)
         {
             throw ApiProblem.Invalid("from", "must be before to");
@@ -79,6 +79,11 @@ internal static class DeploymentStatsEndpoints
 
         return new DeploymentStats(id, start, end, requests, errors, waits.Count, Of(waits), coldReplicas.Count, Of(coldTimes));
     }
+
+    private static DateTimeOffset? Time(string? value, string field) =>
+        string.IsNullOrEmpty(value) ? null
+        : DateTimeOffset.TryParse(value, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var parsed) ? parsed
+        : throw ApiProblem.Invalid(field, "must be a time in ISO 8601 form (2026-11-30T12:00:00Z)");
 
     /// <summary>Nearest-rank percentiles (each one a value that was measured).</summary>
     internal static Percentiles? Of(List<long> values)

@@ -68,7 +68,7 @@ public sealed class InferencePipeline(
             KeyId = call.Key.KeyId,
             Endpoint = InferenceRequest.Name(call.Endpoint),
             Model = trace.Model,
-            RouteId = trace.Route is { Provider.IsBuiltIn: false } route ? route.Id : null,
+            RouteId = trace.Route is { Provider.IsBuiltIn: false, Provider.Kind: not ProviderKind.Deployment } route ? route.Id : null, // a deployment is DeploymentId
             Status = status,
             ErrorType = errorType,
             Stream = trace.Stream,
