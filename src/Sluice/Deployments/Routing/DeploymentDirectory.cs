@@ -53,7 +53,8 @@ public sealed class DeploymentDirectory(IServiceScopeFactory scopes, SecretBox s
     /// <summary>The deployment with this id as last seen; null when it is gone (deleted, being deleted, never existed).</summary>
     public DeploymentTarget? Get(Guid deploymentId) => _snapshot.ById.TryGetValue(deploymentId, out var target) ? target : null;
 
-    public IReadOnlyCollection<DeploymentTarget> All => (IReadOnlyCollection<DeploymentTarget>)_snapshot.ById.Values;
+    /// <summary>Every live deployment as last seen (for the autoscaler and diagnostics).</summary>
+    public IEnumerable<DeploymentTarget> All => _snapshot.ById.Values;
 
     public ModelInfo? FindOwn(Guid organizationId, string model) => _snapshot.Own.TryGetValue((organizationId, model), out var target) ? target.Model : null;
 

@@ -82,13 +82,14 @@ internal sealed class DeploymentUpstream(
         {
             load.Dequeued(target.Id);
             trace.QueueWaitMicros = (long)Stopwatch.GetElapsedTime(started).TotalMicroseconds;
+            trace.UpstreamTicks += Stopwatch.GetTimestamp() - started; // waiting for the target is not Sluice's overhead (x-sluice-overhead-us)
         }
     }
 
     private async Task WaitForReplicaAsync(InferenceRequest request, RouteInfo route, InferenceTrace trace, IResponseSink sink, int waiting, CancellationToken cancellationToken)
     {
         var keepAlive = options.Value.KeepAliveInterval;
-        var nextComment = Stopwatch.GetTimestamp();
+        var nextComment = Stopwatch.GetTimestamp() + (long)(keepAlive.TotalSeconds * Stopwatch.Frequency);
         while (true)
         {
             var changed = directory.Changed(route.Id); // before looking: a refresh in between still wakes us
@@ -110,7 +111,6 @@ internal sealed class DeploymentUpstream(
             }
 
             // A streaming client gets a comment every KeepAliveInterval while it waits, so neither it nor a proxy gives up.
-            nextComment += (long)(keepAlive.TotalSeconds * Stopwatch.Frequency);
             while (!changed.IsCompleted)
             {
                 var untilComment = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), nextComment);

@@ -68,7 +68,7 @@ public sealed class DeploymentRoutingTests
         await using var kit = await DeploymentRoutingKit.StartAsync(DatabaseProvider.Sqlite);
         var a = await kit.EngineAsync();
         var b = await kit.EngineAsync();
-        a.DelayBeforeHeaders = b.DelayBeforeHeaders = TimeSpan.FromSeconds(3);
+        a.DelayBeforeHeaders = b.DelayBeforeHeaders = TimeSpan.FromSeconds(8); // held until all four are in
         var (machine1, tasks1) = await kit.MachineAsync();
         var (machine2, tasks2) = await kit.MachineAsync();
         var deployment = await kit.DeploymentAsync("balanced");
@@ -116,21 +116,33 @@ public sealed class DeploymentRoutingTests
         await kit.ReplicaAsync(deployment, machine, tasks, healthy);
         await kit.RefreshAsync();
 
-        for (var i = 0; i < 6; i++)
+        // Replicas are picked at random among the equally loaded: send until each failing one has been tried and its
+        // circuit opened (two consecutive failures); every request still succeeds, on the healthy replica.
+        bool Opened(Guid replica) => kit.Sluice.Logs.All.Split('\n').Any(l => l.Contains(replica.ToString(), StringComparison.Ordinal) && l.Contains("circuit opened", StringComparison.Ordinal));
+        var sent = 0;
+        while ((!Opened(brokenReplica) || !Opened(goneReplica)) && sent < 60)
         {
             var response = await kit.Client.PostAsync("/v1/chat/completions", Chat("resilient", "hi"));
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            sent++;
         }
 
-        Assert.Equal(6, healthy.Hits);
-        Assert.Equal(0, otherModel.Hits);
-
-        // Two consecutive failures open a replica's circuit: the broken engine saw at most two requests, then none.
-        Assert.InRange(broken.Hits, 1, 2);
-        var usage = await UsageAsync(kit.Database, 6);
-        Assert.All(usage, u => Assert.Equal(deployment, u.DeploymentId));
-        Assert.Contains(kit.Sluice.Logs.All.Split('\n'), l => l.Contains(brokenReplica.ToString(), StringComparison.Ordinal) && l.Contains("circuit opened", StringComparison.Ordinal));
+        Assert.True(Opened(brokenReplica) && Opened(goneReplica), $"both failing replicas' circuits opened within {sent} requests");
+        Assert.Equal(2, broken.Hits);
+        Assert.Equal(sent, healthy.Hits);
         Assert.Contains(kit.Sluice.Logs.All.Split('\n'), l => l.Contains(goneReplica.ToString(), StringComparison.Ordinal) && l.Contains("unreachable", StringComparison.Ordinal));
+
+        // With their circuits open, the failing replicas are not tried again.
+        for (var i = 0; i < 5; i++)
+        {
+            Assert.Equal(HttpStatusCode.OK, (await kit.Client.PostAsync("/v1/chat/completions", Chat("resilient", "hi"))).StatusCode);
+        }
+
+        Assert.Equal(2, broken.Hits);
+        Assert.Equal(sent + 5, healthy.Hits);
+        Assert.Equal(0, otherModel.Hits);
+        var usage = await UsageAsync(kit.Database, sent + 5);
+        Assert.All(usage, u => Assert.Equal(deployment, u.DeploymentId));
 
         // When every replica fails, the request fails: 502, still never another model.
         healthy.FailWith = 503;
