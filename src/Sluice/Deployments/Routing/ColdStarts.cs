@@ -38,6 +38,7 @@ public sealed class ColdStarts(IServiceScopeFactory scopes, IDeploymentBilling b
         var (covered, refusal) = await billing.CanRunAsync(deployment, 1, cancellationToken);
         if (!covered)
         {
+            await RecordAsync(deployment.Id, DeploymentEventKinds.ScaleUpRefused, """{"replicas":1,"by":"cold_start"}""");
             throw new Gateway.OpenAiException(402,
                 $"The deployment '{Gateway.Pipeline.InferencePipeline.Truncate(deployment.Name)}' is scaled to zero and cannot start: {refusal ?? "the wallet cannot cover its GPU time"}.",
                 "insufficient_quota", "deployment_not_covered");
@@ -72,5 +73,14 @@ public sealed class ColdStarts(IServiceScopeFactory scopes, IDeploymentBilling b
         {
             DeploymentRoutingLog.ColdStart(logger, deployment.Id);
         }
+    }
+
+    private async Task RecordAsync(Guid deploymentId, string kind, string detail)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
+        var now = time.GetUtcNow();
+        db.DeploymentEvents.Add(new DeploymentEvent { Id = Guid.CreateVersion7(now), DeploymentId = deploymentId, At = now, Kind = kind, Detail = detail });
+        await db.SaveChangesAsync();
     }
 }

@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Net;
 using System.Text;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
 using Sluice.Deployments;
 using Sluice.Storage;
 using Sluice.Tests.TestSupport;
@@ -205,5 +207,63 @@ public sealed class ColdStartQueueTests
         }
 
         return count;
+    }
+}
+
+/// <summary>The wake from zero is one conditional update: servers waking one deployment at once record one cold start.</summary>
+public sealed class ColdStartWakeTests
+{
+    [Theory]
+    [InlineData(DatabaseProvider.Sqlite)]
+    [InlineData(DatabaseProvider.Postgres)]
+    public async Task Servers_waking_one_deployment_at_once_set_one_replica_and_record_one_cold_start(DatabaseProvider provider)
+    {
+        await using var kit = await DeploymentRoutingKit.StartAsync(provider);
+        var id = await kit.DeploymentAsync("contended", status: DeploymentStatuses.ScaledToZero, desired: 0, min: 0);
+        var deployment = await kit.ReadDeploymentAsync(id);
+        var services = kit.Sluice.Services;
+
+        // Eight servers' worth of waking (each its own ColdStarts, so nothing is shared in memory), all at once.
+        var wakers = Enumerable.Range(0, 8).Select(_ => new Sluice.Deployments.Routing.ColdStarts(
+            services.GetRequiredService<IServiceScopeFactory>(), services.GetRequiredService<IDeploymentBilling>(), TimeProvider.System,
+            NullLogger<Sluice.Deployments.Routing.ColdStarts>.Instance)).ToList();
+        await Task.WhenAll(wakers.Select(w => w.WakeAsync(deployment, 1, TestContext.Current.CancellationToken)));
+
+        var woken = await kit.ReadDeploymentAsync(id);
+        Assert.Equal((1, DeploymentStatuses.Pending), (woken.DesiredReplicas, woken.Status));
+        Assert.Single(await kit.EventsAsync(id), e => e.Kind == DeploymentEventKinds.ColdStart);
+
+        // Not at zero any more (or failed, suspended): a wake changes nothing.
+        await Task.WhenAll(wakers.Select(w => w.WakeAsync(deployment, 1, TestContext.Current.CancellationToken)));
+        await kit.Database.ExecuteAsync("UPDATE deployments SET desired_replicas = 0, status = 'failed' WHERE name = 'contended'");
+        await new Sluice.Deployments.Routing.ColdStarts(services.GetRequiredService<IServiceScopeFactory>(), services.GetRequiredService<IDeploymentBilling>(),
+            TimeProvider.System, NullLogger<Sluice.Deployments.Routing.ColdStarts>.Instance).WakeAsync(deployment, 1, TestContext.Current.CancellationToken);
+        Assert.Equal(0, (await kit.ReadDeploymentAsync(id)).DesiredReplicas);
+        Assert.Single(await kit.EventsAsync(id), e => e.Kind == DeploymentEventKinds.ColdStart);
+    }
+
+    [Fact]
+    public async Task A_deployment_at_zero_that_the_wallet_cannot_cover_is_refused_402_and_not_woken()
+    {
+        await using var kit = await DeploymentRoutingKit.StartAsync(DatabaseProvider.Sqlite, configure: services =>
+            services.AddSingleton<IDeploymentBilling>(new RefusingBilling()));
+        var id = await kit.DeploymentAsync("unfunded", status: DeploymentStatuses.ScaledToZero, desired: 0, min: 0);
+        await kit.RefreshAsync();
+
+        var refused = await kit.Client.PostAsync("/v1/chat/completions", Chat("unfunded", "hi"));
+        Assert.Equal(HttpStatusCode.PaymentRequired, refused.StatusCode);
+        var error = await DeploymentRoutingKit.ErrorAsync(refused);
+        Assert.Equal("deployment_not_covered", error.GetProperty("code").GetString());
+        Assert.Contains("the wallet covers 0 replicas of this deployment", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        Assert.Equal(0, (await kit.ReadDeploymentAsync(id)).DesiredReplicas);
+        var events = await kit.EventsAsync(id);
+        Assert.Equal([DeploymentEventKinds.ScaleUpRefused], events.Select(e => e.Kind).ToArray());
+        Assert.Equal(0, kit.Load.Waiting(id));
+    }
+
+    private sealed class RefusingBilling : IDeploymentBilling
+    {
+        public ValueTask<(bool Covered, string? Refusal)> CanRunAsync(Deployment deployment, int replicas, CancellationToken cancellationToken) =>
+            ValueTask.FromResult<(bool, string?)>((false, "the wallet covers 0 replicas of this deployment"));
     }
 }

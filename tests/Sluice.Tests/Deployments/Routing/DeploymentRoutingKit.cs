@@ -44,7 +44,7 @@ internal sealed class DeploymentRoutingKit : IAsyncDisposable
 
     public DeploymentLoad Load => Sluice.Services.GetRequiredService<DeploymentLoad>();
 
-    public static async Task<DeploymentRoutingKit> StartAsync(DatabaseProvider provider, Dictionary<string, string?>? settings = null)
+    public static async Task<DeploymentRoutingKit> StartAsync(DatabaseProvider provider, Dictionary<string, string?>? settings = null, Action<IServiceCollection>? configure = null)
     {
         var database = await TestDatabase.CreateAsync(provider);
         var all = new Dictionary<string, string?>
@@ -58,7 +58,7 @@ internal sealed class DeploymentRoutingKit : IAsyncDisposable
             all[name] = value;
         }
 
-        var sluice = new SluiceFactory(database, all);
+        var sluice = new SluiceFactory(database, all, configure: configure);
         var kit = new DeploymentRoutingKit(database, sluice);
         var (owner, orgId, key) = await GatewayKit.TenantAsync(sluice, "owner@example.com");
         kit.Owner = owner;
