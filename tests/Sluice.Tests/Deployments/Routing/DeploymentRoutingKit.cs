@@ -14,7 +14,8 @@ using Sluice.Tests.TestSupport;
 namespace Sluice.Tests.Deployments.Routing;
 
 /// <summary>
-/// A real server on a real database, with deployment rows inserted as the API and the scheduler would write them, and
+/// A real server on a real database, with deployment rows inserted as the API and the scheduler would write them (the
+/// scheduler itself held off by its interval), and
 /// for each machine a real agent serving endpoint (HTTPS, pinned certificate, serving token) in front of OpenAI-compatible
 /// engine stand-ins on loopback (<see cref="FakeUpstream"/>: an engine is outside Sluice).
 /// </summary>
@@ -52,6 +53,10 @@ internal sealed class DeploymentRoutingKit : IAsyncDisposable
             ["Compute:AllowLoopbackServing"] = "true",
             ["Deployments:Routing:DirectoryRefreshInterval"] = "00:00:00.100",
             ["Deployments:Routing:KeepAliveInterval"] = "00:00:00.200",
+
+            // These tests play the scheduler's part by hand (rows inserted as it would write them): its first pass comes
+            // after its longest interval, well after any test here ends, so it never converges the hand-made rows.
+            ["Deployments:Scheduler:Interval"] = "00:10:00",
         };
         foreach (var (name, value) in settings ?? [])
         {
