@@ -1,6 +1,7 @@
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Sluice.Hosting;
 using Sluice.Deployments.Scheduling;
+using Sluice.Deployments.Routing;
 
 namespace Sluice.Deployments;
 
@@ -21,12 +22,14 @@ internal static class DeploymentsModule
         services.AddDeploymentsCore();
         services.AddSingleton<DeploymentLoad>();
         services.AddDeploymentScheduler();
+        services.AddDeploymentRouting();
         return services;
     }
 
     public static IEndpointRouteBuilder MapDeployments(this IEndpointRouteBuilder app)
     {
         app.MapDeploymentEndpoints();
+        app.MapDeploymentStats();
         return app;
     }
 }

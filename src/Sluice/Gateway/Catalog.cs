@@ -26,7 +26,11 @@ public sealed record RouteInfo(Guid Id, string ModelId, ProviderInfo Provider, s
     public Billing.RoutePricing? Pricing { get; init; }
 }
 
-public sealed record ModelInfo(string Id, string? Description, DateTimeOffset CreatedAt, bool IsTestModel, IReadOnlyList<RouteInfo> Routes);
+public sealed record ModelInfo(string Id, string? Description, DateTimeOffset CreatedAt, bool IsTestModel, IReadOnlyList<RouteInfo> Routes)
+{
+    /// <summary>What <c>/v1/models</c> says owns it; null: "sluice" (or "sluice-test-model" for a test model).</summary>
+    public string? OwnedBy { get; init; }
+}
 
 /// <summary>
 /// The model catalog in memory: models, their routes ordered by priority, and providers. Reloaded after every change

@@ -48,8 +48,11 @@ internal static class GatewayEndpoints
 
     private static IEnumerable<ModelInfo> Visible(HttpContext context, Catalog catalog)
     {
-        var allowed = (context.Items[typeof(VerifiedKey)] as VerifiedKey)?.AllowedModels?.Split(' ');
-        return catalog.Models.Values.Where(m => allowed is null || allowed.Contains(m.Id, StringComparer.Ordinal)).OrderBy(m => m.Id, StringComparer.Ordinal);
+        var organizationModels = context.RequestServices.GetService<IOrganizationModels>();
+        var key = context.Items[typeof(VerifiedKey)] as VerifiedKey;
+        var allowed = key?.AllowedModels?.Split(' ');
+        var models = key is null ? catalog.Models.Values : ModelLookup.Visible(catalog, organizationModels, key.OrganizationId);
+        return models.Where(m => allowed is null || allowed.Contains(m.Id, StringComparer.Ordinal)).OrderBy(m => m.Id, StringComparer.Ordinal);
     }
 
     private static void WriteModel(Utf8JsonWriter json, ModelInfo model)
@@ -58,7 +61,7 @@ internal static class GatewayEndpoints
         json.WriteString("id", model.Id);
         json.WriteString("object", "model");
         json.WriteNumber("created", model.CreatedAt.ToUnixTimeSeconds());
-        json.WriteString("owned_by", model.IsTestModel ? "sluice-test-model" : "sluice");
+        json.WriteString("owned_by", model.OwnedBy ?? (model.IsTestModel ? "sluice-test-model" : "sluice"));
         if (model.IsTestModel)
         {
             json.WriteBoolean("test_model", true);

@@ -126,6 +126,15 @@ public sealed class UsageEvent
     /// <summary>The batch this request was a line of; null for real-time traffic.</summary>
     public Guid? BatchId { get; init; }
 
+    /// <summary>The deployment that served the request (its model is the deployment's name); null for catalog routes.</summary>
+    public Guid? DeploymentId { get; init; }
+
+    /// <summary>How long the request waited for a ready replica of its deployment (µs); null when not a deployment.</summary>
+    public long? QueueWaitMicros { get; init; }
+
+    /// <summary>Whether the request met a cold start (waited for a replica to start); null when not a deployment.</summary>
+    public bool? ColdStart { get; init; }
+
     public DateTimeOffset StartedAt { get; init; }
 }
 
@@ -178,5 +187,6 @@ internal sealed class GatewayConfiguration :
         builder.Property(e => e.TokensCountedLocally).HasDefaultValue(false); // likewise
         builder.HasIndex(e => new { e.OrganizationId, e.StartedAt });
         builder.HasIndex(e => e.StartedAt);
+        builder.HasIndex(e => new { e.DeploymentId, e.StartedAt });
     }
 }

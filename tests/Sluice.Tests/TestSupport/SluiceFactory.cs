@@ -16,7 +16,8 @@ namespace Sluice.Tests.TestSupport;
 /// operator would set them; the one-time credential console and every log line are captured, and tests act through
 /// intent methods (sign up, sign in, create an org or a key) over HTTP.
 /// </summary>
-public sealed class SluiceFactory(TestDatabase database, IReadOnlyDictionary<string, string?>? settings = null, TimeProvider? time = null)
+public sealed class SluiceFactory(
+    TestDatabase database, IReadOnlyDictionary<string, string?>? settings = null, TimeProvider? time = null, Action<IServiceCollection>? configure = null)
     : WebApplicationFactory<Program>
 {
     public const string Password = "a sturdy passphrase";
@@ -47,6 +48,8 @@ public sealed class SluiceFactory(TestDatabase database, IReadOnlyDictionary<str
             {
                 services.AddSingleton(time);
             }
+
+            configure?.Invoke(services); // a stand-in for a part outside the one under test (the wallet's say on GPU time)
         });
     }
 

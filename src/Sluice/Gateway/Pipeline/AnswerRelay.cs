@@ -73,7 +73,11 @@ public sealed class AnswerRelay(TimeProvider time)
 
     public async Task StreamAsync(IResponseSink sink, InferenceRequest request, UpstreamResponse response, InferenceTrace trace, CancellationToken cancellationToken)
     {
-        sink.Start(200, "text/event-stream", null, streaming: true);
+        if (!sink.HasStarted) // already, when keep-alive comments went out while the call waited for a replica
+        {
+            sink.Start(200, "text/event-stream", null, streaming: true);
+        }
+
         var anthropic = response.Format == ResponseFormat.Anthropic
             ? new AnthropicTranslation.StreamTranslator(request.Model, time.GetUtcNow().ToUnixTimeSeconds())
             : null;
@@ -165,6 +169,13 @@ public sealed class AnswerRelay(TimeProvider time)
         var body = await BodyReading.ReadAllAsync(response.Body, response.Length, 64 * 1024, cancellationToken);
         trace.Status = response.Status;
         trace.ErrorType = "upstream_rejected";
+        if (sink.HasStarted)
+        {
+            // An event stream was committed while the call waited for a replica: the refusal becomes its error event.
+            await sink.WriteErrorEventAsync(new OpenAiException(response.Status, $"The model server rejected the request (status {response.Status}).", "invalid_request_error", "upstream_rejected"));
+            return;
+        }
+
         if (response.Format == ResponseFormat.OpenAi && body.AsSpan().IndexOf("\"error\""u8) >= 0)
         {
             sink.Start(response.Status, "application/json", body.Length, streaming: false);

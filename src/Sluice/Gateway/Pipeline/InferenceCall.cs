@@ -67,6 +67,21 @@ public sealed class InferenceTrace(long started, DateTimeOffset startedAt)
 
     public string? ErrorType { get; set; }
 
+    /// <summary>The deployment the call went to (<see cref="ProviderKind.Deployment"/> routes); null for every other target.</summary>
+    public Guid? DeploymentId { get; set; }
+
+    /// <summary>How long the call waited for a deployment's replica to become ready (0: one was ready); null when not a deployment.</summary>
+    public long? QueueWaitMicros { get; set; }
+
+    /// <summary>Whether the call met a cold start: no replica of its deployment was ready, so it waited for one.</summary>
+    public bool? ColdStart { get; set; }
+
+    /// <summary>
+    /// The answer was committed as an event stream before the upstream answered (comments kept a streaming client's
+    /// connection alive while it waited for a replica); a failure before any answer byte is then sent as an SSE error event.
+    /// </summary>
+    public bool StreamOpenedEarly { get; set; }
+
     public void MarkFirstToken() => FirstTokenMicros ??= (long)Stopwatch.GetElapsedTime(Started).TotalMicroseconds;
 
     public long OverheadMicros() =>

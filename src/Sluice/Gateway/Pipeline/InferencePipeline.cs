@@ -19,7 +19,8 @@ public sealed class InferencePipeline(
     UsageMeter meter,
     RouteForwarder forwarder,
     IOptions<GatewayOptions> options,
-    ILogger<InferencePipeline> logger)
+    ILogger<InferencePipeline> logger,
+    IOrganizationModels? organizationModels = null)
 {
     /// <summary>Runs one call to its end. Never throws: every failure becomes an answer (or, once one started, an abort) and a usage event.</summary>
     public async Task RunAsync(InferenceCall call, InferenceTrace trace, IResponseSink sink)
@@ -47,6 +48,11 @@ public sealed class InferencePipeline(
             {
                 await sink.WriteErrorAsync(error);
             }
+            else if (trace.StreamOpenedEarly && trace.ResponseBytes == 0)
+            {
+                // Only keep-alive comments went out (the call waited for a deployment's replica): the error is an event.
+                await sink.WriteErrorEventAsync(error);
+            }
             else
             {
                 sink.Abort(); // half an answer must not pass for a whole one
@@ -62,7 +68,7 @@ public sealed class InferencePipeline(
             KeyId = call.Key.KeyId,
             Endpoint = InferenceRequest.Name(call.Endpoint),
             Model = trace.Model,
-            RouteId = trace.Route is { Provider.IsBuiltIn: false } route ? route.Id : null,
+            RouteId = trace.Route is { Provider.IsBuiltIn: false, Provider.Kind: not ProviderKind.Deployment } route ? route.Id : null, // a deployment is DeploymentId
             Status = status,
             ErrorType = errorType,
             Stream = trace.Stream,
@@ -77,6 +83,9 @@ public sealed class InferencePipeline(
             TimeToFirstTokenMicros = trace.FirstTokenMicros,
             CostMicros = trace.CostMicros,
             BatchId = batch?.BatchId,
+            DeploymentId = trace.DeploymentId,
+            QueueWaitMicros = trace.QueueWaitMicros,
+            ColdStart = trace.ColdStart,
             StartedAt = trace.StartedAt,
         });
         if (batch is not null)
@@ -94,7 +103,8 @@ public sealed class InferencePipeline(
         trace.Stream = request.Stream;
 
         // Policy: the model, the key's grants and the organization's data policy.
-        var model = catalog.Find(request.Model)
+        // The organization's own deployments first, then the catalog, then published deployments (ModelLookup).
+        var model = ModelLookup.Find(catalog, organizationModels, call.Key.OrganizationId, request.Model)
             ?? throw new OpenAiException(404, $"The model '{Truncate(request.Model)}' does not exist or you do not have access to it.", "invalid_request_error", "model_not_found", "model");
 
         // Only a catalog id is metered: an unknown model name is client input and could be anything.

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.IO.Pipelines;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.Features;
@@ -119,5 +120,19 @@ public static class ResponseSinkExtensions
         }
 
         await sink.Body.FlushAsync(CancellationToken.None);
+    }
+
+    /// <summary>An error as an SSE event in OpenAI's shape, for an event stream already committed; then the stream ends.</summary>
+    public static async Task WriteErrorEventAsync(this IResponseSink sink, OpenAiException error)
+    {
+        var buffer = new ArrayBufferWriter<byte>(256);
+        buffer.Write("data: "u8);
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            OpenAiError.Write(json, error.Message, error.Type, error.Code, error.Param);
+        }
+
+        buffer.Write("\n\n"u8);
+        await sink.Body.WriteAsync(buffer.WrittenMemory, CancellationToken.None);
     }
 }

@@ -46,13 +46,28 @@ public sealed class RouteForwarder(
                 total.CancelAfter(settings.TotalTimeout); // waiting for a slot is not the provider's time
             }
 
+            var upstream = upstreams.For(route.Provider.Kind);
+            if (upstream is IAdmittingUpstream admitting)
+            {
+                try
+                {
+                    // Waiting for a target to start (a deployment's cold start) is bounded by the upstream, not the first-byte deadline.
+                    await admitting.AdmitAsync(request, route, trace, sink, total.Token);
+                }
+                catch
+                {
+                    selector.Released(route);
+                    throw;
+                }
+            }
+
             var upstreamStarted = Stopwatch.GetTimestamp();
             UpstreamResponse response;
             try
             {
                 using var firstByte = CancellationTokenSource.CreateLinkedTokenSource(total.Token);
                 firstByte.CancelAfter(settings.FirstByteTimeout);
-                response = await upstreams.For(route.Provider.Kind).SendAsync(request, route, firstByte.Token);
+                response = await upstream.SendAsync(request, route, firstByte.Token);
             }
             catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException && !aborted.IsCancellationRequested)
             {

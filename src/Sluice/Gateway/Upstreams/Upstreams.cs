@@ -50,6 +50,17 @@ public interface IUpstream
 }
 
 /// <summary>
+/// An upstream whose target may first have to start (a deployment scaled to zero, or whose replicas are all starting):
+/// before each attempt the forwarder lets it wait, bounded, for a target that can take the request, outside the
+/// first-byte deadline. It may keep a streaming receiver's connection alive meanwhile (committing an event stream and
+/// setting <see cref="Pipeline.InferenceTrace.StreamOpenedEarly"/>), and records what the wait was in the trace.
+/// </summary>
+public interface IAdmittingUpstream : IUpstream
+{
+    Task AdmitAsync(InferenceRequest request, RouteInfo route, Pipeline.InferenceTrace trace, Pipeline.IResponseSink sink, CancellationToken cancellationToken);
+}
+
+/// <summary>
 /// The one connection pool to model providers, shared by every route. A bare <see cref="HttpMessageInvoker"/> over
 /// <see cref="SocketsHttpHandler"/>: the gateway sets its own deadlines per request and logs its own outcome (ids and
 /// status, never URIs), so <see cref="HttpClient"/>'s timeout and pending-request tokens, and the client factory's

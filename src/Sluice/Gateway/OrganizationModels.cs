@@ -1,0 +1,52 @@
+namespace Sluice.Gateway;
+
+/// <summary>
+/// Models beyond the catalog whose visibility depends on who asks: an organization's own deployments (private to it)
+/// and those an operator published (everyone's). Implemented by Deployments/Routing; the gateway only asks, in memory.
+/// </summary>
+public interface IOrganizationModels
+{
+    /// <summary><paramref name="organizationId"/>'s own model named <paramref name="model"/>: looked up before the catalog.</summary>
+    ModelInfo? FindOwn(Guid organizationId, string model);
+
+    /// <summary>A published model every organization may call: looked up after the catalog.</summary>
+    ModelInfo? FindPublished(string model);
+
+    /// <summary>The organization's own models.</summary>
+    IEnumerable<ModelInfo> Own(Guid organizationId);
+
+    /// <summary>The published models.</summary>
+    IEnumerable<ModelInfo> Published();
+}
+
+/// <summary>
+/// How a <c>/v1</c> model id resolves for an organization: its own deployment by name first, then the catalog, then
+/// published deployments. Another organization's private deployment is simply not found (as an unknown model is).
+/// </summary>
+public static class ModelLookup
+{
+    public static ModelInfo? Find(Catalog catalog, IOrganizationModels? organizationModels, Guid organizationId, string model) =>
+        organizationModels?.FindOwn(organizationId, model) ?? catalog.Find(model) ?? organizationModels?.FindPublished(model);
+
+    /// <summary>Every model the organization sees, one per id, with the same precedence as <see cref="Find"/>.</summary>
+    public static IEnumerable<ModelInfo> Visible(Catalog catalog, IOrganizationModels? organizationModels, Guid organizationId)
+    {
+        var seen = new Dictionary<string, ModelInfo>(StringComparer.Ordinal);
+        foreach (var model in organizationModels?.Own(organizationId) ?? [])
+        {
+            seen.TryAdd(model.Id, model);
+        }
+
+        foreach (var model in catalog.Models.Values)
+        {
+            seen.TryAdd(model.Id, model);
+        }
+
+        foreach (var model in organizationModels?.Published() ?? [])
+        {
+            seen.TryAdd(model.Id, model);
+        }
+
+        return seen.Values;
+    }
+}
