@@ -57,6 +57,7 @@ internal sealed class DeploymentRoutingKit : IAsyncDisposable
             // These tests play the scheduler's part by hand (rows inserted as it would write them): its first pass comes
             // after its longest interval, well after any test here ends, so it never converges the hand-made rows.
             ["Deployments:Scheduler:Interval"] = "00:10:00",
+            ["Deployments:Scheduler:LeaseDuration"] = "00:30:00",
         };
         foreach (var (name, value) in settings ?? [])
         {
