@@ -1,4 +1,5 @@
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Sluice.Deployments.Autoscaling;
 
 namespace Sluice.Deployments;
 
@@ -16,6 +17,7 @@ internal static class DeploymentsModule
     {
         services.AddDeploymentsCore();
         services.AddSingleton<DeploymentLoad>();
+        services.AddDeploymentAutoscaling();
         return services;
     }
 
