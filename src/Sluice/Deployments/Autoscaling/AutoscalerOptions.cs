@@ -36,7 +36,7 @@ public sealed record AutoscalerOptions : IValidatableObject
     public double MaxScaleUpRate { get; init; } = 10.0;
 
     /// <summary>How long the deciding replica's lease lasts without renewal; another replica takes over after it.</summary>
-    [Range(typeof(TimeSpan), "00:00:01", "00:10:00", ErrorMessage = "must be between {1} and {2}")]
+    [Range(typeof(TimeSpan), "00:00:01", "01:00:00", ErrorMessage = "must be between {1} and {2}")]
     public TimeSpan LeaseDuration { get; init; } = TimeSpan.FromSeconds(10);
 
     /// <summary>At most one <c>scale_up_refused</c> event per deployment in this period.</summary>

@@ -26,6 +26,11 @@ public sealed class LoadWindow(DateTimeOffset watchingSince, int current)
     public void Add(DateTimeOffset at, int value, TimeSpan keep)
     {
         _samples.Enqueue((at, value));
+        if (value > 0)
+        {
+            LastActiveAt = at;
+        }
+
         while (_samples.Count > 0 && at - _samples.Peek().At >= keep)
         {
             _samples.Dequeue();
@@ -40,8 +45,31 @@ public sealed class LoadWindow(DateTimeOffset watchingSince, int current)
         }
     }
 
-    /// <summary>Since when no request is known: the last request, or when watching began, whichever is later.</summary>
-    public DateTimeOffset IdleSince => LastRequestAt is { } last && last > WatchingSince ? last : WatchingSince;
+    /// <summary>The last sample with requests in flight or waiting.</summary>
+    public DateTimeOffset? LastActiveAt { get; private set; }
+
+    /// <summary>
+    /// Since when the deployment is idle as far as this replica knows: the latest of the last request's arrival, the
+    /// last sample with anything in flight or waiting (a long request keeps it busy), and when watching began.
+    /// </summary>
+    public DateTimeOffset IdleSince
+    {
+        get
+        {
+            var since = WatchingSince;
+            if (LastRequestAt is { } last && last > since)
+            {
+                since = last;
+            }
+
+            if (LastActiveAt is { } active && active > since)
+            {
+                since = active;
+            }
+
+            return since;
+        }
+    }
 
     /// <summary>The mean of the samples taken within <paramref name="window"/> before <paramref name="now"/> (0 with none).</summary>
     public double Average(DateTimeOffset now, TimeSpan window)
