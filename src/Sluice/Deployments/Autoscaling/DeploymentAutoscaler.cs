@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
+using Sluice.Audit;
 using Sluice.Hosting;
 using Sluice.Storage;
 
@@ -29,6 +30,9 @@ public sealed class DeploymentAutoscaler(
 {
     /// <summary>The lease row's name.</summary>
     public const string LeaseName = "deployments";
+
+    /// <summary>The audit action of a scale-up the wallet refused (outcome <c>refused</c>, target <c>deployment:ID</c>).</summary>
+    public const string ScaleUpAction = "deployment.scale_up";
 
     private static readonly string[] Inactive = [DeploymentStatuses.Failed, DeploymentStatuses.Suspended, DeploymentStatuses.Deleting];
     private static readonly string[] Serving = [ReplicaStates.Starting, ReplicaStates.Ready, ReplicaStates.Draining];
@@ -159,7 +163,7 @@ public sealed class DeploymentAutoscaler(
                 if (!covered)
                 {
                     refused++;
-                    await RefusedAsync(db, deployment, window, detail, refusal, now, settings.RefusalEventInterval, cancellationToken);
+                    await RefusedAsync(db, scope.ServiceProvider.GetRequiredService<AuditLog>(), deployment, window, detail, refusal, now, settings.RefusalEventInterval, cancellationToken);
                     continue;
                 }
             }
@@ -243,7 +247,7 @@ public sealed class DeploymentAutoscaler(
     }
 
     private async Task RefusedAsync(
-        SluiceDbContext db, Deployment deployment, LoadWindow window, ScaledDetail detail, string? refusal, DateTimeOffset now, TimeSpan interval,
+        SluiceDbContext db, AuditLog audit, Deployment deployment, LoadWindow window, ScaledDetail detail, string? refusal, DateTimeOffset now, TimeSpan interval,
         CancellationToken cancellationToken)
     {
         if (window.LastRefusalEventAt is { } last && now - last < interval)
@@ -251,6 +255,9 @@ public sealed class DeploymentAutoscaler(
             return;
         }
 
+        // The refusal is audited (background work acts as system) with its event, in one transaction.
+        await using var transaction = await db.Database.BeginTransactionAsync(cancellationToken);
+        await audit.RefuseAsync(ScaleUpAction, $"deployment:{deployment.Id}", deployment.OrganizationId, cancellationToken, actorOverride: "system");
         db.DeploymentEvents.Add(new DeploymentEvent
         {
             Id = Guid.CreateVersion7(now),
@@ -262,6 +269,7 @@ public sealed class DeploymentAutoscaler(
                 AutoscalingJson.Default.ScaleUpRefusedDetail),
         });
         await db.SaveChangesAsync(cancellationToken);
+        await transaction.CommitAsync(cancellationToken);
         db.ChangeTracker.Clear();
         window.LastRefusalEventAt = now;
         AutoscalingLog.ScaleUpRefused(logger, deployment.Id, detail.From, detail.To);

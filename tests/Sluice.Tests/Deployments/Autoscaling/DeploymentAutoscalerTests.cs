@@ -288,6 +288,10 @@ public sealed class DeploymentAutoscalerTests
         await Round();
         Assert.Equal(2, (await EventsAsync(database, deployment.Id, DeploymentEventKinds.ScaleUpRefused)).Count);
 
+        var audited = await Sluice.Tests.Compute.ComputeKit.AuditAsync(database, DeploymentAutoscaler.ScaleUpAction);
+        Assert.Equal(2, audited.Count);
+        Assert.All(audited, a => Assert.Equal(($"deployment:{deployment.Id}", "refused", "system"), (a.Target, a.Outcome, a.Actor)));
+
         // Funded: the scale-up goes through.
         wallet.Covers = 10;
         clock.Advance(Tick);
