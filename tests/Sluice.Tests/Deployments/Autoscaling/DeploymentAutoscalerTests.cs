@@ -244,6 +244,32 @@ public sealed class DeploymentAutoscalerTests
     [Theory]
     [InlineData(DatabaseProvider.Sqlite)]
     [InlineData(DatabaseProvider.Postgres)]
+    public async Task Two_replicas_asking_for_the_lease_at_the_same_moment_never_both_get_it(DatabaseProvider provider)
+    {
+        var clock = new ManualTimeProvider(DateTimeOffset.UtcNow);
+        await using var database = await TestDatabase.CreateAsync(provider);
+        await using var one = new SluiceFactory(database, Settings, clock);
+        _ = one.Services;
+        await using var two = new SluiceFactory(database, Settings, clock);
+        _ = two.Services;
+        var first = Parts(one).Autoscaler;
+        var second = Parts(two).Autoscaler;
+
+        // Round 0 races for the row's creation, later rounds for an expired lease (the clock moves past it each time).
+        for (var round = 0; round < 10; round++)
+        {
+            var ticks = await Task.WhenAll(first.TickAsync(CancellationToken.None), second.TickAsync(CancellationToken.None));
+            Assert.Equal(1, ticks.Count(t => t.Decided));
+            clock.Advance(TimeSpan.FromMinutes(21));
+        }
+
+        await using var db = database.CreateContext();
+        Assert.Equal(1, await db.AutoscalerLeases.CountAsync());
+    }
+
+    [Theory]
+    [InlineData(DatabaseProvider.Sqlite)]
+    [InlineData(DatabaseProvider.Postgres)]
     public async Task A_scale_up_the_wallet_refuses_keeps_the_count_with_at_most_one_event_a_minute_and_goes_through_once_covered(DatabaseProvider provider)
     {
         var clock = new ManualTimeProvider(DateTimeOffset.UtcNow);
