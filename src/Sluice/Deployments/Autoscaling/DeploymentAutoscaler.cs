@@ -39,6 +39,7 @@ public sealed class DeploymentAutoscaler(
 
     private readonly Dictionary<Guid, LoadWindow> _windows = [];
     private readonly SemaphoreSlim _gate = new(1, 1);
+    private DateTimeOffset _lastCleanup = DateTimeOffset.MinValue;
 
     /// <summary>Whether this replica decided the last round.</summary>
     public bool IsLeader { get; private set; }
@@ -116,6 +117,12 @@ public sealed class DeploymentAutoscaler(
                 _windows[deployment.Id] = window;
             }
 
+            if (deployment.DesiredReplicas != window.KnownDesired)
+            {
+                window.Memory = window.Memory.SetOutside(now, deployment.DesiredReplicas);
+                window.KnownDesired = deployment.DesiredReplicas;
+            }
+
             int gatewayInFlight = 0, waiting = 0, servers = 0;
             foreach (var report in reports[deployment.Id])
             {
@@ -171,6 +178,7 @@ public sealed class DeploymentAutoscaler(
             if (await WriteAsync(db, deployment, decision.Desired, detail, now, cancellationToken))
             {
                 changed++;
+                window.KnownDesired = decision.Desired;
                 AutoscalingLog.Scaled(logger, deployment.Id, deployment.DesiredReplicas, decision.Desired, decision.Reason, stable, panic, ready);
             }
         }
@@ -180,9 +188,14 @@ public sealed class DeploymentAutoscaler(
             _windows.Remove(gone);
         }
 
-        // Rows of servers long gone (a server writes only while it sees activity, so a live one refreshes its rows).
-        var stale = now - settings.ReportRetention;
-        await db.DeploymentLoadReports.Where(r => r.ReportedAt < stale).ExecuteDeleteAsync(cancellationToken);
+        // Rows of servers long gone (a server writes only while it sees activity, so a live one refreshes its rows); once a minute.
+        if (now - _lastCleanup >= TimeSpan.FromMinutes(1))
+        {
+            var stale = now - settings.ReportRetention;
+            await db.DeploymentLoadReports.Where(r => r.ReportedAt < stale).ExecuteDeleteAsync(cancellationToken);
+            _lastCleanup = now;
+        }
+
         return new AutoscaleRound(true, changed, refused);
     }
 

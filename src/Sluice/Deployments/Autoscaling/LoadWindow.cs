@@ -17,6 +17,9 @@ public sealed class LoadWindow(DateTimeOffset watchingSince, int current)
 
     public ScaleMemory Memory { get; set; } = ScaleMemory.Start(watchingSince, current);
 
+    /// <summary>The desired count as this replica last read or wrote it; a different stored value was set from outside.</summary>
+    public int KnownDesired { get; set; } = current;
+
     /// <summary>When the last <c>scale_up_refused</c> event was written (at most one per interval).</summary>
     public DateTimeOffset? LastRefusalEventAt { get; set; }
 

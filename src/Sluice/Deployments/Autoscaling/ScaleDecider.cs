@@ -35,6 +35,12 @@ public sealed record ScaleMemory(DateTimeOffset? LastPanicAt, IReadOnlyList<(Dat
     /// replica that just took over never scales down before a full scale-down delay of its own observations.
     /// </summary>
     public static ScaleMemory Start(DateTimeOffset now, int current) => new(null, [(now, current)]);
+
+    /// <summary>
+    /// The count was set from outside (an update, a cold-start wake): it counts as a recommendation made now, so it too
+    /// is lowered only after the scale-down delay.
+    /// </summary>
+    public ScaleMemory SetOutside(DateTimeOffset now, int current) => this with { Recommendations = [.. Recommendations, (now, current)] };
 }
 
 /// <summary>Why a decision came out as it did (<see cref="ScaleDecision.Reason"/>).</summary>

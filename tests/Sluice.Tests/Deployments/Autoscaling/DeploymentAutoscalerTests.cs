@@ -404,6 +404,34 @@ public sealed class DeploymentAutoscalerTests
     }
 
     [Fact]
+    public async Task A_count_set_from_outside_is_lowered_only_after_the_scale_down_delay()
+    {
+        var clock = new ManualTimeProvider(DateTimeOffset.UtcNow);
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        await using var sluice = new SluiceFactory(database, Settings, clock);
+        _ = sluice.Services;
+        var deployment = await DeploymentAsync(database, clock.GetUtcNow(), min: 1, max: 10, target: 1, desired: 1, scaleDownDelaySeconds: 300);
+        await ReplicaAsync(database, deployment, clock.GetUtcNow());
+        for (var t = 0; t < 10; t++)
+        {
+            clock.Advance(Tick);
+            await RoundAsync(sluice);
+        }
+
+        // An update sets 4 with no load: the decider's earlier recommendations (1) do not lower it at once.
+        await SetDesiredAsync(database, deployment.Id, 4);
+        var setAt = clock.GetUtcNow();
+        for (var t = 0; t < 200 && await DesiredAsync(database, deployment.Id) == 4; t++)
+        {
+            clock.Advance(Tick);
+            await RoundAsync(sluice);
+        }
+
+        Assert.Equal(1, await DesiredAsync(database, deployment.Id));
+        Assert.Equal(TimeSpan.FromSeconds(302), clock.GetUtcNow() - setAt); // seen at the first round after it (2 s), then 300 s
+    }
+
+    [Fact]
     public async Task A_server_writes_its_load_once_a_round_while_active_once_more_when_it_goes_quiet_and_nothing_when_idle()
     {
         var clock = new ManualTimeProvider(DateTimeOffset.UtcNow);
