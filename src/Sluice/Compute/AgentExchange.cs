@@ -197,7 +197,8 @@ public sealed class AgentExchange(
             var startedAt = Microseconds(report.StartedAt);
             var readyAt = Microseconds(report.ReadyAt);
             if (task.State != report.State || task.Reason != report.Reason || task.ReportedGeneration != report.Generation
-                || task.Restarts != report.Restarts || task.ExitCode != report.ExitCode || task.StartedAt != startedAt || task.ReadyAt != readyAt)
+                || task.Restarts != report.Restarts || task.ExitCode != report.ExitCode || task.StartedAt != startedAt || task.ReadyAt != readyAt
+                || task.InFlight != report.InFlight || task.QueueDepth != report.QueueDepth)
             {
                 task.State = report.State;
                 task.Reason = report.Reason;
@@ -206,6 +207,8 @@ public sealed class AgentExchange(
                 task.ExitCode = report.ExitCode;
                 task.StartedAt = startedAt;
                 task.ReadyAt = readyAt;
+                task.InFlight = report.InFlight; // the autoscaler's agent-side load (Deployments/Autoscaling)
+                task.QueueDepth = report.QueueDepth;
                 task.ReportedAt = now;
             }
         }

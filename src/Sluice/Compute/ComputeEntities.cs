@@ -134,6 +134,12 @@ public sealed class MachineTask
 
     public DateTimeOffset? ReportedAt { get; set; }
 
+    /// <summary>Requests the agent's serving endpoint had in flight to this task at its last report; null before one.</summary>
+    public int? InFlight { get; set; }
+
+    /// <summary>The engine's own queue at the last report, when it reports one.</summary>
+    public int? QueueDepth { get; set; }
+
     public required string CreatedBy { get; init; }
 
     public DateTimeOffset CreatedAt { get; init; }

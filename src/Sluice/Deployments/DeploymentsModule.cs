@@ -2,6 +2,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Sluice.Hosting;
 using Sluice.Deployments.Scheduling;
 using Sluice.Deployments.Routing;
+using Sluice.Deployments.Autoscaling;
 
 namespace Sluice.Deployments;
 
@@ -23,6 +24,7 @@ internal static class DeploymentsModule
         services.AddSingleton<DeploymentLoad>();
         services.AddDeploymentScheduler();
         services.AddDeploymentRouting();
+        services.AddDeploymentAutoscaling();
         return services;
     }
 

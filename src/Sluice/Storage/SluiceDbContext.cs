@@ -73,6 +73,10 @@ public sealed class SluiceDbContext(DbContextOptions<SluiceDbContext> options) :
 
     public DbSet<Deployments.DeploymentEvent> DeploymentEvents => Set<Deployments.DeploymentEvent>();
 
+    public DbSet<Deployments.Autoscaling.DeploymentLoadReport> DeploymentLoadReports => Set<Deployments.Autoscaling.DeploymentLoadReport>();
+
+    public DbSet<Deployments.Autoscaling.AutoscalerLease> AutoscalerLeases => Set<Deployments.Autoscaling.AutoscalerLease>();
+
     public DbSet<AuditEntry> AuditEntries => Set<AuditEntry>();
 
     public DbSet<AuditCheckpoint> AuditCheckpoints => Set<AuditCheckpoint>();
