@@ -1,4 +1,5 @@
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Sluice.Deployments.Billing;
 
 namespace Sluice.Deployments;
 
@@ -8,6 +9,7 @@ internal static class DeploymentsModule
     public static IServiceCollection AddDeploymentsCore(this IServiceCollection services)
     {
         services.TryAddSingleton<IDeploymentBilling, UnmeteredDeploymentBilling>();
+        services.AddDeploymentBillingCore();
         return services;
     }
 
@@ -16,8 +18,13 @@ internal static class DeploymentsModule
     {
         services.AddDeploymentsCore();
         services.AddSingleton<DeploymentLoad>();
+        services.AddDeploymentBilling();
         return services;
     }
 
-    public static IEndpointRouteBuilder MapDeployments(this IEndpointRouteBuilder app) => app;
+    public static IEndpointRouteBuilder MapDeployments(this IEndpointRouteBuilder app)
+    {
+        app.MapDeploymentBilling();
+        return app;
+    }
 }
