@@ -117,7 +117,7 @@ public sealed partial class SpendGuard(
         while (true)
         {
             var wallet = _purses.GetOrAdd((orgId, null, purse), b => new Purse(b.Org, b.Key, b.Period));
-            var held = await TryHoldOneAsync(wallet, amount, ct);
+            var held = await TryHoldOneAsync(wallet, amount, ct, leaseShortfall: true);
             if (held == RetiredPurse)
             {
                 continue;
@@ -216,7 +216,12 @@ public sealed partial class SpendGuard(
     }
 
     /// <summary>The lease generation the hold was taken from, or null when the budget cannot cover it.</summary>
-    private async ValueTask<long?> TryHoldOneAsync(Purse purse, long amount, CancellationToken ct)
+    /// <param name="purse">The budget to hold on.</param>
+    /// <param name="amount">The hold, in micro-units.</param>
+    /// <param name="ct">Cancels waiting for the purse and the lease.</param>
+    /// <param name="leaseShortfall">When neither a slice nor the whole amount can be leased, lease only what the purse lacks
+    /// (the GPU-time purse holds large amounts: what it already leased counts).</param>
+    private async ValueTask<long?> TryHoldOneAsync(Purse purse, long amount, CancellationToken ct, bool leaseShortfall = false)
     {
         if (purse.TryTake(amount, time.GetUtcNow()) is { } fast)
         {
@@ -244,7 +249,11 @@ public sealed partial class SpendGuard(
             var slice = Math.Max(amount, options.Value.LeaseSliceMicros);
             if (!await LeaseAsync(purse, slice, ct) && (slice == amount || !await LeaseAsync(purse, amount, ct)))
             {
-                return null;
+                var shortfall = amount - purse.Unreserved;
+                if (!leaseShortfall || shortfall <= 0 || shortfall >= amount || !await LeaseAsync(purse, shortfall, ct))
+                {
+                    return null;
+                }
             }
 
             return purse.TryTake(amount, time.GetUtcNow());
