@@ -44,23 +44,6 @@ public sealed partial class GpuTimeMeter(
     /// <summary>The meter's own name on its charges (this server replica).</summary>
     public string Meter => guard.Replica;
 
-    /// <summary>Micro-units this meter holds ahead for replicas right now (in memory).</summary>
-    public long HeldMicros
-    {
-        get
-        {
-            _gate.Wait();
-            try
-            {
-                return _holds.Values.Sum(h => h.AmountMicros);
-            }
-            finally
-            {
-                _gate.Release();
-            }
-        }
-    }
-
     private sealed record Candidate(
         Guid Id, Guid DeploymentId, Guid OrganizationId, string? GpuType, int GpuCount, DateTimeOffset CreatedAt, DateTimeOffset? StoppedAt,
         DateTimeOffset? BilledThrough, int MinReplicas, string Status, DateTimeOffset? DeletedAt);
