@@ -85,11 +85,17 @@ public sealed class LowBalanceAlerts(
                 await db.Organizations.Where(o => o.Id == org.Id).ExecuteUpdateAsync(set => set.SetProperty(o => o.LowBalanceAlerted, false), ct);
             }
             else if (below && !org.LowBalanceAlerted
-                && await db.Organizations.Where(o => o.Id == org.Id && !o.LowBalanceAlerted).ExecuteUpdateAsync(set => set.SetProperty(o => o.LowBalanceAlerted, true), ct) == 1
-                && !await SendAsync(org.Id, org.LowBalanceWebhookUrl!, org.LowBalanceWebhookSecret!, balance, org.LowBalanceThresholdMicros!.Value, ct))
+                && await db.Organizations.Where(o => o.Id == org.Id && !o.LowBalanceAlerted).ExecuteUpdateAsync(set => set.SetProperty(o => o.LowBalanceAlerted, true), ct) == 1)
             {
-                // Not delivered: re-arm so the next round tries again.
-                await db.Organizations.Where(o => o.Id == org.Id).ExecuteUpdateAsync(set => set.SetProperty(o => o.LowBalanceAlerted, false), ct);
+                if (!await SendAsync(org.Id, org.LowBalanceWebhookUrl!, org.LowBalanceWebhookSecret!, balance, org.LowBalanceThresholdMicros!.Value, ct))
+                {
+                    // Not delivered: re-arm so the next round tries again.
+                    await db.Organizations.Where(o => o.Id == org.Id).ExecuteUpdateAsync(set => set.SetProperty(o => o.LowBalanceAlerted, false), ct);
+                }
+                else
+                {
+                    await Deployments.Billing.DeploymentBillingWarnings.RecordAsync(db, org.Id, balance, org.LowBalanceThresholdMicros!.Value, time.GetUtcNow(), ct);
+                }
             }
         }
     }

@@ -104,6 +104,109 @@ public sealed partial class SpendGuard(
         return (new Hold(amount, taken), null);
     }
 
+    /// <summary>
+    /// Reserves <paramref name="amount"/> on the organization's wallet through a purse of its own named
+    /// <paramref name="purse"/> (GPU time: <c>gpu</c>): its own lease (a <see cref="WalletLease"/> whose
+    /// <see cref="WalletLease.Period"/> is the purse's name), so what it settles with <see cref="SettleRecordedAsync"/>
+    /// never mixes with the token path's journaled running totals. Null when the wallet cannot cover it.
+    /// </summary>
+    public async ValueTask<Hold?> TryHoldFromPurseAsync(Guid orgId, string purse, long amount, CancellationToken ct)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(amount);
+        ArgumentException.ThrowIfNullOrEmpty(purse);
+        while (true)
+        {
+            var wallet = _purses.GetOrAdd((orgId, null, purse), b => new Purse(b.Org, b.Key, b.Period));
+            var held = await TryHoldOneAsync(wallet, amount, ct, leaseShortfall: true);
+            if (held == RetiredPurse)
+            {
+                continue;
+            }
+
+            return held is { } generation ? new Hold(amount, [(wallet, generation)]) : null;
+        }
+    }
+
+    /// <summary>What this replica's purse <paramref name="purse"/> of the organization has leased and not reserved (in memory).</summary>
+    public long Unreserved(Guid orgId, string purse) => _purses.TryGetValue((orgId, null, purse), out var wallet) ? wallet.Unreserved : 0;
+
+    /// <summary>
+    /// Settles a hold taken with <see cref="TryHoldFromPurseAsync"/> in ONE database transaction with the caller's own
+    /// record of what was charged (<paramref name="record"/>, on the same context): the lease's <c>settled</c>, the ledger
+    /// posting <c>customer_holds → revenue</c> under <paramref name="idempotencyKey"/> and the record commit together or not
+    /// at all. Nothing of it lives only in memory or in the spend journal, so a crash can neither lose the charge nor
+    /// apply it twice: the record and the money cannot diverge. <paramref name="record"/> answers false when the charge
+    /// is not to be made (another replica made it first); then nothing is written and the hold is released whole.
+    /// Answers whether the charge was written. Throws (with the hold released whole) when the database fails.
+    /// </summary>
+    public async Task<bool> SettleRecordedAsync(
+        Hold hold, long costMicros, string idempotencyKey, Func<SluiceDbContext, CancellationToken, Task<bool>> record, CancellationToken ct)
+    {
+        if (hold.Parts is not [var (purse, generation)] || purse.KeyId is not null)
+        {
+            throw new InvalidOperationException("A recorded settle takes a hold on one wallet purse (TryHoldFromPurseAsync).");
+        }
+
+        var cost = Math.Clamp(costMicros, 0, hold.AmountMicros);
+        await purse.Gate.WaitAsync(ct);
+        var written = false;
+        try
+        {
+            if (purse.LeaseId is not { } leaseId || !purse.IsGeneration(generation))
+            {
+                return false; // its lease was swept meanwhile: the hold's money is back in the wallet; charge again next round
+            }
+
+            await using var scope = scopes.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
+            await using var transaction = await db.Database.BeginTransactionAsync(CancellationToken.None);
+            if (!await record(db, CancellationToken.None))
+            {
+                await transaction.RollbackAsync(CancellationToken.None);
+                return false;
+            }
+
+            var now = time.GetUtcNow();
+            if (await db.WalletLeases.Where(l => l.Id == leaseId && !l.Released).ExecuteUpdateAsync(set => set
+                    .SetProperty(l => l.SettledMicros, l => l.SettledMicros + cost)
+                    .SetProperty(l => l.ExpiresAt, now + options.Value.LeaseTtl), CancellationToken.None) == 0)
+            {
+                await transaction.RollbackAsync(CancellationToken.None);
+                purse.Forget();
+                return false;
+            }
+
+            if (cost > 0)
+            {
+                await scope.ServiceProvider.GetRequiredService<Ledger>().PostAsync(new LedgerPosting(idempotencyKey, "gpu_time", purse.OrganizationId, null,
+                    [new LedgerLine(purse.OrganizationId, AccountTypes.CustomerHolds, -cost), new LedgerLine(null, AccountTypes.Revenue, cost)]), CancellationToken.None);
+            }
+
+            await transaction.CommitAsync(CancellationToken.None);
+            written = true;
+            purse.SettledDirectly(hold.AmountMicros, cost, generation);
+            return true;
+        }
+        finally
+        {
+            if (!written)
+            {
+                purse.Settle(hold.AmountMicros, 0, generation); // released whole; nothing charged, nothing journaled
+            }
+
+            purse.Gate.Release();
+        }
+    }
+
+    /// <summary>Releases a hold without charging anything.</summary>
+    public static void Release(Hold hold)
+    {
+        foreach (var (purse, generation) in hold.Parts)
+        {
+            purse.Settle(hold.AmountMicros, 0, generation);
+        }
+    }
+
     private static void Release(List<(Purse Purse, long Generation)> taken, long amount)
     {
         foreach (var (purse, generation) in taken)
@@ -113,7 +216,12 @@ public sealed partial class SpendGuard(
     }
 
     /// <summary>The lease generation the hold was taken from, or null when the budget cannot cover it.</summary>
-    private async ValueTask<long?> TryHoldOneAsync(Purse purse, long amount, CancellationToken ct)
+    /// <param name="purse">The budget to hold on.</param>
+    /// <param name="amount">The hold, in micro-units.</param>
+    /// <param name="ct">Cancels waiting for the purse and the lease.</param>
+    /// <param name="leaseShortfall">When neither a slice nor the whole amount can be leased, lease only what the purse lacks
+    /// (the GPU-time purse holds large amounts: what it already leased counts).</param>
+    private async ValueTask<long?> TryHoldOneAsync(Purse purse, long amount, CancellationToken ct, bool leaseShortfall = false)
     {
         if (purse.TryTake(amount, time.GetUtcNow()) is { } fast)
         {
@@ -141,7 +249,11 @@ public sealed partial class SpendGuard(
             var slice = Math.Max(amount, options.Value.LeaseSliceMicros);
             if (!await LeaseAsync(purse, slice, ct) && (slice == amount || !await LeaseAsync(purse, amount, ct)))
             {
-                return null;
+                var shortfall = amount - purse.Unreserved;
+                if (!leaseShortfall || shortfall <= 0 || shortfall >= amount || !await LeaseAsync(purse, shortfall, ct))
+                {
+                    return null;
+                }
             }
 
             return purse.TryTake(amount, time.GetUtcNow());
@@ -468,6 +580,41 @@ public sealed partial class SpendGuard(
         }
 
         public long NextSequence() => Interlocked.Increment(ref _sequence);
+
+        public long Unreserved
+        {
+            get
+            {
+                lock (_lock)
+                {
+                    return LeaseId is null ? 0 : _available;
+                }
+            }
+        }
+
+        public bool IsGeneration(long generation)
+        {
+            lock (_lock)
+            {
+                return generation == _generation;
+            }
+        }
+
+        /// <summary>A hold whose cost was written to the database with the lease's settled amount: nothing left to settle.</summary>
+        public void SettledDirectly(long held, long cost, long generation)
+        {
+            lock (_lock)
+            {
+                if (generation != _generation)
+                {
+                    return;
+                }
+
+                _reserved -= held;
+                _available += held - cost;
+            }
+        }
+
 
         /// <summary>The lease generation the amount was taken from, or null.</summary>
         public long? TryTake(long amount, DateTimeOffset now)

@@ -4,7 +4,7 @@ using Sluice.Billing;
 
 namespace Sluice.Cli;
 
-/// <summary><c>sluice wallet credit|show</c> and <c>sluice prices set|list</c>.</summary>
+/// <summary><c>sluice wallet credit|show</c>, <c>sluice prices set|list</c> and <c>sluice gpu-prices set|list</c>.</summary>
 internal static class BillingCommands
 {
     public static Command Wallet()
@@ -73,6 +73,37 @@ internal static class BillingCommands
             foreach (var price in await services.GetRequiredService<PriceBook>().ListAsync(null, ct))
             {
                 await Console.Out.WriteLineAsync($"{(price.Current ? "*" : " ")} {price.RouteId}  in {Money(price.InputPerMillionMicros)}  out {Money(price.OutputPerMillionMicros)}  cached {Money(price.CachedInputPerMillionMicros)}  fee {Money(price.RequestFeeMicros)}  from {price.EffectiveFrom.UtcDateTime:yyyy-MM-dd HH:mm:ss}Z");
+            }
+
+            return ExitCodes.Success;
+        });
+        command.Subcommands.Add(list);
+        return command;
+    }
+
+    public static Command GpuPrices()
+    {
+        var command = new Command("gpu-prices", "Set and list prices per GPU-hour by GPU type, for deployments' GPU time (versioned by effective time).");
+
+        var gpu = new Option<string>("--gpu") { Description = "The GPU model as nvidia-smi names it, e.g. \"NVIDIA L4\" (see `sluice machines list`).", Required = true };
+        var perHour = new Option<decimal>("--per-hour") { Description = "Price per GPU per hour, in currency units, e.g. 0.80.", Required = true };
+        var from = new Option<DateTimeOffset?>("--effective-from") { Description = "When the price takes effect (default now; never in the past)." };
+        var set = new Command("set", "Add a price version for a GPU type (audited).") { gpu, perHour, from };
+        set.RunsOnHost(async (parse, services, ct) =>
+        {
+            var price = await services.GetRequiredService<Deployments.Billing.GpuPrices>().SetAsync(
+                new Deployments.Billing.SetGpuPriceRequest(parse.GetValue(gpu), parse.GetValue(perHour) * 1_000_000m, parse.GetValue(from)), ct);
+            await Console.Out.WriteLineAsync($"{price.GpuType}: {Money(price.PerGpuHourMicros)} per GPU-hour from {price.EffectiveFrom.UtcDateTime:yyyy-MM-dd HH:mm:ss}Z.");
+            return ExitCodes.Success;
+        });
+        command.Subcommands.Add(set);
+
+        var list = new Command("list", "List every GPU price version; * marks those in force.");
+        list.RunsOnHost(async (parse, services, ct) =>
+        {
+            foreach (var price in await services.GetRequiredService<Deployments.Billing.GpuPrices>().ListAsync(null, ct))
+            {
+                await Console.Out.WriteLineAsync($"{(price.Current ? "*" : " ")} {price.GpuType,-28} {Money(price.PerGpuHourMicros),12} per GPU-hour  from {price.EffectiveFrom.UtcDateTime:yyyy-MM-dd HH:mm:ss}Z");
             }
 
             return ExitCodes.Success;

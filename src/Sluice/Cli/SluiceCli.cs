@@ -46,6 +46,7 @@ public static class SluiceCli
         root.Subcommands.Add(CatalogCommands.Models());
         root.Subcommands.Add(BillingCommands.Wallet());
         root.Subcommands.Add(BillingCommands.Prices());
+        root.Subcommands.Add(BillingCommands.GpuPrices());
         root.Subcommands.Add(AuditCommand.Create());
         root.Subcommands.Add(FilesCommand.Create());
         root.Subcommands.Add(MachinesCommand.Create());

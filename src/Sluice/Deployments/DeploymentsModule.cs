@@ -3,6 +3,7 @@ using Sluice.Hosting;
 using Sluice.Deployments.Scheduling;
 using Sluice.Deployments.Routing;
 using Sluice.Deployments.Autoscaling;
+using Sluice.Deployments.Billing;
 
 namespace Sluice.Deployments;
 
@@ -14,6 +15,7 @@ internal static class DeploymentsModule
         services.TryAddSingleton<IDeploymentBilling, UnmeteredDeploymentBilling>();
         services.AddSettings<DeploymentsOptions>(DeploymentsOptions.Section);
         services.AddScoped<DeploymentAdmin>();
+        services.AddDeploymentBillingCore();
         return services;
     }
 
@@ -25,6 +27,7 @@ internal static class DeploymentsModule
         services.AddDeploymentScheduler();
         services.AddDeploymentRouting();
         services.AddDeploymentAutoscaling();
+        services.AddDeploymentBilling();
         return services;
     }
 
@@ -32,6 +35,7 @@ internal static class DeploymentsModule
     {
         app.MapDeploymentEndpoints();
         app.MapDeploymentStats();
+        app.MapDeploymentBilling();
         return app;
     }
 }

@@ -116,6 +116,8 @@ public sealed class AuditCoverageTests
         });
         await Expect(covered, "POST /api/v1/catalog/routes/{routeId:guid}/prices", "price.set", database,
             () => operatorClient.PostAsJsonAsync($"/api/v1/catalog/routes/{routeId}/prices", new { inputPerMillionMicros = 100, outputPerMillionMicros = 200 }));
+        await Expect(covered, "POST /api/v1/gpu-prices", "gpu_price.set", database,
+            () => operatorClient.PostAsJsonAsync("/api/v1/gpu-prices", new { gpuType = "NVIDIA L4", perGpuHourMicros = 800_000 }));
         await Expect(covered, "DELETE /api/v1/catalog/routes/{routeId:guid}", "route.delete", database, () => operatorClient.DeleteAsync($"/api/v1/catalog/routes/{routeId}"));
         await Expect(covered, "DELETE /api/v1/catalog/models/{*id}", "model.delete", database, () => operatorClient.DeleteAsync("/api/v1/catalog/models/llama"));
         await Expect(covered, "DELETE /api/v1/providers/{id:guid}", "provider.delete", database, () => operatorClient.DeleteAsync($"/api/v1/providers/{providerId}"));
