@@ -179,9 +179,7 @@ public sealed class DeploymentDirectory(IServiceScopeFactory scopes, SecretBox s
     private static ModelInfo ToModel(Deployment deployment, ModelInfo? previous)
     {
         var served = DeploymentLaunch.ServedModelName(deployment);
-        var pricing = deployment.InputPerMillionMicros is null && deployment.OutputPerMillionMicros is null
-            ? null
-            : new Billing.RoutePricing(deployment.InputPerMillionMicros ?? 0, deployment.OutputPerMillionMicros ?? 0, deployment.InputPerMillionMicros ?? 0, 0);
+        var pricing = Deployments.Billing.DeploymentPricing.ForTokens(deployment);
         var ownedBy = deployment.Public ? "sluice" : deployment.OrganizationId.ToString();
         if (previous is { Routes: [var route] } && previous.Id == deployment.Name && previous.Description == deployment.Description
             && previous.OwnedBy == ownedBy && route.UpstreamModel == served && route.Pricing == pricing)

@@ -386,7 +386,8 @@ public sealed class DeploymentScheduler(
                 var coldStart = deployment.MinReplicas == 0 && live.All(r => r.State is not (ReplicaStates.Starting or ReplicaStates.Ready or ReplicaStates.Draining));
                 for (var placed = 0; placed < missing && unschedulable is null;)
                 {
-                    var (candidates, reason) = Placement.Candidates(fleet.Values, deployment, spec.Runtime == TaskRuntimes.Container, holding, excluded);
+                    var (candidates, reason) = Placement.Candidates(fleet.Values, deployment, spec.Runtime == TaskRuntimes.Container, holding, excluded,
+                        ownMachinesOnly: spec.Runtime == TaskRuntimes.Process && deployment.Engine is not (DeploymentEngines.BuiltInLlama or DeploymentEngines.BuiltInEmbeddings));
                     if (candidates.Count == 0)
                     {
                         unschedulable = reason;

@@ -28,9 +28,13 @@ internal static class Placement
     /// The machines that fit one replica of <paramref name="deployment"/>, best first: the organization's own machines
     /// before the platform pool, then machines that hold no replica of it (spread), then the one left with the fewest
     /// free GPUs (pack), then by id. When none fits, the reason names the first thing missing.
+    /// <paramref name="ownMachinesOnly"/>: the replica runs as a process with a command the organization chose, so it
+    /// would run as the agent's user, able to read what the agent can (its credential, other tasks' environments); such
+    /// work goes only to the organization's own machines, and on the shared pool it must be a container.
     /// </summary>
     public static (List<MachineSlot> Candidates, string? Unschedulable) Candidates(
-        IReadOnlyCollection<MachineSlot> fleet, Deployment deployment, bool needsDocker, IReadOnlySet<Guid> holding, IReadOnlySet<Guid> excluded)
+        IReadOnlyCollection<MachineSlot> fleet, Deployment deployment, bool needsDocker, IReadOnlySet<Guid> holding, IReadOnlySet<Guid> excluded,
+        bool ownMachinesOnly = false)
     {
         var gpus = deployment.GpusPerReplica;
         var type = deployment.GpuType;
@@ -44,6 +48,15 @@ internal static class Placement
         if (machines.Count == 0)
         {
             return ([], "no ready machine is in the platform pool or the organization's private fleet");
+        }
+
+        if (ownMachinesOnly)
+        {
+            machines = machines.Where(m => m.OrganizationId == deployment.OrganizationId).ToList();
+            if (machines.Count == 0)
+            {
+                return ([], "a process engine other than the built-in ones runs only on the organization's own machines; on the platform pool use runtime container");
+            }
         }
 
         var what = type is null ? $"{gpus} GPU(s)" : $"{gpus} {type} GPU(s)";

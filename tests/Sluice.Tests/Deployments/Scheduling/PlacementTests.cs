@@ -46,6 +46,50 @@ public sealed class PlacementTests
     }
 
     [Fact]
+    public async Task A_command_the_organization_chose_runs_as_a_process_only_on_its_own_machines_and_as_a_container_on_the_shared_pool()
+    {
+        await using var harness = await StartAsync(DatabaseProvider.Sqlite);
+        var org = Guid.NewGuid();
+        var pool = await harness.MachineAsync([(L4, 2)], docker: true);
+        var custom = await harness.DeploymentAsync(org, desired: 1, gpus: 1, name: "custom");
+        await harness.UpdateDeploymentAsync(custom, d =>
+        {
+            d.Engine = DeploymentEngines.CustomCommand;
+            d.ArtifactKind = ArtifactKinds.None;
+            d.Artifact = null;
+            d.LaunchJson = """{"command":"/opt/engine/serve","args":["--port","{port}"]}""";
+        });
+
+        // On the platform pool a process would run as the agent's user, beside other organizations' work: refused.
+        await harness.PassAsync();
+        Assert.Empty(await harness.ReplicasAsync(custom));
+        Assert.StartsWith("a process engine other than the built-in ones runs only on the organization's own machines", (await harness.GetDeploymentAsync(custom)).StatusReason);
+
+        // The same command as a container may use the pool; the built-in engine stays a process anywhere.
+        await harness.UpdateDeploymentAsync(custom, d => d.LaunchJson = """{"image":"registry.example.com/engine:1","containerPort":8000}""");
+        await harness.UpdateDeploymentAsync(custom, d => d.Engine = DeploymentEngines.CustomContainer);
+        var builtIn = await harness.DeploymentAsync(org, desired: 1, gpus: 1, name: "builtin");
+        harness.Clock.Advance(TimeSpan.FromSeconds(1));
+        await harness.PassAsync();
+        Assert.Equal(pool, Assert.Single(await harness.ReplicasAsync(custom)).MachineId);
+        Assert.Equal(pool, Assert.Single(await harness.ReplicasAsync(builtIn)).MachineId);
+
+        // On the organization's own machine the command runs as a process.
+        var own = await harness.MachineAsync(L4, 1, organizationId: org);
+        var mine = await harness.DeploymentAsync(org, desired: 1, gpus: 1, name: "mine");
+        await harness.UpdateDeploymentAsync(mine, d =>
+        {
+            d.Engine = DeploymentEngines.CustomCommand;
+            d.ArtifactKind = ArtifactKinds.None;
+            d.Artifact = null;
+            d.LaunchJson = """{"command":"/opt/engine/serve","args":["--port","{port}"]}""";
+        });
+        harness.Clock.Advance(TimeSpan.FromSeconds(1));
+        await harness.PassAsync();
+        Assert.Equal(own, Assert.Single(await harness.ReplicasAsync(mine)).MachineId);
+    }
+
+    [Fact]
     public async Task Only_gpus_of_the_requested_type_are_used_even_on_a_machine_with_mixed_gpus()
     {
         await using var harness = await StartAsync(DatabaseProvider.Sqlite);
