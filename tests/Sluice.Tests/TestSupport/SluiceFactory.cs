@@ -54,11 +54,11 @@ public sealed class SluiceFactory(
     }
 
     /// <summary>A client with no credentials (its own cookie jar).</summary>
-    public HttpClient Anonymous() => CreateClient(new WebApplicationFactoryClientOptions { HandleCookies = true });
+    public HttpClient Anonymous() => CreateClient(new WebApplicationFactoryClientOptions { HandleCookies = true, BaseAddress = ClientOptions.BaseAddress });
 
     public HttpClient WithKey(string key)
     {
-        var client = CreateClient(new WebApplicationFactoryClientOptions { HandleCookies = false });
+        var client = CreateClient(new WebApplicationFactoryClientOptions { HandleCookies = false, BaseAddress = ClientOptions.BaseAddress });
         client.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", key);
         return client;
     }

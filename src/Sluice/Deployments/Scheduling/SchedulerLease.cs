@@ -46,7 +46,7 @@ internal static class SchedulerLeases
         }
 
         var taken = await db.Set<SchedulerLease>()
-            .Where(l => l.Name == Deployments && l.Holder != holder && l.ExpiresAt <= now)
+            .Where(l => l.Name == Deployments && l.ExpiresAt <= now) // its own expired lease too (a pass longer than the lease, a database outage)
             .ExecuteUpdateAsync(set => set.SetProperty(l => l.Holder, holder).SetProperty(l => l.AcquiredAt, now).SetProperty(l => l.ExpiresAt, now + duration), cancellationToken);
         if (taken == 1)
         {

@@ -9,6 +9,24 @@ namespace Sluice.Tests.Deployments.Scheduling;
 /// <summary>Two server replicas scheduling at once: one leader by lease, taken over when it expires, and never a replica or a GPU placed twice.</summary>
 public sealed class LeaderTests
 {
+    [Fact]
+    public async Task A_lone_scheduler_whose_own_lease_expired_takes_it_back_and_goes_on_scheduling()
+    {
+        await using var harness = await StartAsync(DatabaseProvider.Sqlite);
+        var machine = await harness.MachineAsync(L4, 4);
+        var deployment = await harness.DeploymentAsync(Guid.NewGuid(), desired: 1);
+        Assert.True((await harness.PassAsync()).Leader);
+        Assert.Single(await harness.ReplicasAsync(deployment));
+
+        // Longer than the lease between two passes (a slow pass, a database outage): nobody else holds it, so it is still
+        // this replica's to take, and the next pass schedules.
+        harness.Clock.Advance(TimeSpan.FromHours(1));
+        await harness.UpdateMachineAsync(machine, m => m.ContactAt = harness.Clock.GetUtcNow());
+        await harness.UpdateDeploymentAsync(deployment, d => d.DesiredReplicas = 2);
+        Assert.True((await harness.PassAsync()).Leader);
+        Assert.Equal(2, (await harness.ReplicasAsync(deployment)).Count);
+    }
+
     [Theory]
     [InlineData(DatabaseProvider.Sqlite)]
     [InlineData(DatabaseProvider.Postgres)]
