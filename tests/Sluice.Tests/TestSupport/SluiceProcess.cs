@@ -21,6 +21,8 @@ public sealed partial class SluiceProcess : IAsyncDisposable
         _process = process;
     }
 
+    private int _disposed;
+
     public static string ExecutablePath => Path.Combine(AppContext.BaseDirectory, "sluice.dll");
 
     public string Stdout
@@ -164,6 +166,11 @@ public sealed partial class SluiceProcess : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return; // disposed already (a test that stops it early to read all its output)
+        }
+
         if (!_process.HasExited)
         {
             _process.Kill(entireProcessTree: true);
