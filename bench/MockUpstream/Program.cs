@@ -49,6 +49,7 @@ app.Use(async (context, next) =>
         Interlocked.Decrement(ref inFlight);
     }
 });
+app.MapGet("/health", () => Results.Ok()); // ready as soon as it listens (a deployment's readiness probe)
 app.MapGet("/stats", () => Results.Json(new { peak = Volatile.Read(ref peak), refused = Volatile.Read(ref refused), served = Volatile.Read(ref served) }));
 
 var completion = Encoding.UTF8.GetBytes("""{"id":"chatcmpl-mock","object":"chat.completion","created":1,"model":"mock","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from the mock upstream."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":7,"total_tokens":19}}""");

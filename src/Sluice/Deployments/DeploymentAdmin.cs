@@ -292,12 +292,12 @@ public sealed partial class DeploymentAdmin(
             errors.ThrowIfAny();
         }
 
-        if (changed.Count == 0)
+        var suspended = deployment.Status == DeploymentStatuses.Suspended;
+        if (changed.Count == 0 && !suspended)
         {
-            return View(deployment, await ReplicasAsync(id, cancellationToken));
+            return View(deployment, await ReplicasAsync(id, cancellationToken)); // a suspended one resumes on any update the wallet covers
         }
 
-        var suspended = deployment.Status == DeploymentStatuses.Suspended;
         if (changed.Any(f => f is "minReplicas" or "gpuType" or "gpusPerReplica") || respec || suspended)
         {
             await EnsureCoveredAsync(deployment, "deployment.update", target, cancellationToken);
@@ -318,6 +318,15 @@ public sealed partial class DeploymentAdmin(
                 // A new spec gets a new chance: the scheduler places it again.
                 deployment.Status = DeploymentStatuses.Pending;
                 deployment.StatusReason = null;
+            }
+
+            if (deployment.Public)
+            {
+                // An operator published what it ran then; other organizations' requests do not follow a new engine,
+                // image or secret the owner chose since. It is private again until an operator publishes it again.
+                deployment.Public = false;
+                db.DeploymentEvents.Add(Event(id, now, DeploymentEventKinds.Unpublished, new JsonObject { ["reason"] = "respecified", ["generation"] = deployment.Generation }));
+                audit.Record("deployment.unpublish", target, deployment.OrganizationId);
             }
         }
 

@@ -254,6 +254,26 @@ public sealed class AuditCoverageTests
         await Expect(covered, "POST /api/v1/machines/{id:guid}/decommission", "machine.decommission", database,
             () => owner.PostAsync($"/api/v1/machines/{machineId}/decommission", null), () => orgId);
 
+        // Deployments: created, changed, published and unpublished by an operator, deleted.
+        var deploymentId = Guid.Empty;
+        await Expect(covered, "POST /api/v1/deployments", "deployment.create", database, async () =>
+        {
+            var response = await owner.PostAsJsonAsync("/api/v1/deployments", new
+            {
+                organizationId = orgId, name = "audited-embeddings", engine = "builtin-embeddings", artifactKind = "none", gpusPerReplica = 0, minReplicas = 1, maxReplicas = 1,
+            });
+            deploymentId = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetGuid();
+            return response;
+        }, () => orgId);
+        await Expect(covered, "PATCH /api/v1/deployments/{id:guid}", "deployment.update", database,
+            () => owner.PatchAsJsonAsync($"/api/v1/deployments/{deploymentId}", new { maxReplicas = 2 }), () => orgId);
+        await Expect(covered, "POST /api/v1/deployments/{id:guid}/publish", "deployment.publish", database,
+            () => operatorClient.PostAsJsonAsync($"/api/v1/deployments/{deploymentId}/publish", new { inputPerMillionMicros = 100_000, outputPerMillionMicros = 400_000 }), () => orgId);
+        await Expect(covered, "POST /api/v1/deployments/{id:guid}/unpublish", "deployment.unpublish", database,
+            () => operatorClient.PostAsync($"/api/v1/deployments/{deploymentId}/unpublish", null), () => orgId);
+        await Expect(covered, "DELETE /api/v1/deployments/{id:guid}", "deployment.delete", database,
+            () => owner.DeleteAsync($"/api/v1/deployments/{deploymentId}"), () => orgId);
+
         // Every state-changing endpoint is either covered above or deliberately not audited.
         var stateChanging = sluice.Services.GetRequiredService<EndpointDataSource>().Endpoints.OfType<RouteEndpoint>()
             .SelectMany(e => (e.Metadata.GetMetadata<Microsoft.AspNetCore.Routing.HttpMethodMetadata>()?.HttpMethods ?? []).Select(m => $"{m} {e.RoutePattern.RawText?.TrimEnd('/')}"))

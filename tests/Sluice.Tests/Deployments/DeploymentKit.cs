@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Http.Json;
 using System.Text.Json;
 using Sluice.Compute.Protocol;
 using Sluice.Tests.Compute;
@@ -55,6 +56,20 @@ internal sealed class DeploymentKit : IAsyncDisposable
             MemoryBytes = 32L << 30,
             DiskBytes = 1L << 40,
         });
+        // GPU time on both types has a price (dedicated work on an unpriced type is refused), and the organizations'
+        // wallets can pay for a few replicas.
+        foreach (var (gpu, price) in new[] { (H100, 2_500_000L), (L4, 800_000L) })
+        {
+            var set = await op.PostAsJsonAsync("/api/v1/gpu-prices", new { gpuType = gpu, perGpuHourMicros = price });
+            Assert.True(set.IsSuccessStatusCode, await set.Content.ReadAsStringAsync());
+        }
+
+        foreach (var org in new[] { orgA, orgB })
+        {
+            var credit = await op.PostAsJsonAsync($"/api/v1/admin/orgs/{org}/wallet/credits", new { amountMicros = 1_000_000_000, reason = "deployments under test" });
+            Assert.True(credit.IsSuccessStatusCode, await credit.Content.ReadAsStringAsync());
+        }
+
         return new DeploymentKit(sluice, op, ownerA, orgA, ownerB, orgB, memberA);
     }
 

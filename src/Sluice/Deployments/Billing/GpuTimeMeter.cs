@@ -46,7 +46,7 @@ public sealed partial class GpuTimeMeter(
 
     private sealed record Candidate(
         Guid Id, Guid DeploymentId, Guid OrganizationId, string? GpuType, int GpuCount, DateTimeOffset CreatedAt, DateTimeOffset? StoppedAt,
-        DateTimeOffset? BilledThrough, int MinReplicas, string Status, DateTimeOffset? DeletedAt);
+        DateTimeOffset? BilledThrough, int MinReplicas, bool PricedPerToken, string Status, DateTimeOffset? DeletedAt);
 
     /// <summary>One round over every replica still to be billed; returns how many replicas were charged.</summary>
     public async Task<int> RunOnceAsync(CancellationToken ct)
@@ -99,7 +99,7 @@ public sealed partial class GpuTimeMeter(
                         ? r.State != ReplicaStates.Stopped && r.State != ReplicaStates.Failed
                         : r.BilledThrough == null || r.BilledThrough < r.StoppedAt)
                 select new Candidate(r.Id, r.DeploymentId, r.OrganizationId, r.GpuType, r.GpuCount, r.CreatedAt, r.StoppedAt, r.BilledThrough,
-                    d.MinReplicas, d.Status, d.DeletedAt)).ToListAsync(ct);
+                    d.MinReplicas, d.InputPerMillionMicros != null || d.OutputPerMillionMicros != null, d.Status, d.DeletedAt)).ToListAsync(ct);
             var ids = candidates.Select(c => c.Id).ToList();
             var recent = now - (settings.MeterInterval * 2);
             var me = Meter;
@@ -123,7 +123,7 @@ public sealed partial class GpuTimeMeter(
         foreach (var replica in candidates.Where(c => !elsewhere.Contains(c.Id)))
         {
             var cost = new GpuTimeCost(replica.CreatedAt, replica.GpuCount, replica.GpuType is { } type && prices.TryGetValue(type, out var versions) ? versions : []);
-            var outcome = await ChargeAsync(replica, cost, WalletDeploymentBilling.PaysForGpuTime(replica.MinReplicas, settings), now, ct);
+            var outcome = await ChargeAsync(replica, cost, WalletDeploymentBilling.PaysForGpuTime(replica.MinReplicas, replica.PricedPerToken, settings), now, ct);
             if (outcome.Charged)
             {
                 charged++;

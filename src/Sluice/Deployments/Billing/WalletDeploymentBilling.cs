@@ -67,9 +67,16 @@ internal sealed class WalletDeploymentBilling(
     }
 
     /// <summary>Whether the deployment pays for its replicas' GPU time (dedicated; serverless only with the setting).</summary>
-    public static bool PaysForGpuTime(Deployment deployment, DeploymentBillingOptions settings) => PaysForGpuTime(deployment.MinReplicas, settings);
+    public static bool PaysForGpuTime(Deployment deployment, DeploymentBillingOptions settings) =>
+        PaysForGpuTime(deployment.MinReplicas, DeploymentPricing.ForTokens(deployment) is not null, settings);
 
-    public static bool PaysForGpuTime(int minReplicas, DeploymentBillingOptions settings) => minReplicas >= 1 || settings.BillServerlessReplicaTime;
+    /// <summary>
+    /// Dedicated replicas (min 1 or more) pay for their GPU time; a serverless deployment pays per token at its prices
+    /// instead, or for its replicas' time when it has no token prices (a private endpoint nobody priced), or when
+    /// <see cref="DeploymentBillingOptions.BillServerlessReplicaTime"/> says so: GPUs never run unpaid.
+    /// </summary>
+    public static bool PaysForGpuTime(int minReplicas, bool pricedPerToken, DeploymentBillingOptions settings) =>
+        minReplicas >= 1 || !pricedPerToken || settings.BillServerlessReplicaTime;
 
     /// <summary>The organization's money: its wallet plus what is held (leased) for it, in micro-units.</summary>
     public static async Task<long> MoneyAsync(SluiceDbContext db, Guid organizationId, string currency, CancellationToken ct)

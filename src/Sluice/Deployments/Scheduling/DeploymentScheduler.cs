@@ -304,7 +304,9 @@ public sealed class DeploymentScheduler(
         // 3. Decide: drain what is beyond the desired count (old generation, leaving machines first once new ones are
         // ready), place what is missing, one extra at a time while rolling out.
         var deleted = deployment.DeletedAt is not null;
-        var desired = deleted ? 0 : Math.Max(0, deployment.DesiredReplicas);
+        // Suspended for lack of funds: nothing runs, whatever count an update raced in (it resumes only through an update
+        // the wallet covers, which moves the status out of suspended).
+        var desired = deleted || deployment.Status == DeploymentStatuses.Suspended ? 0 : Math.Max(0, deployment.DesiredReplicas);
         var active = live.Where(r => r.State is ReplicaStates.Starting or ReplicaStates.Ready).ToList();
         var old = active.Where(r => r.Generation != deployment.Generation || leaving.Contains(r.MachineId)).ToList();
         var current = active.Except(old).ToList();
@@ -409,7 +411,7 @@ public sealed class DeploymentScheduler(
                                 Generation = deployment.Generation,
                                 MachineId = slot.Id,
                                 TaskId = task.Id,
-                                GpuType = slot.Inventory.Gpus.FirstOrDefault(g => gpus.Contains(g.Index))?.Name,
+                                GpuType = slot.Inventory.Gpus.FirstOrDefault(g => gpus.Contains(g.Index))?.Name is { } gpuName ? Truncate(gpuName, 100) : null,
                                 GpuCount = gpus.Count,
                                 State = ReplicaStates.Starting,
                                 ColdStart = coldStart,

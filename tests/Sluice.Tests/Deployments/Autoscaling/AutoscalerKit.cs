@@ -18,6 +18,14 @@ internal static class AutoscalerKit
         ["Deployments:Autoscaler:ReportInterval"] = "00:10:00",
         ["Deployments:Autoscaler:ReportFreshness"] = "00:15:00",
         ["Deployments:Autoscaler:LeaseDuration"] = "00:20:00",
+
+        // GPU time on the test machines' unpriced GPUs is free, so the wallet covers any scale; the wallet's refusal is
+        // tested with a stand-in that refuses.
+        ["Deployments:Billing:AllowUnpricedGpus"] = "true",
+
+        // Replicas are inserted as the scheduler writes them (no machine tasks behind them): it stays off.
+        ["Deployments:Scheduler:Interval"] = "00:10:00",
+        ["Deployments:Scheduler:LeaseDuration"] = "00:30:00",
     };
 
     public static Dictionary<string, string?> With(params (string Key, string Value)[] extra)

@@ -470,11 +470,9 @@ public sealed class DeploymentAutoscalerTests
     public async Task The_background_loops_scale_on_their_own_on_the_servers_clock()
     {
         await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
-        await using var sluice = new SluiceFactory(database, new Dictionary<string, string?>
-        {
-            ["Deployments:Autoscaler:TickInterval"] = "00:00:00.200",
-            ["Deployments:Autoscaler:ReportInterval"] = "00:00:00.100",
-        });
+        await using var sluice = new SluiceFactory(database, With(
+            ("Deployments:Autoscaler:TickInterval", "00:00:00.200"), ("Deployments:Autoscaler:ReportInterval", "00:00:00.100"),
+            ("Deployments:Autoscaler:ReportFreshness", "00:00:05"), ("Deployments:Autoscaler:LeaseDuration", "00:00:10")));
         _ = sluice.Services;
         var load = sluice.Services.GetRequiredService<DeploymentLoad>();
         var deployment = await DeploymentAsync(database, DateTimeOffset.UtcNow, min: 1, max: 10, target: 1, desired: 1);

@@ -13,13 +13,14 @@ internal static class GpuKit
     public const string L4 = "NVIDIA L4";
 
     public static async Task<(Guid Deployment, Guid Replica)> ReplicaAsync(
-        TestDatabase database, Guid orgId, string? gpuType, int gpus, DateTimeOffset createdAt, int minReplicas = 1, string name = "private-model")
+        TestDatabase database, Guid orgId, string? gpuType, int gpus, DateTimeOffset createdAt, int minReplicas = 1, string name = "private-model",
+        bool pricedPerToken = false)
     {
         await using var db = database.CreateContext();
         var deployment = await db.Deployments.SingleOrDefaultAsync(d => d.OrganizationId == orgId && d.Name == name);
         if (deployment is null)
         {
-            deployment = Deployment(orgId, gpuType, gpus, minReplicas, name, createdAt);
+            deployment = Deployment(orgId, gpuType, gpus, minReplicas, name, createdAt, pricedPerToken);
             db.Deployments.Add(deployment);
         }
 
@@ -33,8 +34,12 @@ internal static class GpuKit
         return (deployment.Id, replica.Id);
     }
 
-    public static Deployment Deployment(Guid orgId, string? gpuType, int gpus, int minReplicas, string name = "private-model", DateTimeOffset? at = null) => new()
+    /// <summary>A deployment row; <c>pricedPerToken</c>: it has per-token prices (serverless with them pays per token, not for GPU time).</summary>
+    public static Deployment Deployment(
+        Guid orgId, string? gpuType, int gpus, int minReplicas, string name = "private-model", DateTimeOffset? at = null, bool pricedPerToken = false) => new()
     {
+        InputPerMillionMicros = pricedPerToken ? 100_000 : null,
+        OutputPerMillionMicros = pricedPerToken ? 400_000 : null,
         Id = Guid.NewGuid(), OrganizationId = orgId, Name = name, Engine = DeploymentEngines.Vllm, ArtifactKind = ArtifactKinds.Hub, Artifact = "org/model",
         GpuType = gpuType, GpusPerReplica = gpus, MinReplicas = minReplicas, MaxReplicas = 8, TargetConcurrency = 4, IdleTimeoutSeconds = 300,
         ScaleDownDelaySeconds = 300, LaunchJson = "{}", Generation = 1, DesiredReplicas = Math.Max(1, minReplicas), Status = DeploymentStatuses.Ready,

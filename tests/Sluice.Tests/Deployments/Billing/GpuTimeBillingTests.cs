@@ -27,6 +27,11 @@ public abstract class GpuTimeBillingTests(DatabaseProvider provider)
             ["Deployments:Billing:MeterInterval"] = "00:01:00", // a real-time timer that never fires in a test: rounds are run by hand
             ["Identity:SessionLifetime"] = "1.00:00:00",
             ["Billing:AlertInterval"] = "01:00:00",
+
+            // Replicas are inserted as the scheduler writes them (no machine tasks behind them): it stays off, so it never
+            // stops them for want of a task.
+            ["Deployments:Scheduler:Interval"] = "00:10:00",
+            ["Deployments:Scheduler:LeaseDuration"] = "00:30:00",
         };
         foreach (var (key, value) in extra ?? [])
         {
@@ -185,15 +190,17 @@ public abstract class GpuTimeBillingTests(DatabaseProvider provider)
         Assert.False(unpriced.Covered);
         Assert.Contains("no price per GPU-hour", unpriced.Refusal, StringComparison.Ordinal);
 
-        // Serverless pays per token (not for its replicas' time, by default), and a deployment without GPUs costs nothing.
-        Assert.True((await billing.CanRunAsync(GpuKit.Deployment(orgId, GpuKit.L4, gpus: 2, minReplicas: 0), 8, default)).Covered);
+        // Serverless with token prices pays per token (not for its replicas' time, by default); without token prices it
+        // pays for its GPU time like a dedicated one; a deployment without GPUs costs nothing.
+        Assert.True((await billing.CanRunAsync(GpuKit.Deployment(orgId, GpuKit.L4, gpus: 2, minReplicas: 0, pricedPerToken: true), 8, default)).Covered);
+        Assert.False((await billing.CanRunAsync(GpuKit.Deployment(orgId, GpuKit.L4, gpus: 2, minReplicas: 0), 8, default)).Covered);
         Assert.True((await billing.CanRunAsync(GpuKit.Deployment(orgId, null, gpus: 0, minReplicas: 1), 8, default)).Covered);
 
         // With the settings: unpriced GPU types run free, and serverless replicas' time is billed (so covered) too.
         await using var other = new SluiceFactory(database, Settings(new() { ["Deployments:Billing:AllowUnpricedGpus"] = "true", ["Deployments:Billing:BillServerlessReplicaTime"] = "true" }));
         var lenient = other.Services.GetRequiredService<IDeploymentBilling>();
         Assert.True((await lenient.CanRunAsync(GpuKit.Deployment(orgId, "NVIDIA A10G", gpus: 1, minReplicas: 1), 1, default)).Covered);
-        Assert.False((await lenient.CanRunAsync(GpuKit.Deployment(orgId, GpuKit.L4, gpus: 2, minReplicas: 0), 3, default)).Covered);
+        Assert.False((await lenient.CanRunAsync(GpuKit.Deployment(orgId, GpuKit.L4, gpus: 2, minReplicas: 0, pricedPerToken: true), 3, default)).Covered);
     }
 
     [Fact]
@@ -290,7 +297,7 @@ public abstract class GpuTimeBillingTests(DatabaseProvider provider)
     }
 
     [Fact]
-    public async Task Serverless_replicas_are_not_charged_for_their_time_unless_the_setting_says_so()
+    public async Task Serverless_replicas_priced_per_token_are_not_charged_for_their_time_unless_the_setting_says_so_and_unpriced_ones_are()
     {
         await using var database = await TestDatabase.CreateAsync(provider);
         var clock = GpuKit.Clock();
@@ -299,7 +306,7 @@ public abstract class GpuTimeBillingTests(DatabaseProvider provider)
         await PriceAsync(op, GpuKit.L4, 3_600_000);
         var orgId = await FundedTenantAsync(sluice, op, 10_000_000);
         var placed = GpuKit.Placed(clock.GetUtcNow());
-        var (_, replica) = await GpuKit.ReplicaAsync(database, orgId, GpuKit.L4, gpus: 1, placed, minReplicas: 0);
+        var (_, replica) = await GpuKit.ReplicaAsync(database, orgId, GpuKit.L4, gpus: 1, placed, minReplicas: 0, pricedPerToken: true);
         var meter = sluice.Services.GetRequiredService<GpuTimeMeter>();
 
         clock.Advance(TimeSpan.FromSeconds(90));
@@ -314,6 +321,13 @@ public abstract class GpuTimeBillingTests(DatabaseProvider provider)
         clock.Advance(TimeSpan.FromSeconds(30));
         await billed.Services.GetRequiredService<GpuTimeMeter>().RunOnceAsync(default);
         Assert.Equal(30_000, (await GpuKit.BooksAsync(database, orgId)).Charged); // from the last second not billed on
+
+        // A serverless endpoint nobody priced per token pays for its GPUs' time: they never run unpaid.
+        var (_, unpriced) = await GpuKit.ReplicaAsync(database, orgId, GpuKit.L4, gpus: 1, clock.GetUtcNow(), minReplicas: 0, name: "unpriced-serverless");
+        clock.Advance(TimeSpan.FromSeconds(10));
+        await meter.RunOnceAsync(default);
+        await using var after = database.CreateContext();
+        Assert.Equal(10_000, await after.Set<Sluice.Deployments.Billing.DeploymentCharge>().Where(c => c.ReplicaId == unpriced).SumAsync(c => c.CostMicros));
     }
 }
 

@@ -37,6 +37,8 @@ public sealed class GpuTimeCrashTests
             "serve", "--urls", $"http://127.0.0.1:{port}", "--database", database.ConnectionString, "--data-dir", database.Directory,
             "--set", "Deployments:Billing:MeterInterval=00:00:00.100", "--set", "Billing:SettleInterval=00:00:00.200",
             "--set", "Billing:LeaseTtl=00:00:03", "--set", "Identity:PasswordHashCost=10",
+            // The replica is inserted by hand (no machine task behind it): the scheduler stays off so it is not stopped.
+            "--set", "Deployments:Scheduler:Interval=00:10:00", "--set", "Deployments:Scheduler:LeaseDuration=00:30:00",
         ];
         async Task<long> BilledSecondsAsync()
         {
