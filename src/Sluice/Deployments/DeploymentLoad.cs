@@ -12,6 +12,10 @@ public sealed class DeploymentLoad(TimeProvider time)
 {
     private readonly ConcurrentDictionary<Guid, DeploymentCounters> _deployments = new();
     private readonly ConcurrentDictionary<Guid, ReplicaCounter> _replicas = new();
+    private int _waitingTotal;
+
+    /// <summary>Whether any request on this server waits for a replica of any deployment (the directory then refreshes often).</summary>
+    public bool AnyWaiting => Volatile.Read(ref _waitingTotal) > 0;
 
     /// <summary>A request was sent to <paramref name="replicaId"/>; call <see cref="Leave"/> when it ends, whatever the outcome.</summary>
     public void Enter(Guid deploymentId, Guid replicaId)
@@ -36,10 +40,15 @@ public sealed class DeploymentLoad(TimeProvider time)
     {
         var deployment = Deployment(deploymentId);
         Interlocked.Increment(ref deployment.Waiting);
+        Interlocked.Increment(ref _waitingTotal);
         Volatile.Write(ref deployment.LastRequestTicks, time.GetUtcNow().UtcTicks);
     }
 
-    public void Dequeued(Guid deploymentId) => Interlocked.Decrement(ref Deployment(deploymentId).Waiting);
+    public void Dequeued(Guid deploymentId)
+    {
+        Interlocked.Decrement(ref Deployment(deploymentId).Waiting);
+        Interlocked.Decrement(ref _waitingTotal);
+    }
 
     /// <summary>Requests this server has in flight to <paramref name="replicaId"/> (for least-outstanding balancing).</summary>
     public int InFlight(Guid replicaId) => _replicas.TryGetValue(replicaId, out var replica) ? Volatile.Read(ref replica.InFlight) : 0;

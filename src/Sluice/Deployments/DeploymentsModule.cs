@@ -24,6 +24,7 @@ internal static class DeploymentsModule
     {
         services.AddDeploymentsCore();
         services.AddSingleton<DeploymentLoad>();
+        services.AddSingleton<DeploymentSignals>();
         services.AddDeploymentScheduler();
         services.AddDeploymentRouting();
         services.AddDeploymentAutoscaling();

@@ -130,6 +130,8 @@ public sealed class AgentModelsEndToEndTests
         Assert.Equal(HttpStatusCode.Created, (await owner.PostAsJsonAsync("/api/v1/auth/signup", new { email = "owner@example.com", name = "Owner", password = SluiceFactory.Password, ageAttestation = true })).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await owner.PostAsJsonAsync("/api/v1/auth/login", new { email = "owner@example.com", password = SluiceFactory.Password })).StatusCode);
         var org = await SluiceFactory.CreateOrganizationAsync(owner, "Acme");
+        Assert.True((await op.PostAsJsonAsync("/api/v1/gpu-prices", new { gpuType = "NVIDIA H100 80GB HBM3", perGpuHourMicros = 2_500_000 })).IsSuccessStatusCode);
+        Assert.True((await op.PostAsJsonAsync($"/api/v1/admin/orgs/{org}/wallet/credits", new { amountMicros = 1_000_000_000, reason = "GPU time" })).IsSuccessStatusCode);
 
         var work = Directory.CreateTempSubdirectory("sluice-models-e2e-").FullName;
         var models = Path.Combine(work, "my-models");

@@ -11,7 +11,8 @@ namespace Sluice.Deployments.Routing;
 /// the one request (on any server) whose update wins, a <c>cold_start</c> event in the same transaction. The scheduler
 /// then places the replica. Requests waiting together on one server share one wake.
 /// </summary>
-public sealed class ColdStarts(IServiceScopeFactory scopes, IDeploymentBilling billing, TimeProvider time, ILogger<ColdStarts> logger)
+public sealed class ColdStarts(
+    IServiceScopeFactory scopes, IDeploymentBilling billing, TimeProvider time, ILogger<ColdStarts> logger, DeploymentSignals? signals = null)
 {
     /// <summary>A server tries again only after this long (the directory shows the wake within a refresh).</summary>
     private static readonly TimeSpan Again = TimeSpan.FromSeconds(2);
@@ -72,6 +73,7 @@ public sealed class ColdStarts(IServiceScopeFactory scopes, IDeploymentBilling b
         if (woke == 1)
         {
             DeploymentRoutingLog.ColdStart(logger, deployment.Id);
+            signals?.Woken(); // the scheduler places the replica now, not at its next interval
         }
     }
 

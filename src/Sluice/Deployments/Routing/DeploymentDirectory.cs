@@ -81,7 +81,11 @@ public sealed class DeploymentDirectory(IServiceScopeFactory scopes, SecretBox s
             var rows = await (
                 from d in db.Deployments.AsNoTracking()
                 where d.DeletedAt == null && d.Status != DeploymentStatuses.Deleting
-                join r0 in db.DeploymentReplicas.Where(r => r.State == ReplicaStates.Ready) on d.Id equals r0.DeploymentId into replicas
+                // Ready, or starting with its task already reported ready (the scheduler records it at its next pass; a
+                // cold-started request need not wait for that).
+                join r0 in db.DeploymentReplicas.Where(r => r.State == ReplicaStates.Ready || (r.State == ReplicaStates.Starting
+                        && db.MachineTasks.Any(t => t.Id == r.TaskId && t.State == TaskStates.Ready && t.Desired == TaskDesired.Running)))
+                    on d.Id equals r0.DeploymentId into replicas
                 from r in replicas.DefaultIfEmpty()
                 join m0 in db.Machines.Where(m => m.CredentialRevokedAt == null && m.State != MachineStates.Decommissioned
                         && (m.Liveness == MachineLiveness.Alive || m.Liveness == MachineLiveness.Suspect))
@@ -204,9 +208,15 @@ public sealed class DeploymentDirectory(IServiceScopeFactory scopes, SecretBox s
 
 /// <summary>Loads the directory before the server starts, then reloads it every <see cref="DeploymentRoutingOptions.DirectoryRefreshInterval"/>.</summary>
 internal sealed class DeploymentDirectoryRefresher(
-    DeploymentDirectory directory, IOptions<DeploymentRoutingOptions> options, ILogger<DeploymentDirectoryRefresher> logger, BackgroundHealth? health = null)
+    DeploymentDirectory directory, IOptions<DeploymentRoutingOptions> options, ILogger<DeploymentDirectoryRefresher> logger, BackgroundHealth? health = null,
+    DeploymentLoad? load = null)
     : SupervisedService(health)
 {
+    /// <summary>How often the directory is reloaded while a request waits for a replica (a cold start): it goes as soon as one is ready.</summary>
+    private static readonly TimeSpan WhileWaiting = TimeSpan.FromMilliseconds(100);
+
+    private long _lastRefresh;
+
     public override async Task StartAsync(CancellationToken cancellationToken)
     {
         try
@@ -222,6 +232,19 @@ internal sealed class DeploymentDirectoryRefresher(
     }
 
     // On the real clock, as metering paces itself: a test that moves a manual clock must not have to move it for routing.
-    protected override Task RunAsync(CancellationToken stoppingToken) =>
-        PeriodicWork.RunAsync(options.Value.DirectoryRefreshInterval, TimeProvider.System, logger, "Reloading the deployment directory", directory.RefreshAsync, stoppingToken, Health);
+    protected override Task RunAsync(CancellationToken stoppingToken)
+    {
+        var interval = options.Value.DirectoryRefreshInterval;
+        var tick = interval < WhileWaiting ? interval : WhileWaiting;
+        return PeriodicWork.RunAsync(tick, TimeProvider.System, logger, "Reloading the deployment directory", async ct =>
+        {
+            if (load?.AnyWaiting != true && System.Diagnostics.Stopwatch.GetElapsedTime(Interlocked.Read(ref _lastRefresh)) < interval)
+            {
+                return;
+            }
+
+            Interlocked.Exchange(ref _lastRefresh, System.Diagnostics.Stopwatch.GetTimestamp());
+            await directory.RefreshAsync(ct);
+        }, stoppingToken, Health);
+    }
 }

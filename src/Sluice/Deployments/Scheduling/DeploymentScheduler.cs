@@ -25,10 +25,33 @@ public sealed record SchedulerPass(bool Leader, int Deployments, int Placed, int
 /// </summary>
 public sealed class DeploymentScheduler(
     IServiceScopeFactory scopes, IOptions<SchedulerOptions> options, TimeProvider time, ILogger<DeploymentScheduler> logger,
-    BackgroundHealth? health = null) : SupervisedService(health)
+    BackgroundHealth? health = null, DeploymentSignals? signals = null) : SupervisedService(health)
 {
     private readonly SemaphoreSlim _passes = new(1, 1);
+    private readonly CancellationTokenSource _stopping = new();
     private bool _leader;
+
+    public override Task StartAsync(CancellationToken cancellationToken)
+    {
+        // A request woke a deployment from zero on this server: a pass now (a cold start waits on it), beside the periodic ones.
+        signals?.OnWoken(RunSoon);
+        return base.StartAsync(cancellationToken);
+    }
+
+    private void RunSoon() => _ = Task.Run(async () =>
+    {
+        try
+        {
+            await PassAsync(_stopping.Token);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !_stopping.IsCancellationRequested)
+        {
+            SchedulingLog.SoonPassFailed(logger, ex.GetType().Name); // the periodic pass still comes
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    });
 
     /// <summary>This server replica's name in the lease: its host and a random id per process.</summary>
     public string Holder { get; } = $"{Truncate(Environment.MachineName, 150)}/{Guid.NewGuid():N}";
@@ -52,6 +75,7 @@ public sealed class DeploymentScheduler(
 
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
+        await _stopping.CancelAsync();
         await base.StopAsync(cancellationToken);
         if (!_leader)
         {

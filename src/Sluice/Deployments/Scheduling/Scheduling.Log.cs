@@ -23,4 +23,7 @@ internal static partial class SchedulingLog
 
     [LoggerMessage(1846, LogLevel.Information, "Scheduler lease lost by this server replica; another one schedules now")]
     public static partial void LeaseLost(ILogger logger);
+
+    [LoggerMessage(1849, LogLevel.Warning, "A scheduler pass for a woken deployment failed ({ExceptionType}); the periodic pass places it")]
+    public static partial void SoonPassFailed(ILogger logger, string exceptionType);
 }
