@@ -39,6 +39,11 @@ internal static class DeploymentStatsEndpoints
         Guid id, string? from, string? to, HttpContext http, SluiceDbContext db, TimeProvider time, CancellationToken cancellationToken)
     {
         var end = Time(to, "to") ?? time.GetUtcNow();
+        if (end < DateTimeOffset.UnixEpoch.AddDays(1))
+        {
+            throw ApiProblem.Invalid("to", "must be a time after 1970"); // and a default window before it must exist
+        }
+
         var start = Time(from, "from") ?? end - TimeSpan.FromDays(1);
         if (start >= end)
         {

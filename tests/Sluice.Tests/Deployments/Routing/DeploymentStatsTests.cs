@@ -84,7 +84,7 @@ public sealed class DeploymentStatsTests
         using var anonymous = kit.Sluice.Anonymous();
         Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.GetAsync($"/api/v1/deployments/{deployment}/stats")).StatusCode);
 
-        foreach (var (query, field) in new[] { ("from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z", "from"), ("from=2026-01-01T00:00:00Z&to=2026-11-01T00:00:00Z", "from"), ("from=yesterday", "from") })
+        foreach (var (query, field) in new[] { ("from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z", "from"), ("from=2026-01-01T00:00:00Z&to=2026-11-01T00:00:00Z", "from"), ("from=yesterday", "from"), ("to=0001-01-01T00:00:00Z", "to") })
         {
             var bad = await kit.Owner.GetAsync($"/api/v1/deployments/{deployment}/stats?{query}");
             Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
