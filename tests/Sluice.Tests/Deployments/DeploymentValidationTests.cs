@@ -113,7 +113,7 @@ public sealed class DeploymentValidationTests
         await using (var db = database.CreateContext())
         {
             Assert.Equal(1, await db.Deployments.CountAsync());
-            Assert.Equal(1, await db.DeploymentEvents.CountAsync());
+            Assert.Equal(1, await db.DeploymentEvents.CountAsync(e => e.Kind == "created")); // the scheduler may add its own
         }
 
         // Every refusal that reached the service is audited (the unreadable body never reaches it).

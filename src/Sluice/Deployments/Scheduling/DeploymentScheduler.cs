@@ -34,7 +34,10 @@ public sealed class DeploymentScheduler(
     public override Task StartAsync(CancellationToken cancellationToken)
     {
         // A request woke a deployment from zero on this server: a pass now (a cold start waits on it), beside the periodic ones.
-        signals?.OnWoken(RunSoon);
+        if (options.Value.PassOnWake)
+        {
+            signals?.OnWoken(RunSoon);
+        }
         return base.StartAsync(cancellationToken);
     }
 

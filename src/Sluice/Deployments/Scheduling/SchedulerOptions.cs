@@ -11,6 +11,9 @@ public sealed record SchedulerOptions : IValidatableObject
     [Range(typeof(TimeSpan), "00:00:00.050", "00:10:00", ErrorMessage = "must be between {1} and {2}")]
     public TimeSpan Interval { get; init; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>Run a pass at once when a request wakes a deployment from zero on this server (a cold start waits on it).</summary>
+    public bool PassOnWake { get; init; } = true;
+
     /// <summary>How long the leader's lease lasts without a renewal; another server replica takes over after it.</summary>
     [Range(typeof(TimeSpan), "00:00:01", "00:30:00", ErrorMessage = "must be between {1} and {2}")]
     public TimeSpan LeaseDuration { get; init; } = TimeSpan.FromSeconds(15);

@@ -58,6 +58,7 @@ internal sealed class DeploymentRoutingKit : IAsyncDisposable
             // after its longest interval, well after any test here ends, so it never converges the hand-made rows.
             ["Deployments:Scheduler:Interval"] = "00:10:00",
             ["Deployments:Scheduler:LeaseDuration"] = "00:30:00",
+            ["Deployments:Scheduler:PassOnWake"] = "false",
         };
         foreach (var (name, value) in settings ?? [])
         {

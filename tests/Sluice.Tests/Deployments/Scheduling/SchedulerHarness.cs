@@ -26,6 +26,7 @@ internal sealed class SchedulerHarness : IAsyncDisposable
     public static readonly Dictionary<string, string?> Settings = new()
     {
         ["Deployments:Scheduler:Interval"] = "00:10:00",
+        ["Deployments:Scheduler:PassOnWake"] = "false",
         ["Deployments:Scheduler:LeaseDuration"] = "00:30:00",
         ["Compute:LivenessCheckInterval"] = "00:10:00",
     };
