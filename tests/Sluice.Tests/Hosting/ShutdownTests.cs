@@ -56,10 +56,7 @@ public sealed class ShutdownTests
         await started.Task.WaitAsync(TimeSpan.FromSeconds(10));
         await app.StopAsync().WaitAsync(TimeSpan.FromSeconds(20));
 
-        // Cut off: the client sees the connection end (a reset, or, when the server aborts it mid-read, a cancellation),
-        // never an answer and never a hang (WaitAsync's TimeoutException fails this).
-        var cut = await Assert.ThrowsAnyAsync<Exception>(() => request.WaitAsync(TimeSpan.FromSeconds(10)));
-        Assert.True(cut is HttpRequestException or TaskCanceledException, $"expected the request to be cut off, got {cut.GetType().Name}");
+        await Assert.ThrowsAnyAsync<HttpRequestException>(() => request.WaitAsync(TimeSpan.FromSeconds(10)));
     }
 
     private static WebApplication Build(TestDatabase database, string shutdownTimeout, RequestDelegate slow)

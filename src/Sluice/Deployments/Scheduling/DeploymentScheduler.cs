@@ -91,9 +91,9 @@ public sealed class DeploymentScheduler(
             await using var scope = scopes.CreateAsyncScope();
             await SchedulerLeases.ReleaseAsync(scope.ServiceProvider.GetRequiredService<SluiceDbContext>(), Holder, time.GetUtcNow(), cancellationToken);
         }
-        catch (Exception ex) when (ex is not OperationCanceledException)
+        catch (Exception)
         {
-            // The lease expires on its own.
+            // Best effort, cancellation included (the host's shutdown grace may already be spent): the lease expires on its own.
         }
     }
 

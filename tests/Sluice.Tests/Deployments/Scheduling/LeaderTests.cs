@@ -124,6 +124,20 @@ public sealed class LeaderTests
         Assert.Contains(first.Sluice.Logs.Lines, l => l.Contains("Scheduler lease taken", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public async Task A_leader_stopping_after_the_shutdown_grace_is_spent_stops_quietly_and_leaves_the_lease_to_expire()
+    {
+        await using var harness = await StartAsync(DatabaseProvider.Sqlite);
+        Assert.True((await harness.PassAsync()).Leader);
+
+        // The host's shutdown grace ran out on the services stopped before this one: handing the lease over is best
+        // effort, and throwing here would fail the whole host's stop.
+        await harness.Scheduler.StopAsync(new CancellationToken(canceled: true));
+
+        await using var db = harness.Database.CreateContext();
+        Assert.Equal(harness.Scheduler.Holder, db.Set<SchedulerLease>().Single().Holder);
+    }
+
     private static async Task<List<Guid>> MachinesAsync(SchedulerHarness harness)
     {
         await using var db = harness.Database.CreateContext();
