@@ -38,6 +38,12 @@ public sealed record InferenceRequest(
     /// </summary>
     public int CompletionLimit { get; init; }
 
+    /// <summary>The protocol the caller spoke when not OpenAI's own endpoints; <see cref="Body"/> is then its translation to a chat completion request.</summary>
+    public Protocols.IInboundProtocol? Protocol { get; init; }
+
+    /// <summary>The caller's own body when it spoke another <see cref="Protocol"/>, for an upstream that speaks that protocol itself.</summary>
+    public ReadOnlyMemory<byte> NativeBody { get; init; }
+
     public static string Name(InferenceEndpoint endpoint) => endpoint switch
     {
         InferenceEndpoint.ChatCompletions => "chat.completions",
@@ -169,6 +175,20 @@ public sealed record InferenceRequest(
         }
 
         return new InferenceRequest(endpoint, model, stream, wantsUsage, maxTokens, body, Math.Max(choices, bestOf));
+    }
+
+    /// <summary>Valid UTF-8 with no lone surrogate escape, else an <see cref="OpenAiException"/> (400, <c>invalid_encoding</c>).</summary>
+    public static void CheckText(ReadOnlySpan<byte> body)
+    {
+        if (!System.Text.Unicode.Utf8.IsValid(body))
+        {
+            throw OpenAiException.Invalid("The request body is not valid UTF-8.", code: "invalid_encoding");
+        }
+
+        if (body.IndexOf("\\u"u8) >= 0)
+        {
+            CheckEscapes(body);
+        }
     }
 
     /// <summary>

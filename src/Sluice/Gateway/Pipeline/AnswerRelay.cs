@@ -38,6 +38,22 @@ public sealed class AnswerRelay(TimeProvider time)
             trace.UpstreamTicks += Stopwatch.GetTimestamp() - started;
         }
 
+        var protocol = request.Protocol;
+        var native = protocol is not null && protocol.NativeFormat == response.Format;
+        if (native)
+        {
+            // The upstream speaks the caller's protocol: its answer goes through as it is, read only for usage.
+            if (!protocol!.TryReadNativeUsage(body, out var nativeUsage, out var nativeReported))
+            {
+                throw new UpstreamAnswerException("upstream_malformed");
+            }
+
+            trace.Usage = nativeReported ? nativeUsage : new TokenUsage(TokenCounter.CountPrompt(request.Endpoint, request.Body.Span), TokenCounter.CountAnswer(body), 0);
+            trace.CountedLocally = !nativeReported;
+            await WriteWholeAsync(sink, body, trace, cancellationToken);
+            return;
+        }
+
         if (response.Format == ResponseFormat.Anthropic)
         {
             try
@@ -65,6 +81,16 @@ public sealed class AnswerRelay(TimeProvider time)
             trace.CountedLocally = true;
         }
 
+        if (protocol is not null)
+        {
+            body = protocol.FromChatCompletion(body, request);
+        }
+
+        await WriteWholeAsync(sink, body, trace, cancellationToken);
+    }
+
+    private static async Task WriteWholeAsync(IResponseSink sink, byte[] body, InferenceTrace trace, CancellationToken cancellationToken)
+    {
         trace.MarkFirstToken();
         sink.Start(200, "application/json", body.Length, streaming: false);
         trace.ResponseBytes = body.Length;
@@ -76,6 +102,12 @@ public sealed class AnswerRelay(TimeProvider time)
         if (!sink.HasStarted) // already, when keep-alive comments went out while the call waited for a replica
         {
             sink.Start(200, "text/event-stream", null, streaming: true);
+        }
+
+        if (request.Protocol is { } protocol)
+        {
+            await ProtocolStreamAsync(sink, request, protocol, response, trace, cancellationToken);
+            return;
         }
 
         var anthropic = response.Format == ResponseFormat.Anthropic
@@ -164,6 +196,119 @@ public sealed class AnswerRelay(TimeProvider time)
         }
     }
 
+    /// <summary>
+    /// A stream for a caller that spoke another protocol: the upstream's own events passed through when it speaks that
+    /// protocol, otherwise its chat completion chunks (Anthropic's translated first) turned into the protocol's events.
+    /// </summary>
+    private async Task ProtocolStreamAsync(
+        IResponseSink sink, InferenceRequest request, Protocols.IInboundProtocol protocol, UpstreamResponse response, InferenceTrace trace, CancellationToken cancellationToken)
+    {
+        var native = protocol.NativeFormat == response.Format ? protocol.StartNativeStream() : null;
+        var translator = native is null ? protocol.StartStream(request) : null;
+        var anthropic = native is null && response.Format == ResponseFormat.Anthropic
+            ? new AnthropicTranslation.StreamTranslator(request.Model, time.GetUtcNow().ToUnixTimeSeconds())
+            : null;
+        long contentChunks = 0;
+        var sawUsage = false;
+        var ended = false;
+        var text = new System.Buffers.ArrayBufferWriter<byte>(256);
+        try
+        {
+            await foreach (var (eventType, data) in Sse.ReadAsync(response.Body, cancellationToken))
+            {
+                if (native is not null)
+                {
+                    ended = native.Observe(eventType, data);
+                    await WriteEventAsync(sink, new Protocols.SseEvent(eventType, data), trace, cancellationToken);
+                    if (ended)
+                    {
+                        break;
+                    }
+
+                    continue;
+                }
+
+                IEnumerable<string> chunks = anthropic is null
+                    ? [data]
+                    : eventType == "message_stop" ? [anthropic.UsageChunk(), "[DONE]"] : anthropic.Translate(eventType ?? "", data);
+                foreach (var chunk in chunks)
+                {
+                    if (chunk == "[DONE]")
+                    {
+                        ended = true;
+                        break;
+                    }
+
+                    var bytes = Encoding.UTF8.GetBytes(chunk);
+                    if (bytes.AsSpan().IndexOf("\"usage\":{"u8) >= 0 && TokenUsage.TryRead(bytes, out var usage))
+                    {
+                        trace.Usage = usage;
+                        sawUsage = true;
+                    }
+                    else
+                    {
+                        contentChunks++;
+                        TokenCounter.AppendAnswerText(bytes, text);
+                    }
+
+                    foreach (var translated in translator!.Chunk(chunk))
+                    {
+                        await WriteEventAsync(sink, translated, trace, cancellationToken);
+                    }
+                }
+
+                if (anthropic is not null && !sawUsage)
+                {
+                    trace.Usage = new TokenUsage(anthropic.PromptTokens, anthropic.CompletionTokens, anthropic.CachedTokens);
+                }
+
+                if (ended)
+                {
+                    break;
+                }
+            }
+
+            if (!ended)
+            {
+                throw new UpstreamStreamException("the provider's stream ended before its last event");
+            }
+
+            if (translator is not null)
+            {
+                foreach (var closing in translator.Finish())
+                {
+                    await WriteEventAsync(sink, closing, trace, cancellationToken);
+                }
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UpstreamStreamException or HttpRequestException or System.Text.Json.JsonException
+            || (ex is OperationCanceledException && !sink.ClientGone.IsCancellationRequested))
+        {
+            trace.Status = ex is OperationCanceledException ? 504 : 502;
+            trace.ErrorType = ex is OperationCanceledException ? "upstream_timeout" : "upstream_stream_error";
+            var error = new OpenAiException(trace.Status.Value, "The provider failed while streaming; the answer is incomplete.", "server_error", trace.ErrorType);
+            await WriteEventAsync(sink, protocol.ErrorEvent(error), trace, CancellationToken.None);
+        }
+        finally
+        {
+            if (native is not null)
+            {
+                sawUsage = native.SawUsage;
+                trace.Usage = native.Usage;
+                contentChunks = native.ContentEvents;
+            }
+
+            if (!sawUsage)
+            {
+                trace.Usage = new TokenUsage(
+                    Math.Max(trace.Usage.Prompt, TokenCounter.CountPrompt(request.Endpoint, request.Body.Span)),
+                    Math.Max(trace.Usage.Completion, Math.Max(contentChunks, TokenCounter.Count(text.WrittenSpan))),
+                    trace.Usage.Cached);
+                trace.CountedLocally = true;
+            }
+        }
+    }
+
     public async Task ErrorAsync(IResponseSink sink, UpstreamResponse response, InferenceTrace trace, CancellationToken cancellationToken)
     {
         var body = await BodyReading.ReadAllAsync(response.Body, response.Length, 64 * 1024, cancellationToken);
@@ -176,7 +321,9 @@ public sealed class AnswerRelay(TimeProvider time)
             return;
         }
 
-        if (response.Format == ResponseFormat.OpenAi && body.AsSpan().IndexOf("\"error\""u8) >= 0)
+        // The provider's own error body goes through when it is in the caller's shape.
+        var callerFormat = sink.Protocol is null ? ResponseFormat.OpenAi : sink.Protocol.NativeFormat;
+        if (response.Format == callerFormat && body.AsSpan().IndexOf("\"error\""u8) >= 0)
         {
             sink.Start(response.Status, "application/json", body.Length, streaming: false);
             trace.ResponseBytes = body.Length;
@@ -188,10 +335,13 @@ public sealed class AnswerRelay(TimeProvider time)
         await sink.WriteErrorAsync(new OpenAiException(response.Status, message ?? $"The provider rejected the request (status {response.Status}).", "invalid_request_error", "upstream_rejected"));
     }
 
-    private static async Task WriteEventAsync(IResponseSink sink, string data, InferenceTrace trace, CancellationToken cancellationToken)
+    private static Task WriteEventAsync(IResponseSink sink, string data, InferenceTrace trace, CancellationToken cancellationToken) =>
+        WriteEventAsync(sink, new Protocols.SseEvent(null, data), trace, cancellationToken);
+
+    private static async Task WriteEventAsync(IResponseSink sink, Protocols.SseEvent sse, InferenceTrace trace, CancellationToken cancellationToken)
     {
         trace.MarkFirstToken();
-        var bytes = Encoding.UTF8.GetBytes("data: " + data + "\n\n");
+        var bytes = Encoding.UTF8.GetBytes(sse.Format());
         trace.ResponseBytes += bytes.Length;
         await sink.Body.WriteAsync(bytes, sink.ClientGone.IsCancellationRequested ? sink.ClientGone : cancellationToken);
     }

@@ -13,13 +13,18 @@ namespace Sluice.Gateway.Pipeline;
 /// </summary>
 public sealed class HttpInferenceAdapter(InferencePipeline pipeline, IOptions<GatewayOptions> options, TimeProvider time)
 {
-    public Task HandleAsync(HttpContext context, InferenceEndpoint endpoint)
+    public Task HandleAsync(HttpContext context, InferenceEndpoint endpoint) => HandleAsync(context, endpoint, null);
+
+    /// <summary>A call in another inbound protocol (the Responses API, Anthropic Messages), run as a chat completion.</summary>
+    public Task HandleAsync(HttpContext context, Protocols.IInboundProtocol protocol) => HandleAsync(context, InferenceEndpoint.ChatCompletions, protocol);
+
+    private Task HandleAsync(HttpContext context, InferenceEndpoint endpoint, Protocols.IInboundProtocol? protocol)
     {
         var started = Stopwatch.GetTimestamp();
         var (eventId, requestId) = RequestIds.Of(context, time);
         if (context.Items[typeof(VerifiedKey)] is not VerifiedKey key)
         {
-            return OpenAiError.WriteAsync(context, 401, "The API key could not be read.", "invalid_request_error", "invalid_api_key");
+            return new HttpResponseSink(context, protocol).WriteErrorAsync(new OpenAiException(401, "The API key could not be read.", "invalid_request_error", "invalid_api_key"));
         }
 
         var trace = new InferenceTrace(started, time.GetUtcNow());
@@ -38,8 +43,9 @@ public sealed class HttpInferenceAdapter(InferencePipeline pipeline, IOptions<Ga
             RequestId = requestId,
             Aborted = context.RequestAborted,
             ReadBody = t => ReadBodyAsync(context, t),
+            Protocol = protocol,
         };
-        return pipeline.RunAsync(call, trace, new HttpResponseSink(context));
+        return pipeline.RunAsync(call, trace, new HttpResponseSink(context, protocol));
     }
 
     private async Task<byte[]> ReadBodyAsync(HttpContext context, InferenceTrace trace)

@@ -25,6 +25,9 @@ public sealed class InferenceCall
     /// <summary>Signalled when the receiver of the answer has gone.</summary>
     public CancellationToken Aborted { get; init; }
 
+    /// <summary>The protocol the caller spoke, when not OpenAI's own endpoints (<see cref="Endpoint"/> is then chat completions).</summary>
+    public Protocols.IInboundProtocol? Protocol { get; init; }
+
     /// <summary>The batch line this call runs, or null for real-time traffic.</summary>
     public BatchLine? Batch { get; init; }
 }

@@ -66,7 +66,7 @@ public sealed class InferencePipeline(
             RequestId = call.RequestId,
             OrganizationId = call.Key.OrganizationId,
             KeyId = call.Key.KeyId,
-            Endpoint = InferenceRequest.Name(call.Endpoint),
+            Endpoint = call.Protocol?.EndpointName ?? InferenceRequest.Name(call.Endpoint),
             Model = trace.Model,
             RouteId = trace.Route is { Provider.IsBuiltIn: false, Provider.Kind: not ProviderKind.Deployment } route ? route.Id : null, // a deployment is DeploymentId
             Status = status,
@@ -99,7 +99,14 @@ public sealed class InferencePipeline(
     {
         var body = await call.ReadBody(trace);
         trace.RequestBytes = body.Length;
-        var request = InferenceRequest.Parse(call.Endpoint, body);
+        if (call.Protocol is not null)
+        {
+            InferenceRequest.CheckText(body.AsSpan()); // before translation decodes any of it
+        }
+
+        var request = call.Protocol is { } protocol
+            ? InferenceRequest.Parse(InferenceEndpoint.ChatCompletions, protocol.ToChatCompletions(body)) with { Protocol = protocol, NativeBody = body }
+            : InferenceRequest.Parse(call.Endpoint, body);
         trace.Stream = request.Stream;
 
         // Policy: the model, the key's grants and the organization's data policy.

@@ -30,12 +30,17 @@ public interface IResponseSink
 
     /// <summary>Ends an answer that was started and cannot be completed, so the receiver cannot take it for a whole one.</summary>
     void Abort();
+
+    /// <summary>The protocol whose shape errors take (null: OpenAI's).</summary>
+    Protocols.IInboundProtocol? Protocol => null;
 }
 
 /// <summary>The <c>/v1</c> HTTP response.</summary>
-internal sealed class HttpResponseSink(HttpContext context) : IResponseSink
+internal sealed class HttpResponseSink(HttpContext context, Protocols.IInboundProtocol? protocol = null) : IResponseSink
 {
     private int _status;
+
+    public Protocols.IInboundProtocol? Protocol => protocol;
 
     public bool HasStarted => _status != 0 || context.Response.HasStarted;
 
@@ -116,7 +121,14 @@ public static class ResponseSinkExtensions
         sink.Start(error.Status, "application/json", null, streaming: false);
         using (var json = new Utf8JsonWriter(sink.Body))
         {
-            OpenAiError.Write(json, error.Message, error.Type, error.Code, error.Param);
+            if (sink.Protocol is { } protocol)
+            {
+                protocol.WriteError(json, error);
+            }
+            else
+            {
+                OpenAiError.Write(json, error.Message, error.Type, error.Code, error.Param);
+            }
         }
 
         await sink.Body.FlushAsync(CancellationToken.None);
@@ -125,6 +137,12 @@ public static class ResponseSinkExtensions
     /// <summary>An error as an SSE event in OpenAI's shape, for an event stream already committed; then the stream ends.</summary>
     public static async Task WriteErrorEventAsync(this IResponseSink sink, OpenAiException error)
     {
+        if (sink.Protocol is { } protocol)
+        {
+            await sink.Body.WriteAsync(System.Text.Encoding.UTF8.GetBytes(protocol.ErrorEvent(error).Format()), CancellationToken.None);
+            return;
+        }
+
         var buffer = new ArrayBufferWriter<byte>(256);
         buffer.Write("data: "u8);
         using (var json = new Utf8JsonWriter(buffer))

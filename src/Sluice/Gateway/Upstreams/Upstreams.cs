@@ -6,8 +6,12 @@ namespace Sluice.Gateway;
 
 public enum ResponseFormat
 {
+    /// <summary>OpenAI's chat completions, completions or embeddings.</summary>
     OpenAi,
     Anthropic,
+
+    /// <summary>OpenAI's Responses API (a provider that speaks it, given a <c>/v1/responses</c> call as it came).</summary>
+    OpenAiResponses,
 }
 
 /// <summary>What an upstream answered, before anything is sent to the client (so a failure can still fall back).</summary>
