@@ -33,6 +33,10 @@ public static class DatabaseFailures
                     return sqlite.SqliteErrorCode is 5 /* BUSY */ or 6 /* LOCKED */ or 10 /* IOERR */ or 14 /* CANTOPEN */;
                 case SocketException or TimeoutException:
                     return true;
+                case ObjectDisposedException disposed when ThrownInsideNpgsql(disposed):
+                    // A pooled connection that the outage broke, its internals disposed under a command that was still
+                    // using it (npgsql/npgsql#6415): the database connection is what failed, not Sluice.
+                    return true;
                 case AggregateException aggregate when aggregate.InnerExceptions.Count > 0:
                     return aggregate.InnerExceptions.All(IsUnavailable);
             }
@@ -42,6 +46,10 @@ public static class DatabaseFailures
 
         return false;
     }
+
+    private static bool ThrownInsideNpgsql(Exception exception) =>
+        new System.Diagnostics.StackTrace(exception, fNeedFileInfo: false).GetFrames()
+            .Any(frame => frame.GetMethod()?.DeclaringType?.Namespace?.StartsWith("Npgsql", StringComparison.Ordinal) == true);
 
     /// <summary>
     /// SQLSTATE classes that mean the server cannot serve now: 08 connection exception, 53 insufficient resources (too

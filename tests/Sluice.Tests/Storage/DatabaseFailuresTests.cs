@@ -21,4 +21,24 @@ public sealed class DatabaseFailuresTests
         Assert.Equal(unavailable, DatabaseFailures.IsUnavailable(error));
         Assert.Equal(unavailable, DatabaseFailures.IsUnavailable(new InvalidOperationException("wrapped by EF", error)));
     }
+
+    [Fact]
+    public async Task A_disposed_object_inside_the_driver_is_an_outage_and_one_in_sluice_is_not()
+    {
+        // What a connection broken by an outage throws at the command still using it (npgsql/npgsql#6415): thrown from
+        // inside Npgsql. Disposing a connection and using it again throws the same way, from the same place.
+        var connection = new NpgsqlConnection("Host=127.0.0.1;Port=1;Timeout=1");
+        await connection.DisposeAsync();
+        var inDriver = await Assert.ThrowsAnyAsync<ObjectDisposedException>(() => connection.OpenAsync());
+        Assert.True(DatabaseFailures.IsUnavailable(inDriver));
+        Assert.True(DatabaseFailures.IsUnavailable(new InvalidOperationException("wrapped by EF", inDriver)));
+
+        var inSluice = Assert.ThrowsAny<ObjectDisposedException>(() =>
+        {
+            var gate = new SemaphoreSlim(1);
+            gate.Dispose();
+            gate.Wait();
+        });
+        Assert.False(DatabaseFailures.IsUnavailable(inSluice));
+    }
 }
