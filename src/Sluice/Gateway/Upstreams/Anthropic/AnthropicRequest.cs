@@ -238,6 +238,11 @@ internal static partial class AnthropicTranslation
             var message = source[i]!.AsObject();
             var at = $"messages[{i}]";
             var role = message["role"]?.GetValue<string>();
+            if (role is not ("system" or "developer" or "user" or "assistant" or "tool"))
+            {
+                throw OpenAiException.Invalid($"Messages with role '{Truncate(role)}' are not supported by this model's provider.", $"{at}.role");
+            }
+
             foreach (var (key, value) in message)
             {
                 var known = key is "role" or "content" or "cache_control"
