@@ -49,6 +49,12 @@ public sealed class FakeUpstream : IAsyncDisposable
     /// <summary>Declare the whole non-streamed answer's length, send this many bytes of it, then drop the connection.</summary>
     public int? CutAnswerAfterBytes { get; set; }
 
+    /// <summary>A recorded Messages API answer (a JSON body) the Anthropic endpoint replays as it is, instead of its own.</summary>
+    public string? AnthropicAnswer { get; set; }
+
+    /// <summary>A recorded Messages API event stream (SSE text) the Anthropic endpoint replays as it is, for streaming requests.</summary>
+    public string? AnthropicEvents { get; set; }
+
     /// <summary>The usage a non-streamed answer reports.</summary>
     public (int Prompt, int Completion) Usage { get; set; } = (11, 7);
 
@@ -236,9 +242,22 @@ public sealed class FakeUpstream : IAsyncDisposable
             return;
         }
 
+        if (request["stream"]?.GetValue<bool>() == true && AnthropicEvents is { } recordedEvents)
+        {
+            context.Response.ContentType = "text/event-stream";
+            await context.Response.WriteAsync(recordedEvents.ReplaceLineEndings("\n"));
+            return;
+        }
+
         if (request["stream"]?.GetValue<bool>() != true)
         {
             context.Response.ContentType = "application/json";
+            if (AnthropicAnswer is { } recorded)
+            {
+                await context.Response.WriteAsync(recorded);
+                return;
+            }
+
             await context.Response.WriteAsync(JsonSerializer.Serialize(new
             {
                 id = "msg_1",

@@ -58,7 +58,7 @@ public sealed class AnswerRelay(TimeProvider time)
         {
             try
             {
-                body = AnthropicTranslation.Response(body, request.Model, time.GetUtcNow().ToUnixTimeSeconds());
+                body = AnthropicTranslation.Response(body, request.Model, time.GetUtcNow().ToUnixTimeSeconds(), AnthropicTranslation.AnswersAsJson(request));
             }
             catch (Exception ex) when (ex is System.Text.Json.JsonException or InvalidOperationException or FormatException or NullReferenceException)
             {
@@ -111,7 +111,7 @@ public sealed class AnswerRelay(TimeProvider time)
         }
 
         var anthropic = response.Format == ResponseFormat.Anthropic
-            ? new AnthropicTranslation.StreamTranslator(request.Model, time.GetUtcNow().ToUnixTimeSeconds())
+            ? new AnthropicTranslation.StreamTranslator(request.Model, time.GetUtcNow().ToUnixTimeSeconds(), AnthropicTranslation.AnswersAsJson(request))
             : null;
         long contentChunks = 0;
         var sawUsage = false;
@@ -206,7 +206,7 @@ public sealed class AnswerRelay(TimeProvider time)
         var native = protocol.NativeFormat == response.Format ? protocol.StartNativeStream() : null;
         var translator = native is null ? protocol.StartStream(request) : null;
         var anthropic = native is null && response.Format == ResponseFormat.Anthropic
-            ? new AnthropicTranslation.StreamTranslator(request.Model, time.GetUtcNow().ToUnixTimeSeconds())
+            ? new AnthropicTranslation.StreamTranslator(request.Model, time.GetUtcNow().ToUnixTimeSeconds(), AnthropicTranslation.AnswersAsJson(request))
             : null;
         long contentChunks = 0;
         var sawUsage = false;
