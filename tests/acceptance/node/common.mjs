@@ -1,5 +1,10 @@
 // Shared by the case scripts: each case runs, its observations (or its error) are collected, and one JSON object
 // {caseName: observations} is printed on stdout for the C# test to assert. A case never decides pass/fail here.
+// Debian bookworm's node is 18, which has no global File (the SDKs' uploads need it); node:buffer has it since 18.13.
+if (typeof globalThis.File === "undefined") {
+  globalThis.File = (await import("node:buffer")).File;
+}
+
 export const env = (name) => {
   const value = process.env[name];
   if (!value) throw new Error(`${name} is not set`);
