@@ -37,6 +37,18 @@ if ! command -v htpasswd >/dev/null; then
   echo "test.sh: apache2-utils unavailable; the bcrypt cross-check will be skipped" >&2
 fi
 
+# The acceptance suite's official npm SDKs (tests/acceptance/node): node and npm from Debian when missing, then npm ci.
+# Under CI it is required; elsewhere the npm SDK acceptance tests are skipped.
+# shellcheck source=scripts/node-deps.sh
+source "$root/scripts/node-deps.sh"
+if ! node_deps; then
+  if [[ "${CI:-}" == "true" ]]; then
+    echo "test.sh: node/npm or the acceptance SDKs could not be installed, and CI requires them" >&2
+    exit 1
+  fi
+  echo "test.sh: node/npm unavailable; the npm SDK acceptance tests will be skipped" >&2
+fi
+
 log="$(mktemp)"
 set +e
 dotnet test Sluice.slnx -c Release "$@" 2>&1 | tee "$log"

@@ -51,6 +51,23 @@ public abstract class GatewayCanaryTests(DatabaseProvider provider)
             (await limitedClient.PostAsync("/v1/chat/completions", Chat("echo", canary))).StatusCode,
         };
 
+        // The echo model's parameters (issue 18): n, stop, base64 embeddings, and its refusals, whose messages name fields only.
+        var echoOutcomes = new List<(HttpStatusCode Status, string Body)>();
+        foreach (var (path, json) in new[]
+        {
+            ("/v1/chat/completions", $$"""{"model":"echo","n":2,"stream":true,"stop":["{{canary}}"],"messages":[{"role":"user","content":"{{canary}}"}]}"""),
+            ("/v1/embeddings", $$"""{"model":"echo","input":"{{canary}}","encoding_format":"base64","dimensions":8}"""),
+            ("/v1/chat/completions", $$"""{"model":"echo","logprobs":true,"messages":[{"role":"user","content":"{{canary}}"}]}"""),
+            ("/v1/chat/completions", $$"""{"model":"echo","stop":{"{{canary}}":1},"messages":[{"role":"user","content":"{{canary}}"}]}"""),
+        })
+        {
+            var answer = await client.PostAsync(path, Json(json));
+            echoOutcomes.Add((answer.StatusCode, await answer.Content.ReadAsStringAsync()));
+        }
+
+        Assert.Equal([HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.BadRequest, HttpStatusCode.BadRequest], echoOutcomes.Select(o => o.Status));
+        Canary.AssertAbsent(echoOutcomes[2].Body + echoOutcomes[3].Body, canary, "the echo model's error messages");
+
         using (var cancel = new CancellationTokenSource())
         {
             using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Chat("m", canary, stream: true) };

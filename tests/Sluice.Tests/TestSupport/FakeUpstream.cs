@@ -40,6 +40,12 @@ public sealed class FakeUpstream : IAsyncDisposable
 
     public string Reply { get; set; } = "Hello from upstream";
 
+    /// <summary>The arguments of the tool call answered to a request with <c>tools</c> (a call to the first tool).</summary>
+    public string ToolArguments { get; set; } = """{"city":"Paris"}""";
+
+    /// <summary>The content answered to a request with a <c>json_schema</c> or <c>json_object</c> <c>response_format</c>.</summary>
+    public string JsonReply { get; set; } = """{"answer":"42"}""";
+
     /// <summary>Answer without any usage (streams ignore <c>include_usage</c>), as some servers do.</summary>
     public bool OmitUsage { get; set; }
 
@@ -137,11 +143,14 @@ public sealed class FakeUpstream : IAsyncDisposable
         }
 
         var model = request["model"]!.GetValue<string>();
+        var (content, tool) = chat ? Answer(request) : (Reply, null);
         if (request["stream"]?.GetValue<bool>() != true)
         {
             context.Response.ContentType = "application/json";
             object choice = chat
-                ? new { index = 0, message = new { role = "assistant", content = Reply }, finish_reason = "stop" }
+                ? tool is null
+                    ? (object)new { index = 0, message = new { role = "assistant", content }, finish_reason = "stop" }
+                    : new { index = 0, message = new { role = "assistant", content = (string?)null, tool_calls = new[] { new { id = "call_1", type = "function", function = new { name = tool, arguments = ToolArguments } } } }, finish_reason = "tool_calls" }
                 : new { index = 0, text = Reply, finish_reason = "stop" };
             var answer = RawAnswer ?? JsonSerializer.Serialize(new
             {
@@ -164,6 +173,12 @@ public sealed class FakeUpstream : IAsyncDisposable
             }
 
             await context.Response.WriteAsync(answer);
+            return;
+        }
+
+        if (tool is not null || content != Reply)
+        {
+            await StreamAnswerAsync(context, request, model, content, tool);
             return;
         }
 
@@ -216,6 +231,64 @@ public sealed class FakeUpstream : IAsyncDisposable
         {
             StreamCancelled.TrySetResult();
         }
+    }
+
+    /// <summary>
+    /// What a chat request gets: a call to its first tool when it offers tools (and the last message is not a tool
+    /// result), "Tool said: " and the result after one, <see cref="JsonReply"/> for a JSON <c>response_format</c>,
+    /// else <see cref="Reply"/>.
+    /// </summary>
+    private (string Content, string? Tool) Answer(JsonObject request)
+    {
+        var last = request["messages"] is JsonArray { Count: > 0 } messages ? messages[^1] : null;
+        if (last?["role"]?.GetValue<string>() == "tool")
+        {
+            return ("Tool said: " + last["content"]?.ToString(), null);
+        }
+
+        if (request["tools"] is JsonArray { Count: > 0 } tools && tools[0]?["function"]?["name"]?.GetValue<string>() is { } name
+            && request["tool_choice"]?.ToString() != "none")
+        {
+            return ("", name);
+        }
+
+        return request["response_format"]?["type"]?.GetValue<string>() is "json_schema" or "json_object" ? (JsonReply, null) : (Reply, null);
+    }
+
+    /// <summary>A streamed tool call (id and name first, the arguments in two pieces) or a streamed content answer in two pieces.</summary>
+    private async Task StreamAnswerAsync(HttpContext context, JsonObject request, string model, string content, string? tool)
+    {
+        context.Response.ContentType = "text/event-stream";
+        var chunks = new List<object>();
+        if (tool is not null)
+        {
+            var half = ToolArguments.Length / 2;
+            chunks.Add(new { index = 0, delta = new { role = "assistant", tool_calls = new[] { new { index = 0, id = "call_1", type = "function", function = new { name = tool, arguments = "" } } } }, finish_reason = (string?)null });
+            chunks.Add(new { index = 0, delta = new { tool_calls = new[] { new { index = 0, function = new { arguments = ToolArguments[..half] } } } }, finish_reason = (string?)null });
+            chunks.Add(new { index = 0, delta = new { tool_calls = new[] { new { index = 0, function = new { arguments = ToolArguments[half..] } } } }, finish_reason = (string?)null });
+            chunks.Add(new { index = 0, delta = new { }, finish_reason = (string?)"tool_calls" });
+        }
+        else
+        {
+            var half = content.Length / 2;
+            chunks.Add(new { index = 0, delta = new { role = "assistant", content = content[..half] }, finish_reason = (string?)null });
+            chunks.Add(new { index = 0, delta = new { content = content[half..] }, finish_reason = (string?)null });
+            chunks.Add(new { index = 0, delta = new { }, finish_reason = (string?)"stop" });
+        }
+
+        foreach (var choice in chunks)
+        {
+            var chunk = JsonSerializer.Serialize(new { id = "up-1", @object = "chat.completion.chunk", created = 1, model, choices = new[] { choice } });
+            await context.Response.WriteAsync("data: " + chunk + "\n\n", context.RequestAborted);
+        }
+
+        if (request["stream_options"]?["include_usage"]?.GetValue<bool>() == true)
+        {
+            var usage = JsonSerializer.Serialize(new { id = "up-1", @object = "chat.completion.chunk", created = 1, model, choices = Array.Empty<object>(), usage = new { prompt_tokens = 11, completion_tokens = 5, total_tokens = 16 } });
+            await context.Response.WriteAsync("data: " + usage + "\n\n", context.RequestAborted);
+        }
+
+        await context.Response.WriteAsync("data: [DONE]\n\n", context.RequestAborted);
     }
 
     private async Task EmbeddingsAsync(HttpContext context)

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Buffers.Binary;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -8,7 +9,11 @@ namespace Sluice.Gateway;
 /// <summary>
 /// The built-in test model: answers "Echo: " and the last user message (chat) or the prompt (completions), with real
 /// token counts from a simple word-and-punctuation tokenizer, streamed one token per chunk; embeddings are
-/// deterministic unit vectors derived from SHA-256 of each input. Nothing leaves the process.
+/// deterministic unit vectors derived from SHA-256 of each input. Nothing leaves the process. It behaves like a model
+/// for the parameters SDKs send: <c>n</c> identical choices, <c>stop</c> (the answer ends before the first stop
+/// sequence), the completion limit (finish reason <c>length</c>), <c>encoding_format: "base64"</c> and
+/// <c>dimensions</c> for embeddings; <c>logprobs</c> / <c>top_logprobs</c> are refused with a 400 naming the field
+/// rather than ignored.
 /// </summary>
 internal sealed class EchoUpstream(TimeProvider time) : IUpstream
 {
@@ -31,23 +36,73 @@ internal sealed class EchoUpstream(TimeProvider time) : IUpstream
     private byte[] Completion(InferenceRequest request, JsonElement root)
     {
         var chat = request.Endpoint == InferenceEndpoint.ChatCompletions;
+        RefuseLogprobs(root, chat);
+        var stops = StopSequences(root);
         var (said, promptText) = chat ? LastUserMessage(root) : (Text(root.GetProperty("prompt")), Text(root.GetProperty("prompt")));
-        var tokens = Tokenize("Echo: " + said);
+        var answer = "Echo: " + said;
+        var cut = stops.Select(stop => answer.IndexOf(stop, StringComparison.Ordinal)).Where(at => at >= 0).DefaultIfEmpty(-1).Min();
+        if (cut >= 0)
+        {
+            answer = answer[..cut];
+        }
+
+        var tokens = Tokenize(answer);
+        if (tokens.Count > 0 && tokens.Sum(t => t.Length) < answer.Length)
+        {
+            tokens[^1] += answer[tokens.Sum(t => t.Length)..]; // whitespace before a stop sequence is part of the answer
+        }
+
+        var finish = "stop";
         if ((request.CompletionLimit > 0 ? request.CompletionLimit : request.MaxTokens) is { } max && tokens.Count > max)
         {
             tokens = tokens.Take(max).ToList();
+            finish = "length";
         }
 
         var promptTokens = Tokenize(promptText).Count;
         var id = (chat ? "chatcmpl-" : "cmpl-") + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
         var created = time.GetUtcNow().ToUnixTimeSeconds();
-        var finish = (request.CompletionLimit > 0 ? request.CompletionLimit : request.MaxTokens) is { } limit && Tokenize("Echo: " + said).Count > limit ? "length" : "stop";
+        var choices = Math.Max(1, request.Choices);
         return request.Stream
-            ? Stream(chat, id, created, tokens, promptTokens, finish)
-            : Whole(chat, id, created, string.Concat(tokens), promptTokens, tokens.Count, finish);
+            ? Stream(chat, id, created, tokens, promptTokens, finish, choices)
+            : Whole(chat, id, created, string.Concat(tokens), promptTokens, tokens.Count, finish, choices);
     }
 
-    private static byte[] Whole(bool chat, string id, long created, string text, int promptTokens, int completionTokens, string finish)
+    /// <summary>Log probabilities are not something this model has: asking for them is a 400 naming the field, not a silent omission.</summary>
+    private static void RefuseLogprobs(JsonElement root, bool chat)
+    {
+        foreach (var field in new[] { "logprobs", "top_logprobs" })
+        {
+            if (root.TryGetProperty(field, out var value) && value.ValueKind is not (JsonValueKind.Null or JsonValueKind.False)
+                && !(chat && field == "top_logprobs" && value.ValueKind == JsonValueKind.Number && value.TryGetInt32(out var zero) && zero == 0))
+            {
+                throw OpenAiException.Invalid($"'{field}' is not supported by this model (the echo test model has no log probabilities); remove it.", field, "unsupported_parameter");
+            }
+        }
+    }
+
+    /// <summary><c>stop</c>: absent, null, a string or an array of up to 4 strings.</summary>
+    private static List<string> StopSequences(JsonElement root)
+    {
+        if (!root.TryGetProperty("stop", out var stop) || stop.ValueKind == JsonValueKind.Null)
+        {
+            return [];
+        }
+
+        if (stop.ValueKind == JsonValueKind.String)
+        {
+            return stop.GetString() is { Length: > 0 } one ? [one] : [];
+        }
+
+        if (stop.ValueKind == JsonValueKind.Array && stop.GetArrayLength() <= 4 && stop.EnumerateArray().All(s => s.ValueKind == JsonValueKind.String))
+        {
+            return stop.EnumerateArray().Select(s => s.GetString()!).Where(s => s.Length > 0).ToList();
+        }
+
+        throw OpenAiException.Invalid("'stop' must be a string or an array of up to 4 strings.", "stop", "invalid_type");
+    }
+
+    private static byte[] Whole(bool chat, string id, long created, string text, int promptTokens, int completionTokens, string finish, int choices)
     {
         var output = new ArrayBufferWriter<byte>();
         using (var json = new Utf8JsonWriter(output))
@@ -58,27 +113,31 @@ internal sealed class EchoUpstream(TimeProvider time) : IUpstream
             json.WriteNumber("created", created);
             json.WriteString("model", Catalog.EchoModelId);
             json.WriteStartArray("choices");
-            json.WriteStartObject();
-            json.WriteNumber("index", 0);
-            if (chat)
+            for (var index = 0; index < choices; index++)
             {
-                json.WriteStartObject("message");
-                json.WriteString("role", "assistant");
-                json.WriteString("content", text);
-                json.WriteNull("refusal");
+                json.WriteStartObject();
+                json.WriteNumber("index", index);
+                if (chat)
+                {
+                    json.WriteStartObject("message");
+                    json.WriteString("role", "assistant");
+                    json.WriteString("content", text);
+                    json.WriteNull("refusal");
+                    json.WriteEndObject();
+                    json.WriteNull("logprobs");
+                }
+                else
+                {
+                    json.WriteString("text", text);
+                    json.WriteNull("logprobs");
+                }
+
+                json.WriteString("finish_reason", finish);
                 json.WriteEndObject();
-                json.WriteNull("logprobs");
-            }
-            else
-            {
-                json.WriteString("text", text);
-                json.WriteNull("logprobs");
             }
 
-            json.WriteString("finish_reason", finish);
-            json.WriteEndObject();
             json.WriteEndArray();
-            WriteUsage(json, promptTokens, completionTokens);
+            WriteUsage(json, promptTokens, completionTokens * choices);
             json.WriteString("system_fingerprint", "sluice-echo");
             json.WriteEndObject();
         }
@@ -86,7 +145,7 @@ internal sealed class EchoUpstream(TimeProvider time) : IUpstream
         return output.WrittenSpan.ToArray();
     }
 
-    private static byte[] Stream(bool chat, string id, long created, List<string> tokens, int promptTokens, string finish)
+    private static byte[] Stream(bool chat, string id, long created, List<string> tokens, int promptTokens, string finish, int count)
     {
         var sse = new StringBuilder();
         void Chunk(Action<Utf8JsonWriter> choices, bool usage)
@@ -105,7 +164,7 @@ internal sealed class EchoUpstream(TimeProvider time) : IUpstream
                 json.WriteEndArray();
                 if (usage)
                 {
-                    WriteUsage(json, promptTokens, tokens.Count);
+                    WriteUsage(json, promptTokens, tokens.Count * count);
                 }
                 else
                 {
@@ -118,10 +177,10 @@ internal sealed class EchoUpstream(TimeProvider time) : IUpstream
             sse.Append("data: ").Append(Encoding.UTF8.GetString(output.WrittenSpan)).Append("\n\n");
         }
 
-        void Choice(Utf8JsonWriter json, string? role, string? content, string? finishReason)
+        void Choice(Utf8JsonWriter json, int index, string? role, string? content, string? finishReason)
         {
             json.WriteStartObject();
-            json.WriteNumber("index", 0);
+            json.WriteNumber("index", index);
             if (chat)
             {
                 json.WriteStartObject("delta");
@@ -147,17 +206,31 @@ internal sealed class EchoUpstream(TimeProvider time) : IUpstream
             json.WriteEndObject();
         }
 
-        if (chat)
+        // With n > 1 the choices' chunks interleave, one chunk per choice and token, as OpenAI's do.
+        for (var index = 0; index < count; index++)
         {
-            Chunk(json => Choice(json, "assistant", "", null), false);
+            var i = index;
+            if (chat)
+            {
+                Chunk(json => Choice(json, i, "assistant", "", null), false);
+            }
         }
 
         foreach (var token in tokens)
         {
-            Chunk(json => Choice(json, null, token, null), false);
+            for (var index = 0; index < count; index++)
+            {
+                var i = index;
+                Chunk(json => Choice(json, i, null, token, null), false);
+            }
         }
 
-        Chunk(json => Choice(json, null, chat ? null : "", finish), false);
+        for (var index = 0; index < count; index++)
+        {
+            var i = index;
+            Chunk(json => Choice(json, i, null, chat ? null : "", finish), false);
+        }
+
         Chunk(_ => { }, true);
         sse.Append("data: [DONE]\n\n");
         return Encoding.UTF8.GetBytes(sse.ToString());
@@ -167,6 +240,9 @@ internal sealed class EchoUpstream(TimeProvider time) : IUpstream
     {
         var input = root.GetProperty("input");
         var inputs = input.ValueKind == JsonValueKind.Array ? input.EnumerateArray().Select(Text).ToList() : [Text(input)];
+        var base64 = EncodingFormat(root);
+        var dimensions = Dimensions(root);
+        Span<byte> bytes = stackalloc byte[EmbeddingDimensions * sizeof(float)];
         var output = new ArrayBufferWriter<byte>();
         using (var json = new Utf8JsonWriter(output))
         {
@@ -178,13 +254,29 @@ internal sealed class EchoUpstream(TimeProvider time) : IUpstream
                 json.WriteStartObject();
                 json.WriteString("object", "embedding");
                 json.WriteNumber("index", i);
-                json.WriteStartArray("embedding");
-                foreach (var value in Vector(inputs[i]))
+                var vector = Vector(inputs[i], dimensions);
+                if (base64)
                 {
-                    json.WriteNumberValue(value);
+                    // OpenAI's base64: the float32 values, little-endian, one after another.
+                    var written = bytes[..(vector.Length * sizeof(float))];
+                    for (var d = 0; d < vector.Length; d++)
+                    {
+                        BinaryPrimitives.WriteSingleLittleEndian(written[(d * sizeof(float))..], vector[d]);
+                    }
+
+                    json.WriteBase64String("embedding", written);
+                }
+                else
+                {
+                    json.WriteStartArray("embedding");
+                    foreach (var value in vector)
+                    {
+                        json.WriteNumberValue(value);
+                    }
+
+                    json.WriteEndArray();
                 }
 
-                json.WriteEndArray();
                 json.WriteEndObject();
             }
 
@@ -201,11 +293,27 @@ internal sealed class EchoUpstream(TimeProvider time) : IUpstream
         return output.WrittenSpan.ToArray();
     }
 
-    private static float[] Vector(string text)
+    /// <summary><c>encoding_format</c>: absent, null, "float" or "base64".</summary>
+    private static bool EncodingFormat(JsonElement root) =>
+        !root.TryGetProperty("encoding_format", out var format) || format.ValueKind == JsonValueKind.Null
+            ? false
+            : format.ValueKind == JsonValueKind.String && format.GetString() is "float" or "base64"
+                ? format.GetString() == "base64"
+                : throw OpenAiException.Invalid("'encoding_format' must be \"float\" or \"base64\".", "encoding_format", "invalid_value");
+
+    /// <summary><c>dimensions</c>: absent, null or 1 to 16; a shorter vector is the first values, normalized again (as OpenAI shortens).</summary>
+    private static int Dimensions(JsonElement root) =>
+        !root.TryGetProperty("dimensions", out var dimensions) || dimensions.ValueKind == JsonValueKind.Null
+            ? EmbeddingDimensions
+            : dimensions.ValueKind == JsonValueKind.Number && dimensions.TryGetInt32(out var n) && n is > 0 and <= EmbeddingDimensions
+                ? n
+                : throw OpenAiException.Invalid($"'dimensions' must be an integer from 1 to {EmbeddingDimensions} for this model.", "dimensions", "invalid_value");
+
+    private static float[] Vector(string text, int dimensions = EmbeddingDimensions)
     {
         var hash = SHA256.HashData(Encoding.UTF8.GetBytes(text));
-        var vector = new float[EmbeddingDimensions];
-        for (var i = 0; i < EmbeddingDimensions; i++)
+        var vector = new float[dimensions];
+        for (var i = 0; i < dimensions; i++)
         {
             vector[i] = (hash[i * 2] - 127.5f) / 127.5f;
         }
