@@ -5,11 +5,9 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.DependencyInjection;
 using OpenAI;
 using OpenAI.Chat;
 using Sluice.Billing;
-using Sluice.Gateway;
 using Sluice.Storage;
 using Sluice.Tests.TestSupport;
 using static Sluice.Tests.TestSupport.GatewayKit;
@@ -248,7 +246,7 @@ public sealed class UsageCostTests
     [InlineData("""{"model":"m","data":[{"model":"x"}]}""", null, null)]
     [InlineData("""{"model":7}""", null, null)]
     [InlineData("""not json""", 5L, null)]
-    [InlineData("""{"model":"x","usage":{"prompt_tokens":1}""", 5L, null)]
+    [InlineData("""{"model":"x","usage":{"prompt_tokens":1""", 5L, null)]
     public void Only_the_model_and_the_cost_change_and_nothing_is_copied_when_they_are_right(string json, long? micros, string? expected)
     {
         var stamp = new Sluice.Gateway.Pipeline.AnswerStamp("m", cost: true);
