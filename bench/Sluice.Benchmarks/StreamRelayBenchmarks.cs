@@ -2,6 +2,7 @@ using System.IO.Pipelines;
 using System.Text;
 using BenchmarkDotNet.Attributes;
 using Sluice.Gateway;
+using Sluice.Gateway.Pipeline;
 
 namespace Sluice.Benchmarks;
 
@@ -58,6 +59,38 @@ public class StreamRelayBenchmarks
 
             return SseRelay.Verdict.Write;
         }, () => { }, CancellationToken.None, CancellationToken.None);
+        await writer.CompleteAsync();
+        return usage;
+    }
+
+    [Benchmark(Description = "relay as bytes, model checked in every chunk and cost stamped (the provider names the public id)")]
+    public Task<long> StampedSameModel() => Stamped(new AnswerStamp("m", cost: true));
+
+    [Benchmark(Description = "relay as bytes, model rewritten in every chunk and cost stamped (the provider names another model)")]
+    public Task<long> StampedOtherModel() => Stamped(new AnswerStamp("public-model-id", cost: true));
+
+    /// <summary>What <c>AnswerRelay.StreamAsync</c> does per event: the usage check, the model check or rewrite, the cost.</summary>
+    private static async Task<long> Stamped(AnswerStamp stamp)
+    {
+        var writer = PipeWriter.Create(Stream.Null);
+        var rewritten = new System.Buffers.ArrayBufferWriter<byte>(512);
+        long usage = 0;
+        await SseRelay.RelayAsync(new MemoryStream(Upstream, writable: false), writer, data =>
+        {
+            if (data.SequenceEqual("[DONE]"u8))
+            {
+                return SseRelay.Verdict.WriteAndEnd;
+            }
+
+            long? cost = null;
+            if (data.IndexOf("\"usage\":{"u8) >= 0 && TokenUsage.TryRead(data, out var read))
+            {
+                usage += read.Completion;
+                cost = read.Prompt + read.Completion;
+            }
+
+            return stamp.Rewrite(data, cost, rewritten) ? SseRelay.Verdict.WriteRewritten : SseRelay.Verdict.Write;
+        }, () => { }, CancellationToken.None, CancellationToken.None, rewritten);
         await writer.CompleteAsync();
         return usage;
     }

@@ -8,7 +8,8 @@ namespace Sluice.Gateway;
 /// An organization's routing policy and rate limits, as the hot path needs them. Routes whose provider trains on data
 /// are open only to organizations that consented to training (C04) and do not require no-training providers.
 /// </summary>
-public sealed record OrganizationPolicy(Guid Id, bool RequireZeroRetention, bool RequireNoTraining, int? RequestsPerMinute, int? TokensPerMinute, bool TrainingConsent = false)
+public sealed record OrganizationPolicy(Guid Id, bool RequireZeroRetention, bool RequireNoTraining, int? RequestsPerMinute, int? TokensPerMinute, bool TrainingConsent = false,
+    bool UsageCostInResponses = true)
 {
     public bool AllowsTrainingRoutes => TrainingConsent && !RequireNoTraining;
 }
@@ -38,7 +39,7 @@ public sealed class OrganizationPolicies(IServiceScopeFactory scopes, TimeProvid
             await using var scope = scopes.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
             policy = await db.Organizations.AsNoTracking().Where(o => o.Id == orgId)
-                .Select(o => new OrganizationPolicy(o.Id, o.RequireZeroRetention, o.RequireNoTraining, o.RequestsPerMinute, o.TokensPerMinute, o.TrainingConsent))
+                .Select(o => new OrganizationPolicy(o.Id, o.RequireZeroRetention, o.RequireNoTraining, o.RequestsPerMinute, o.TokensPerMinute, o.TrainingConsent, o.UsageCostInResponses))
                 .SingleOrDefaultAsync(cancellationToken);
         }
         catch (Exception ex) when (cached.Policy is not null && DatabaseFailures.IsUnavailable(ex))

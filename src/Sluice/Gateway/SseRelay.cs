@@ -19,13 +19,21 @@ internal static class SseRelay
         Write,
         Skip,
         WriteAndEnd,
+
+        /// <summary>Write what the handler put in the relay's rewrite buffer instead of the event's data.</summary>
+        WriteRewritten,
     }
 
     public delegate Verdict EventHandler(ReadOnlySpan<byte> data);
 
-    /// <summary>Relays until the upstream ends, an event ends the stream, or the client has gone.</summary>
+    /// <summary>
+    /// Relays until the upstream ends, an event ends the stream, or the client has gone. A handler that changes an
+    /// event writes the new data to <paramref name="rewritten"/> (emptied after each use) and answers
+    /// <see cref="Verdict.WriteRewritten"/>.
+    /// </summary>
     public static async Task RelayAsync(
-        Stream upstream, PipeWriter client, EventHandler onEvent, Action onFirstWrite, CancellationToken upstreamToken, CancellationToken clientToken)
+        Stream upstream, PipeWriter client, EventHandler onEvent, Action onFirstWrite, CancellationToken upstreamToken, CancellationToken clientToken,
+        ArrayBufferWriter<byte>? rewritten = null)
     {
         var reader = PipeReader.Create(upstream, new StreamPipeReaderOptions(bufferSize: 16 * 1024, leaveOpen: true));
         var first = true;
@@ -59,7 +67,16 @@ internal static class SseRelay
                             first = false;
                         }
 
-                        Write(client, data);
+                        if (verdict == Verdict.WriteRewritten)
+                        {
+                            Write(client, rewritten!.WrittenSpan);
+                            rewritten.ResetWrittenCount();
+                        }
+                        else
+                        {
+                            Write(client, data);
+                        }
+
                         pending = true;
                         ended = verdict == Verdict.WriteAndEnd;
                     }

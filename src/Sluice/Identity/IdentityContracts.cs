@@ -12,7 +12,8 @@ public sealed record ChangePasswordRequest(string? CurrentPassword, string? NewP
 
 public sealed record CreateOrganizationRequest(string? Name, string? BillingEmail);
 
-public sealed record UpdateOrganizationRequest(string? Name, string? BillingEmail, bool? RequireZeroRetention = null, bool? RequireNoTraining = null);
+public sealed record UpdateOrganizationRequest(string? Name, string? BillingEmail, bool? RequireZeroRetention = null, bool? RequireNoTraining = null,
+    bool? UsageCostInResponses = null);
 
 public sealed record OrganizationLimitsRequest(int? RequestsPerMinute, int? TokensPerMinute);
 
@@ -47,7 +48,7 @@ public sealed record MeResponse(Guid Id, string Email, string? Name, bool IsPlat
 
 public sealed record OrganizationResponse(
     Guid Id, string Name, string? BillingEmail, bool RequireZeroRetention, bool RequireNoTraining, int? RequestsPerMinute, int? TokensPerMinute,
-    DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt);
+    DateTimeOffset CreatedAt, DateTimeOffset UpdatedAt, bool UsageCostInResponses = true);
 
 public sealed record MemberResponse(Guid UserId, string Email, string? Name, string Role, DateTimeOffset JoinedAt);
 

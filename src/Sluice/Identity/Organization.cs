@@ -24,6 +24,12 @@ public sealed class Organization
     /// </summary>
     public bool TrainingConsent { get; set; }
 
+    /// <summary>
+    /// Whether answers carry <c>usage.cost</c>, the charge in the wallet's currency (on unless the organization turns it
+    /// off). Read by the gateway with the rest of the policy.
+    /// </summary>
+    public bool UsageCostInResponses { get; set; } = true;
+
     public int? RequestsPerMinute { get; set; }
 
     public int? TokensPerMinute { get; set; }
@@ -78,6 +84,7 @@ internal sealed class OrganizationConfiguration : IEntityTypeConfiguration<Organ
         builder.Property(o => o.RequireZeroRetention).HasDefaultValue(false);
         builder.Property(o => o.RequireNoTraining).HasDefaultValue(false);
         builder.Property(o => o.TrainingConsent).HasDefaultValue(false);
+        builder.Property(o => o.UsageCostInResponses).HasDefaultValue(true).HasSentinel(true); // false is written, true left to the default
         builder.Property(o => o.LowBalanceAlerted).HasDefaultValue(false);
         builder.Property(o => o.LowBalanceWebhookUrl).HasMaxLength(500);
         builder.Property(o => o.LowBalanceWebhookSecret).HasMaxLength(500);

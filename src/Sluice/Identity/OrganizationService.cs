@@ -63,10 +63,17 @@ public sealed class OrganizationService(
 
         organization.RequireZeroRetention = request.RequireZeroRetention ?? organization.RequireZeroRetention;
         organization.RequireNoTraining = request.RequireNoTraining ?? organization.RequireNoTraining;
+        var costChanged = request.UsageCostInResponses is { } cost && cost != organization.UsageCostInResponses;
+        organization.UsageCostInResponses = request.UsageCostInResponses ?? organization.UsageCostInResponses;
 
         errors.ThrowIfAny();
         organization.UpdatedAt = time.GetUtcNow();
         audit.Record("org.update", $"org:{orgId}", orgId);
+        if (costChanged)
+        {
+            // Its own entry: whether callers see their charge in answers is a billing-visible choice.
+            audit.Record(organization.UsageCostInResponses ? "org.usage_cost.enable" : "org.usage_cost.disable", $"org:{orgId}", orgId);
+        }
         await db.SaveChangesAsync(cancellationToken);
         policies?.Forget(orgId); // applies at once on this replica; others within the cache's lifetime
         return Response(organization);
@@ -271,7 +278,7 @@ public sealed class OrganizationService(
     }
 
     private static OrganizationResponse Response(Organization o) =>
-        new(o.Id, o.Name, o.BillingEmail, o.RequireZeroRetention, o.RequireNoTraining, o.RequestsPerMinute, o.TokensPerMinute, o.CreatedAt, o.UpdatedAt);
+        new(o.Id, o.Name, o.BillingEmail, o.RequireZeroRetention, o.RequireNoTraining, o.RequestsPerMinute, o.TokensPerMinute, o.CreatedAt, o.UpdatedAt, o.UsageCostInResponses);
 
     /// <summary>An operator's rate limits for the whole organization (null removes a limit).</summary>
     public async Task<OrganizationResponse> SetLimitsAsync(Guid orgId, OrganizationLimitsRequest request, CancellationToken cancellationToken)

@@ -29,7 +29,7 @@ public abstract class GatewayCanaryTests(DatabaseProvider provider)
         await ProviderAsync(op, "down", failing.BaseUrl);
         await ModelAsync(op, "m");
         await ModelAsync(op, "broken");
-        await RouteAsync(op, "m", "up", "m");
+        await RouteAsync(op, "m", "up", "m-upstream"); // the provider answers with its own name: every answer on m is rewritten (AnswerStamp)
         await RouteAsync(op, "broken", "down", "m");
         var (owner, orgId, key) = await TenantAsync(sluice);
         var limited = JsonDocument.Parse(await (await owner.PostAsync($"/api/v1/orgs/{orgId}/keys", Json("""{"name":"l","scopes":["inference"],"requestsPerMinute":1}"""))).Content.ReadAsStringAsync())

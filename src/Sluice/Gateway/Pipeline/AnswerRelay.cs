@@ -58,7 +58,7 @@ public sealed class AnswerRelay(TimeProvider time)
         {
             try
             {
-                body = AnthropicTranslation.Response(body, request.Model, time.GetUtcNow().ToUnixTimeSeconds(), AnthropicTranslation.AnswersAsJson(request));
+                body = AnthropicTranslation.Response(body, trace.Model ?? request.Model, time.GetUtcNow().ToUnixTimeSeconds(), AnthropicTranslation.AnswersAsJson(request));
             }
             catch (Exception ex) when (ex is System.Text.Json.JsonException or InvalidOperationException or FormatException or NullReferenceException)
             {
@@ -79,6 +79,13 @@ public sealed class AnswerRelay(TimeProvider time)
         {
             trace.Usage = new TokenUsage(TokenCounter.CountPrompt(request.Endpoint, request.Body.Span), TokenCounter.CountAnswer(body), 0);
             trace.CountedLocally = true;
+        }
+
+        if (trace.Stamp is { } stamp)
+        {
+            // The public model id, and usage.cost: what settlement will charge for this usage (before a protocol's
+            // translation, which copies it).
+            body = stamp.Whole(body, reported ? trace.ChargeFor(usage) : null);
         }
 
         if (protocol is not null)
@@ -111,11 +118,13 @@ public sealed class AnswerRelay(TimeProvider time)
         }
 
         var anthropic = response.Format == ResponseFormat.Anthropic
-            ? new AnthropicTranslation.StreamTranslator(request.Model, time.GetUtcNow().ToUnixTimeSeconds(), AnthropicTranslation.AnswersAsJson(request))
+            ? new AnthropicTranslation.StreamTranslator(trace.Model ?? request.Model, time.GetUtcNow().ToUnixTimeSeconds(), AnthropicTranslation.AnswersAsJson(request))
             : null;
         long contentChunks = 0;
         var sawUsage = false;
         var text = new System.Buffers.ArrayBufferWriter<byte>(256); // the answer's text, counted only if the provider never reports usage
+        var stamp = trace.Stamp;
+        var rewritten = stamp is null ? null : new System.Buffers.ArrayBufferWriter<byte>(512);
         try
         {
             if (anthropic is null)
@@ -136,16 +145,29 @@ public sealed class AnswerRelay(TimeProvider time)
                         {
                             return SseRelay.Verdict.Skip; // asked for on the client's behalf; it did not ask for it
                         }
+
+                        // usage.cost: what settlement charges for this usage (the stream's last usage is the one charged).
+                        if (stamp is not null && stamp.Rewrite(data, trace.ChargeFor(usage), rewritten!))
+                        {
+                            trace.ResponseBytes += SseRelay.EventLength(rewritten!.WrittenSpan);
+                            return SseRelay.Verdict.WriteRewritten;
+                        }
                     }
                     else
                     {
                         contentChunks++;
                         TokenCounter.AppendAnswerText(data, text);
+                        if (stamp is not null && stamp.Rewrite(data, null, rewritten!))
+                        {
+                            // Only when the provider named another model: just the model's value changes.
+                            trace.ResponseBytes += SseRelay.EventLength(rewritten!.WrittenSpan);
+                            return SseRelay.Verdict.WriteRewritten;
+                        }
                     }
 
                     trace.ResponseBytes += SseRelay.EventLength(data);
                     return SseRelay.Verdict.Write;
-                }, trace.MarkFirstToken, cancellationToken, sink.ClientGone);
+                }, trace.MarkFirstToken, cancellationToken, sink.ClientGone, rewritten);
                 return;
             }
 
@@ -155,7 +177,8 @@ public sealed class AnswerRelay(TimeProvider time)
                 {
                     if (request.ClientWantsUsage)
                     {
-                        await WriteEventAsync(sink, anthropic.UsageChunk(), trace, cancellationToken);
+                        var usageChunk = anthropic.UsageChunk();
+                        await WriteEventAsync(sink, stamp?.Chunk(usageChunk, trace.ChargeFor(trace.Usage)) ?? usageChunk, trace, cancellationToken);
                     }
 
                     await WriteEventAsync(sink, "[DONE]", trace, cancellationToken);
@@ -206,8 +229,9 @@ public sealed class AnswerRelay(TimeProvider time)
         var native = protocol.NativeFormat == response.Format ? protocol.StartNativeStream() : null;
         var translator = native is null ? protocol.StartStream(request) : null;
         var anthropic = native is null && response.Format == ResponseFormat.Anthropic
-            ? new AnthropicTranslation.StreamTranslator(request.Model, time.GetUtcNow().ToUnixTimeSeconds(), AnthropicTranslation.AnswersAsJson(request))
+            ? new AnthropicTranslation.StreamTranslator(trace.Model ?? request.Model, time.GetUtcNow().ToUnixTimeSeconds(), AnthropicTranslation.AnswersAsJson(request))
             : null;
+        var stamp = trace.Stamp;
         long contentChunks = 0;
         var sawUsage = false;
         var ended = false;
@@ -240,18 +264,21 @@ public sealed class AnswerRelay(TimeProvider time)
                     }
 
                     var bytes = Encoding.UTF8.GetBytes(chunk);
+                    var stamped = chunk;
                     if (bytes.AsSpan().IndexOf("\"usage\":{"u8) >= 0 && TokenUsage.TryRead(bytes, out var usage))
                     {
                         trace.Usage = usage;
                         sawUsage = true;
+                        stamped = stamp?.Chunk(chunk, trace.ChargeFor(usage)) ?? chunk; // the translator copies usage.cost
                     }
                     else
                     {
                         contentChunks++;
                         TokenCounter.AppendAnswerText(bytes, text);
+                        stamped = stamp?.Chunk(chunk, null) ?? chunk;
                     }
 
-                    foreach (var translated in translator!.Chunk(chunk))
+                    foreach (var translated in translator!.Chunk(stamped))
                     {
                         await WriteEventAsync(sink, translated, trace, cancellationToken);
                     }

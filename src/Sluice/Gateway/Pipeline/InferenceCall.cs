@@ -44,7 +44,25 @@ public sealed class InferenceTrace(long started, DateTimeOffset startedAt)
     /// <summary>Time spent waiting for the client (its body), which is not time spent in Sluice.</summary>
     public long ClientTicks { get; set; }
 
+    /// <summary>What the ledger is charged for this call (<see cref="ChargeFor"/> of the final usage).</summary>
     public long CostMicros { get; set; }
+
+    /// <summary>The amount held before forwarding; null when nothing was held (free routes), and then every charge is 0.</summary>
+    public long? HeldMicros { get; set; }
+
+    /// <summary>The discount on the token part of the charge, in percent (batch lines).</summary>
+    public int DiscountPercent { get; set; }
+
+    /// <summary>What the answer is stamped with (public model id, <c>usage.cost</c>); set once the model is known.</summary>
+    public AnswerStamp? Stamp { get; set; }
+
+    /// <summary>
+    /// The charge for <paramref name="usage"/> on the route that answered: its price (with the discount), capped at the
+    /// hold; nothing when nothing was held or nothing was produced. The one function both settlement and the answer's
+    /// <c>usage.cost</c> use, so the two cannot differ.
+    /// </summary>
+    public long ChargeFor(TokenUsage usage) =>
+        HeldMicros is not { } held || usage.Prompt + usage.Completion <= 0 ? 0 : Math.Min(held, Route?.Pricing?.Cost(usage, DiscountPercent) ?? 0);
 
     public string? Model { get; set; }
 

@@ -123,6 +123,7 @@ public sealed class InferencePipeline(
         }
 
         var org = await policies.OrganizationAsync(grants.OrganizationId, call.Aborted);
+        trace.Stamp = new AnswerStamp(model.Id, org.UsageCostInResponses);
         var routes = Eligible(model.Routes, call.Endpoint, static (r, endpoint) => r.Provider.Supports(endpoint));
         if (routes.Count == 0)
         {
@@ -207,6 +208,9 @@ public sealed class InferencePipeline(
             }
         }
 
+        // The charge is a function of the usage, known to the relay too: it stamps usage.cost with what is settled here.
+        trace.HeldMicros = hold?.AmountMicros;
+        trace.DiscountPercent = discount;
         try
         {
             await forwarder.ForwardAsync(request, routes, trace, sink, batch is not null, call.Aborted);
@@ -216,8 +220,7 @@ public sealed class InferencePipeline(
             if (hold is not null)
             {
                 // What was produced is charged (also when the client left mid-stream); a request that produced nothing is free.
-                var produced = trace.Usage.Prompt + trace.Usage.Completion > 0;
-                trace.CostMicros = Math.Min(hold.AmountMicros, produced ? trace.Route?.Pricing?.Cost(trace.Usage, discount) ?? 0 : 0);
+                trace.CostMicros = trace.ChargeFor(trace.Usage);
                 if (batch is null)
                 {
                     spend.Settle(hold, trace.CostMicros);
