@@ -38,6 +38,9 @@ public sealed class Provider
     /// <summary>The most requests batch runners send it at once (per replica); null means no limit.</summary>
     public int? MaxConcurrentRequests { get; set; }
 
+    /// <summary>Whether it speaks OpenAI's Responses API itself: <c>/v1/responses</c> calls then go to it as they came (OpenAI-compatible providers only).</summary>
+    public bool SupportsResponses { get; set; }
+
     public DateTimeOffset CreatedAt { get; init; }
 
     public DateTimeOffset UpdatedAt { get; set; }
