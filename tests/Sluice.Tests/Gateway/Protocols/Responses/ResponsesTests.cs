@@ -255,7 +255,7 @@ public sealed class ResponsesTests
         Assert.Equal("hi", sent.GetProperty("input")[0].GetProperty("content").GetString());
         Assert.Equal("b", sent.GetProperty("metadata").GetProperty("a").GetString()); // the caller's own fields go through
         var streamSent = JsonDocument.Parse(requests[1].Body).RootElement;
-        Assert.False(streamSent.TryGetProperty("max_output_tokens", out _)); // none sent, none held (the route is free)
+        Assert.False(streamSent.TryGetProperty("max_output_tokens", out var ignored)); // none sent, none held (the route is free)
         Assert.False(streamSent.GetProperty("store").GetBoolean());
 
         var body = JsonDocument.Parse(await whole.Content.ReadAsStringAsync()).RootElement;
