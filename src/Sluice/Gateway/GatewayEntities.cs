@@ -155,6 +155,7 @@ internal sealed class GatewayConfiguration :
         builder.Property(p => p.BaseUrl).HasMaxLength(500);
         builder.Property(p => p.ApiKeyCiphertext).HasMaxLength(2000);
         builder.Property(p => p.ExtraHeaders).HasMaxLength(4000);
+        builder.Property(p => p.SupportsResponses).HasDefaultValue(false); // added to existing rows by a migration
     }
 
     public void Configure(EntityTypeBuilder<CatalogModel> builder)

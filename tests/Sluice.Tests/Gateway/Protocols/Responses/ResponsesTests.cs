@@ -231,7 +231,8 @@ public sealed class ResponsesTests
         using var ___ = op;
         var created = await op.PostAsJsonAsync("/api/v1/providers", new { name = "native", kind = "openai-compatible", baseUrl = upstream.BaseUrl.ToString(), responses = true });
         Assert.Equal(HttpStatusCode.Created, created.StatusCode);
-        Assert.True(JsonDocument.Parse(await created.Content.ReadAsStringAsync()).RootElement.GetProperty("responses").GetBoolean());
+        var nativeProvider = JsonDocument.Parse(await created.Content.ReadAsStringAsync()).RootElement;
+        Assert.True(nativeProvider.GetProperty("responses").GetBoolean());
         var refused = await op.PostAsJsonAsync("/api/v1/providers", new { name = "claude", kind = "anthropic", baseUrl = upstream.BaseUrl.ToString(), responses = true });
         Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
         Assert.Contains("responses", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
@@ -270,6 +271,13 @@ public sealed class ResponsesTests
         var native = usage.Where(e => e.Model == "n").OrderBy(e => e.Stream).ToList();
         Assert.Equal((13L, 6L, 2L, false), (native[0].PromptTokens, native[0].CompletionTokens, native[0].CachedTokens, native[0].TokensCountedLocally));
         Assert.Equal((13L, 5L, false), (native[1].PromptTokens, native[1].CompletionTokens, native[1].TokensCountedLocally));
+
+        // Turned off: the same model's Responses calls are translated to chat completions again.
+        var patched = await op.PatchAsJsonAsync($"/api/v1/providers/{nativeProvider.GetProperty("id").GetString()}", new { responses = false });
+        Assert.Equal(HttpStatusCode.OK, patched.StatusCode);
+        Assert.False(JsonDocument.Parse(await patched.Content.ReadAsStringAsync()).RootElement.GetProperty("responses").GetBoolean());
+        Assert.Equal(HttpStatusCode.OK, (await client.PostAsync("/v1/responses", Json("""{"model":"n","input":"hi"}"""))).StatusCode);
+        Assert.Equal("/v1/chat/completions", upstream.Requests.Last().Path);
     }
 
     [Fact]
