@@ -18,7 +18,8 @@ internal static class CatalogCommands
         var apiKeyEnv = new Option<string?>("--api-key-env") { Description = "Name of an environment variable holding the upstream API key (never pass secrets as arguments)." };
         var headers = new Option<string[]>("--header") { Description = "Repeatable extra request header, Name=value." };
         var maxConcurrent = new Option<int?>("--max-concurrent-requests") { Description = "The most batch requests one replica sends it at once (default: no limit)." };
-        var add = new Command("add", "Add a provider; its API key is stored encrypted.") { name, kind, baseUrl, apiKeyEnv, headers, maxConcurrent };
+        var responses = new Option<bool>("--responses") { Description = "It speaks OpenAI's Responses API itself: /v1/responses calls go to it as they came (default: translated to chat completions)." };
+        var add = new Command("add", "Add a provider; its API key is stored encrypted.") { name, kind, baseUrl, apiKeyEnv, headers, maxConcurrent, responses };
         add.RunsOnHost(async (parse, services, ct) =>
         {
             string? apiKey = null;
@@ -30,7 +31,7 @@ internal static class CatalogCommands
             var headerMap = (parse.GetValue(headers) ?? []).Select(h => h.Split('=', 2)).ToDictionary(
                 p => p[0], p => p.Length > 1 ? p[1] : throw ApiProblem.Invalid("headers", "each --header is Name=value"), StringComparer.OrdinalIgnoreCase);
             var provider = await services.GetRequiredService<CatalogAdmin>().CreateProviderAsync(
-                new CreateProviderRequest(parse.GetValue(name), parse.GetValue(kind), parse.GetValue(baseUrl), apiKey, headerMap, parse.GetValue(maxConcurrent)), ct);
+                new CreateProviderRequest(parse.GetValue(name), parse.GetValue(kind), parse.GetValue(baseUrl), apiKey, headerMap, parse.GetValue(maxConcurrent), parse.GetValue(responses) ? true : null), ct);
             await Console.Out.WriteLineAsync($"Added provider {provider.Name} ({provider.Kind}, {provider.BaseUrl}){(provider.HasApiKey ? " with an encrypted API key" : "")}.");
             return ExitCodes.Success;
         });

@@ -7,7 +7,7 @@ using Sluice.Storage;
 namespace Sluice.Gateway;
 
 /// <summary>A provider as the hot path needs it, its API key decrypted in memory only.</summary>
-public sealed record ProviderInfo(Guid Id, string Name, ProviderKind Kind, Uri BaseUrl, string? ApiKey, IReadOnlyList<KeyValuePair<string, string>> Headers, int? MaxConcurrentRequests = null)
+public sealed record ProviderInfo(Guid Id, string Name, ProviderKind Kind, Uri BaseUrl, string? ApiKey, IReadOnlyList<KeyValuePair<string, string>> Headers, int? MaxConcurrentRequests = null, bool SupportsResponses = false)
 {
     public bool Supports(InferenceEndpoint endpoint) => Kind switch
     {
@@ -110,7 +110,8 @@ public sealed class Catalog(
         new Uri(provider.BaseUrl.EndsWith('/') ? provider.BaseUrl : provider.BaseUrl + "/"),
         provider.ApiKeyCiphertext is { } sealedKey ? secrets.Open(sealedKey, provider.Id.ToString()) : null,
         CatalogAdmin.OpenHeaders(secrets, provider),
-        provider.MaxConcurrentRequests);
+        provider.MaxConcurrentRequests,
+        provider.SupportsResponses);
 }
 
 /// <summary>Loads the catalog before the server starts, then reloads it periodically (changes made by other replicas).</summary>

@@ -8,12 +8,12 @@ using Sluice.Storage;
 
 namespace Sluice.Gateway;
 
-public sealed record CreateProviderRequest(string? Name, string? Kind, string? BaseUrl, string? ApiKey, IReadOnlyDictionary<string, string>? Headers, int? MaxConcurrentRequests = null);
+public sealed record CreateProviderRequest(string? Name, string? Kind, string? BaseUrl, string? ApiKey, IReadOnlyDictionary<string, string>? Headers, int? MaxConcurrentRequests = null, bool? Responses = null);
 
-public sealed record UpdateProviderRequest(string? BaseUrl, string? ApiKey, IReadOnlyDictionary<string, string>? Headers, int? MaxConcurrentRequests = null);
+public sealed record UpdateProviderRequest(string? BaseUrl, string? ApiKey, IReadOnlyDictionary<string, string>? Headers, int? MaxConcurrentRequests = null, bool? Responses = null);
 
 /// <summary>A provider as operators see it: never its API key, and only the names of its extra headers.</summary>
-public sealed record ProviderResponse(Guid Id, string Name, string Kind, string BaseUrl, bool HasApiKey, IReadOnlyList<string> HeaderNames, DateTimeOffset CreatedAt, int? MaxConcurrentRequests = null);
+public sealed record ProviderResponse(Guid Id, string Name, string Kind, string BaseUrl, bool HasApiKey, IReadOnlyList<string> HeaderNames, DateTimeOffset CreatedAt, int? MaxConcurrentRequests = null, bool Responses = false);
 
 public sealed record CreateModelRequest(string? Id, string? Description);
 
@@ -60,6 +60,7 @@ public sealed partial class CatalogAdmin(SluiceDbContext db, AuditLog audit, Sec
         }
 
         ValidConcurrency(request.MaxConcurrentRequests, errors);
+        ValidResponses(request.Responses, kind, errors);
         errors.ThrowIfAny();
         if (await db.Providers.AnyAsync(p => p.Name == name, ct))
         {
@@ -67,7 +68,7 @@ public sealed partial class CatalogAdmin(SluiceDbContext db, AuditLog audit, Sec
         }
 
         var now = time.GetUtcNow();
-        var provider = new Provider { Id = Guid.CreateVersion7(now), Name = name!, Kind = kind, BaseUrl = baseUrl!, MaxConcurrentRequests = request.MaxConcurrentRequests, CreatedAt = now, UpdatedAt = now };
+        var provider = new Provider { Id = Guid.CreateVersion7(now), Name = name!, Kind = kind, BaseUrl = baseUrl!, MaxConcurrentRequests = request.MaxConcurrentRequests, SupportsResponses = request.Responses == true, CreatedAt = now, UpdatedAt = now };
         provider.ExtraHeaders = SealHeaders(headers, provider.Id);
         if (!string.IsNullOrEmpty(request.ApiKey))
         {
@@ -100,6 +101,12 @@ public sealed partial class CatalogAdmin(SluiceDbContext db, AuditLog audit, Sec
             // 0 removes the limit.
             ValidConcurrency(request.MaxConcurrentRequests == 0 ? null : request.MaxConcurrentRequests, errors);
             provider.MaxConcurrentRequests = request.MaxConcurrentRequests == 0 ? null : request.MaxConcurrentRequests;
+        }
+
+        if (request.Responses is { } responses)
+        {
+            ValidResponses(responses, provider.Kind, errors);
+            provider.SupportsResponses = responses;
         }
 
         errors.ThrowIfAny();
@@ -277,13 +284,21 @@ public sealed partial class CatalogAdmin(SluiceDbContext db, AuditLog audit, Sec
 
     private ProviderResponse Response(Provider p) => new(
         p.Id, p.Name, p.Kind == ProviderKind.Anthropic ? "anthropic" : "openai-compatible", p.BaseUrl, p.ApiKeyCiphertext is not null,
-        OpenHeaders(secrets, p).Select(h => h.Key).ToList(), p.CreatedAt, p.MaxConcurrentRequests);
+        OpenHeaders(secrets, p).Select(h => h.Key).ToList(), p.CreatedAt, p.MaxConcurrentRequests, p.SupportsResponses);
 
     private static void ValidConcurrency(int? value, FieldErrors errors)
     {
         if (value is < 1 or > 100_000)
         {
             errors.Add("maxConcurrentRequests", "must be between 1 and 100000 (0 on update removes the limit)");
+        }
+    }
+
+    private static void ValidResponses(bool? value, ProviderKind kind, FieldErrors errors)
+    {
+        if (value == true && kind != ProviderKind.OpenAiCompatible)
+        {
+            errors.Add("responses", "only an openai-compatible provider can speak the Responses API");
         }
     }
 

@@ -11,6 +11,8 @@ internal static class GatewayEndpoints
         v1.MapPost("/chat/completions", (HttpContext context, Pipeline.HttpInferenceAdapter handler) => handler.HandleAsync(context, InferenceEndpoint.ChatCompletions));
         v1.MapPost("/completions", (HttpContext context, Pipeline.HttpInferenceAdapter handler) => handler.HandleAsync(context, InferenceEndpoint.Completions));
         v1.MapPost("/embeddings", (HttpContext context, Pipeline.HttpInferenceAdapter handler) => handler.HandleAsync(context, InferenceEndpoint.Embeddings));
+        v1.MapPost("/responses", (HttpContext context, Pipeline.HttpInferenceAdapter handler, TimeProvider time) =>
+            handler.HandleAsync(context, new Protocols.Responses.ResponsesProtocol(time))); // one per call: its stream's state
         v1.MapGet("/models", ListModels);
         v1.MapGet("/models/{*id}", GetModel);
         return endpoints;

@@ -38,6 +38,9 @@ public sealed class Provider
     /// <summary>The most requests batch runners send it at once (per replica); null means no limit.</summary>
     public int? MaxConcurrentRequests { get; set; }
 
+    /// <summary>Whether it speaks OpenAI's Responses API itself: <c>/v1/responses</c> calls then go to it as they came (OpenAI-compatible providers only).</summary>
+    public bool SupportsResponses { get; set; }
+
     public DateTimeOffset CreatedAt { get; init; }
 
     public DateTimeOffset UpdatedAt { get; set; }
@@ -152,6 +155,7 @@ internal sealed class GatewayConfiguration :
         builder.Property(p => p.BaseUrl).HasMaxLength(500);
         builder.Property(p => p.ApiKeyCiphertext).HasMaxLength(2000);
         builder.Property(p => p.ExtraHeaders).HasMaxLength(4000);
+        builder.Property(p => p.SupportsResponses).HasDefaultValue(false); // added to existing rows by a migration
     }
 
     public void Configure(EntityTypeBuilder<CatalogModel> builder)

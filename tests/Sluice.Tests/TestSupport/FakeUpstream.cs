@@ -46,6 +46,9 @@ public sealed class FakeUpstream : IAsyncDisposable
     /// <summary>The content answered to a request with a <c>json_schema</c> or <c>json_object</c> <c>response_format</c>.</summary>
     public string JsonReply { get; set; } = """{"answer":"42"}""";
 
+    /// <summary>Answer chat completions with this one tool call (its arguments streamed in two pieces) instead of text.</summary>
+    public (string Name, string Arguments)? ToolCall { get; set; }
+
     /// <summary>Answer without any usage (streams ignore <c>include_usage</c>), as some servers do.</summary>
     public bool OmitUsage { get; set; }
 
@@ -105,6 +108,7 @@ public sealed class FakeUpstream : IAsyncDisposable
         app.MapPost("/v1/completions", context => fake.CountedAsync(() => fake.OpenAiAsync(context, chat: false)));
         app.MapPost("/v1/embeddings", context => fake.CountedAsync(() => fake.EmbeddingsAsync(context)));
         app.MapPost("/v1/messages", fake.AnthropicAsync);
+        app.MapPost("/v1/responses", fake.ResponsesAsync);
         await app.StartAsync();
         return fake;
     }
@@ -144,13 +148,19 @@ public sealed class FakeUpstream : IAsyncDisposable
 
         var model = request["model"]!.GetValue<string>();
         var (content, tool) = chat ? Answer(request) : (Reply, null);
+        var arguments = ToolArguments;
+        if (chat && ToolCall is { } forced)
+        {
+            (content, tool, arguments) = (Reply, forced.Name, forced.Arguments);
+        }
+
         if (request["stream"]?.GetValue<bool>() != true)
         {
             context.Response.ContentType = "application/json";
             object choice = chat
                 ? tool is null
                     ? (object)new { index = 0, message = new { role = "assistant", content }, finish_reason = "stop" }
-                    : new { index = 0, message = new { role = "assistant", content = (string?)null, tool_calls = new[] { new { id = "call_1", type = "function", function = new { name = tool, arguments = ToolArguments } } } }, finish_reason = "tool_calls" }
+                    : new { index = 0, message = new { role = "assistant", content = (string?)null, tool_calls = new[] { new { id = "call_1", type = "function", function = new { name = tool, arguments } } } }, finish_reason = "tool_calls" }
                 : new { index = 0, text = Reply, finish_reason = "stop" };
             var answer = RawAnswer ?? JsonSerializer.Serialize(new
             {
@@ -176,13 +186,32 @@ public sealed class FakeUpstream : IAsyncDisposable
             return;
         }
 
+        context.Response.ContentType = "text/event-stream";
+        if (chat && ToolCall is { } call)
+        {
+            var half = call.Arguments.Length / 2;
+            foreach (var delta in new object[]
+            {
+                new { role = "assistant", tool_calls = new[] { new { index = 0, id = "call_1", type = "function", function = new { name = call.Name, arguments = "" } } } },
+                new { tool_calls = new[] { new { index = 0, function = new { arguments = call.Arguments[..half] } } } },
+                new { tool_calls = new[] { new { index = 0, function = new { arguments = call.Arguments[half..] } } } },
+            })
+            {
+                await context.Response.WriteAsync("data: " + JsonSerializer.Serialize(new { id = "up-1", @object = "chat.completion.chunk", created = 1, model, choices = new[] { new { index = 0, delta, finish_reason = (string?)null } } }) + "\n\n");
+            }
+
+            await context.Response.WriteAsync("data: " + JsonSerializer.Serialize(new { id = "up-1", @object = "chat.completion.chunk", created = 1, model, choices = new[] { new { index = 0, delta = new { }, finish_reason = "tool_calls" } } }) + "\n\n");
+            await context.Response.WriteAsync("data: " + JsonSerializer.Serialize(new { id = "up-1", @object = "chat.completion.chunk", created = 1, model, choices = Array.Empty<object>(), usage = new { prompt_tokens = 11, completion_tokens = 9, total_tokens = 20 } }) + "\n\n");
+            await context.Response.WriteAsync("data: [DONE]\n\n");
+            return;
+        }
+
         if (tool is not null || content != Reply)
         {
             await StreamAnswerAsync(context, request, model, content, tool);
             return;
         }
 
-        context.Response.ContentType = "text/event-stream";
         try
         {
             for (var i = 0; i < Chunks; i++)
@@ -357,6 +386,67 @@ public sealed class FakeUpstream : IAsyncDisposable
         events.Append("event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":3}}\n\n");
         events.Append("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
         await context.Response.WriteAsync(events.ToString());
+    }
+
+    /// <summary>OpenAI's Responses API, for providers flagged as speaking it: a whole response object, or its typed events.</summary>
+    private async Task ResponsesAsync(HttpContext context)
+    {
+        if (await ReceiveAsync(context) is not { } request)
+        {
+            return;
+        }
+
+        var model = request["model"]!.GetValue<string>();
+        object Response(string status, string text, object? usage) => new
+        {
+            id = "resp_fake1",
+            @object = "response",
+            created_at = 1,
+            status,
+            model,
+            output = text.Length == 0 ? Array.Empty<object>() : new object[]
+            {
+                new { id = "msg_fake1", type = "message", status, role = "assistant", content = new[] { new { type = "output_text", text, annotations = Array.Empty<object>() } } },
+            },
+            store = false,
+            usage,
+        };
+        object Usage(int output) => new { input_tokens = 13, input_tokens_details = new { cached_tokens = 2 }, output_tokens = output, output_tokens_details = new { reasoning_tokens = 0 }, total_tokens = 13 + output };
+
+        if (request["stream"]?.GetValue<bool>() != true)
+        {
+            context.Response.ContentType = "application/json";
+            await context.Response.WriteAsync(JsonSerializer.Serialize(Response("completed", Reply, Usage(6))));
+            return;
+        }
+
+        context.Response.ContentType = "text/event-stream";
+        var sequence = 0;
+        async Task SendAsync(string type, object data)
+        {
+            var node = JsonSerializer.SerializeToNode(data)!.AsObject();
+            node.Insert(0, "type", type);
+            node["sequence_number"] = sequence++;
+            await context.Response.WriteAsync($"event: {type}\ndata: {node.ToJsonString()}\n\n", context.RequestAborted);
+            await context.Response.Body.FlushAsync(context.RequestAborted);
+        }
+
+        await SendAsync("response.created", new { response = Response("in_progress", "", null) });
+        var text = new StringBuilder();
+        for (var i = 0; i < Chunks; i++)
+        {
+            if (BreakStreamAfter == i)
+            {
+                await Task.Delay(300, context.RequestAborted);
+                context.Abort();
+                return;
+            }
+
+            text.Append($"w{i} ");
+            await SendAsync("response.output_text.delta", new { item_id = "msg_fake1", output_index = 0, content_index = 0, delta = $"w{i} " });
+        }
+
+        await SendAsync("response.completed", new { response = Response("completed", text.ToString(), Usage(Chunks)) });
     }
 
     public async ValueTask DisposeAsync()

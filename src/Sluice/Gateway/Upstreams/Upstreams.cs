@@ -99,15 +99,27 @@ internal sealed class OpenAiCompatibleUpstream(UpstreamClient client) : IUpstrea
 
     public async Task<UpstreamResponse> SendAsync(InferenceRequest request, RouteInfo route, CancellationToken cancellationToken)
     {
+        if (Protocols.Responses.ResponsesNative.Applies(request, route))
+        {
+            // The provider speaks the Responses API: the caller's body goes as it came (model, limit and store rewritten).
+            return await SendAsync(client, "responses", Protocols.Responses.ResponsesNative.RewriteFor(request, route.UpstreamModel), route, ResponseFormat.OpenAiResponses, cancellationToken);
+        }
+
         var path = request.Endpoint switch
         {
             InferenceEndpoint.ChatCompletions => "chat/completions",
             InferenceEndpoint.Completions => "completions",
             _ => "embeddings",
         };
+        return await SendAsync(client, path, request.RewriteFor(route.UpstreamModel), route, ResponseFormat.OpenAi, cancellationToken);
+    }
+
+    private static async Task<UpstreamResponse> SendAsync(
+        UpstreamClient client, string path, byte[] body, RouteInfo route, ResponseFormat format, CancellationToken cancellationToken)
+    {
         using var message = new HttpRequestMessage(HttpMethod.Post, new Uri(route.Provider.BaseUrl, path))
         {
-            Content = new ByteArrayContent(request.RewriteFor(route.UpstreamModel)),
+            Content = new ByteArrayContent(body),
         };
         message.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
         if (route.Provider.ApiKey is { } apiKey)
@@ -115,7 +127,7 @@ internal sealed class OpenAiCompatibleUpstream(UpstreamClient client) : IUpstrea
             message.Headers.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
         }
 
-        return await Upstream.SendAsync(client, message, route, ResponseFormat.OpenAi, cancellationToken);
+        return await Upstream.SendAsync(client, message, route, format, cancellationToken);
     }
 }
 
