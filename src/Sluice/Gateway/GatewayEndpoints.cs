@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Sluice.Gateway.Protocols.Anthropic;
 using Sluice.Identity;
 
 namespace Sluice.Gateway;
@@ -11,6 +12,7 @@ internal static class GatewayEndpoints
         v1.MapPost("/chat/completions", (HttpContext context, Pipeline.HttpInferenceAdapter handler) => handler.HandleAsync(context, InferenceEndpoint.ChatCompletions));
         v1.MapPost("/completions", (HttpContext context, Pipeline.HttpInferenceAdapter handler) => handler.HandleAsync(context, InferenceEndpoint.Completions));
         v1.MapPost("/embeddings", (HttpContext context, Pipeline.HttpInferenceAdapter handler) => handler.HandleAsync(context, InferenceEndpoint.Embeddings));
+        v1.MapAnthropicMessages();
         v1.MapGet("/models", ListModels);
         v1.MapGet("/models/{*id}", GetModel);
         return endpoints;
