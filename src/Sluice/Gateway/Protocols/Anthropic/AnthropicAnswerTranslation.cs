@@ -165,6 +165,19 @@ internal sealed class AnthropicStreamTranslator(InferenceRequest request) : IStr
 
     public IEnumerable<SseEvent> Chunk(string chunk)
     {
+        try
+        {
+            return Translate(chunk);
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or FormatException or ArgumentException)
+        {
+            // A chunk of an unexpected shape is a broken stream (the relay ends it with an error event), never a 500.
+            throw new JsonException("A chunk could not be translated.");
+        }
+    }
+
+    private List<SseEvent> Translate(string chunk)
+    {
         var events = new List<SseEvent>(3);
         var source = JsonNode.Parse(chunk)!.AsObject();
         _id ??= source["id"]?.GetValue<string>();

@@ -80,7 +80,17 @@ public sealed class AnthropicMessagesProtocol : IInboundProtocol
         return JsonSerializer.SerializeToUtf8Bytes(chat);
     }
 
-    public byte[] FromChatCompletion(byte[] completion, InferenceRequest request) => AnthropicAnswerTranslation.Message(completion, request);
+    public byte[] FromChatCompletion(byte[] completion, InferenceRequest request)
+    {
+        try
+        {
+            return AnthropicAnswerTranslation.Message(completion, request);
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException or FormatException or ArgumentException)
+        {
+            throw new Pipeline.UpstreamAnswerException("upstream_malformed");
+        }
+    }
 
     public IStreamTranslator StartStream(InferenceRequest request) => new AnthropicStreamTranslator(request);
 
@@ -204,6 +214,7 @@ public static class AnthropicError
         404 => "not_found_error",
         413 => "request_too_large",
         429 => "rate_limit_error",
+        504 => "timeout_error",
         503 or 529 => "overloaded_error",
         >= 500 => "api_error",
         _ => "invalid_request_error",

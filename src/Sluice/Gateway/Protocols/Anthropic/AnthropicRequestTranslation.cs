@@ -23,6 +23,19 @@ internal static class AnthropicRequestTranslation
     /// <param name="countOnly">For <c>count_tokens</c>: no <c>max_tokens</c>, no <c>stream</c>.</param>
     public static JsonObject Translate(ReadOnlySpan<byte> body, bool countOnly)
     {
+        try
+        {
+            return TranslateCore(body, countOnly);
+        }
+        catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or FormatException or JsonException)
+        {
+            // A property repeated in one object, or a value of a shape JsonNode cannot read: the caller's input, never a 500.
+            throw Invalid("The request body could not be read: a property is repeated or a value has an unexpected shape.", null);
+        }
+    }
+
+    private static JsonObject TranslateCore(ReadOnlySpan<byte> body, bool countOnly)
+    {
         JsonNode? parsed;
         try
         {

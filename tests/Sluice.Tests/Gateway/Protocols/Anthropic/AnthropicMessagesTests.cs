@@ -316,6 +316,8 @@ public sealed class AnthropicMessagesTests
         { """{"model":"echo","max_tokens":10,"service_tier":"priority","messages":[{"role":"user","content":"hi"}]}""", "2023-06-01", null, "service_tier" },
         { """{"model":"echo","max_tokens":10,"messages":[{"role":"user","content":"hi"}]""", "2023-06-01", null, "JSON" },
         { """{"max_tokens":10,"messages":[{"role":"user","content":"hi"}]}""", "2023-06-01", null, "model" },
+        { """{"model":"echo","max_tokens":10,"max_tokens":11,"messages":[{"role":"user","content":"hi"}]}""", "2023-06-01", null, "repeated" },
+        { """{"model":"echo","max_tokens":10,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"image","source":{"type":"url","url":"https://x"}}]}]}]}""", "2023-06-01", null, "messages[0].content[0].content[0].type" },
     };
 
     [Theory]
