@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Sluice.Gateway.Protocols.Anthropic;
 using Sluice.Identity;
 
 namespace Sluice.Gateway;
@@ -13,6 +14,7 @@ internal static class GatewayEndpoints
         v1.MapPost("/embeddings", (HttpContext context, Pipeline.HttpInferenceAdapter handler) => handler.HandleAsync(context, InferenceEndpoint.Embeddings));
         v1.MapPost("/responses", (HttpContext context, Pipeline.HttpInferenceAdapter handler, TimeProvider time) =>
             handler.HandleAsync(context, new Protocols.Responses.ResponsesProtocol(time))); // one per call: its stream's state
+        v1.MapAnthropicMessages();
         v1.MapGet("/models", ListModels);
         v1.MapGet("/models/{*id}", GetModel);
         return endpoints;

@@ -23,7 +23,7 @@ public static class ApiKeyEndpointConventions
 /// handler resolved) cost more than the gateway's own, and anything placed after the gate in the pipeline. Every other
 /// endpoint goes on through the pipeline as before.
 /// </summary>
-internal sealed class ApiKeyGate(RequestDelegate next, ApiKeyVerifier verifier, ApiKeyUsageRecorder usage)
+internal sealed class ApiKeyGate(RequestDelegate next, ApiKeyVerifier verifier, ApiKeyUsageRecorder usage, TimeProvider time)
 {
     private const string MissingKeyMessage = "Incorrect or missing API key. Send 'Authorization: Bearer sk-sluice-…'.";
 
@@ -36,18 +36,25 @@ internal sealed class ApiKeyGate(RequestDelegate next, ApiKeyVerifier verifier, 
             return;
         }
 
+        // An endpoint in another protocol (Anthropic Messages) has its refusals in that protocol's shape.
+        var shape = endpoint.Metadata.GetMetadata<Gateway.Protocols.InboundProtocolMetadata>();
+        if (shape?.RequestIdHeader is { } requestIdHeader)
+        {
+            context.Response.Headers[requestIdHeader] = Hosting.RequestIds.Of(context, time).RequestId;
+        }
+
         var presented = AuthenticationSchemes.PresentedKey(context.Request);
         var key = presented is null ? null : await verifier.VerifyAsync(presented, context.RequestAborted);
         if (key is null)
         {
-            await OpenAiError.WriteAsync(context, 401, MissingKeyMessage, "invalid_request_error", "invalid_api_key");
+            await RefuseAsync(context, shape, new OpenAiException(401, MissingKeyMessage, "invalid_request_error", "invalid_api_key"));
             return;
         }
 
         if ((key.Scopes & requirement.AnyOf) == 0)
         {
-            await OpenAiError.WriteAsync(context, 403,
-                $"This API key lacks the scope this endpoint needs ({Scopes(requirement.AnyOf)}).", "invalid_request_error", "insufficient_scope");
+            await RefuseAsync(context, shape, new OpenAiException(403,
+                $"This API key lacks the scope this endpoint needs ({Scopes(requirement.AnyOf)}).", "invalid_request_error", "insufficient_scope"));
             return;
         }
 
@@ -56,6 +63,11 @@ internal sealed class ApiKeyGate(RequestDelegate next, ApiKeyVerifier verifier, 
         context.Items[typeof(VerifiedKey)] = key; // the gateway reads the key's limits and models from here, without I/O
         await handler(context);
     }
+
+    private static Task RefuseAsync(HttpContext context, Gateway.Protocols.InboundProtocolMetadata? shape, OpenAiException refusal) =>
+        shape is null
+            ? OpenAiError.WriteAsync(context, refusal)
+            : shape.WriteErrorAsync(context, refusal);
 
     private static string Scopes(KeyScopes anyOf) => string.Join(" or ", KeyScopeNames.Format(anyOf).Select(name => $"'{name}'"));
 }

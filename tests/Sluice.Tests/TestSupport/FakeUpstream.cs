@@ -64,6 +64,9 @@ public sealed class FakeUpstream : IAsyncDisposable
     /// <summary>A recorded Messages API event stream (SSE text) the Anthropic endpoint replays as it is, for streaming requests.</summary>
     public string? AnthropicEvents { get; set; }
 
+    /// <summary>A chat answer that calls this tool (finish_reason <c>tool_calls</c>) instead of replying; streamed as tool-call deltas, its arguments in two pieces.</summary>
+    public (string Id, string Name, string Arguments)? ToolCallWithId { get; set; }
+
     /// <summary>The usage a non-streamed answer reports.</summary>
     public (int Prompt, int Completion) Usage { get; set; } = (11, 7);
 
@@ -147,6 +150,12 @@ public sealed class FakeUpstream : IAsyncDisposable
         }
 
         var model = request["model"]!.GetValue<string>();
+        if (chat && ToolCallWithId is { } withId)
+        {
+            await ToolCallAsync(context, request, model, withId);
+            return;
+        }
+
         var (content, tool) = chat ? Answer(request) : (Reply, null);
         var arguments = ToolArguments;
         if (chat && ToolCall is { } forced)
@@ -318,6 +327,49 @@ public sealed class FakeUpstream : IAsyncDisposable
         }
 
         await context.Response.WriteAsync("data: [DONE]\n\n", context.RequestAborted);
+    }
+
+    private async Task ToolCallAsync(HttpContext context, JsonObject request, string model, (string Id, string Name, string Arguments) tool)
+    {
+        if (request["stream"]?.GetValue<bool>() != true)
+        {
+            context.Response.ContentType = "application/json";
+            await context.Response.WriteAsync(JsonSerializer.Serialize(new
+            {
+                id = "up-1",
+                @object = "chat.completion",
+                created = 1,
+                model,
+                choices = new[]
+                {
+                    new
+                    {
+                        index = 0,
+                        message = new { role = "assistant", content = (string?)null, tool_calls = new[] { new { id = tool.Id, type = "function", function = new { name = tool.Name, arguments = tool.Arguments } } } },
+                        finish_reason = "tool_calls",
+                    },
+                },
+                usage = new { prompt_tokens = Usage.Prompt, completion_tokens = Usage.Completion, total_tokens = Usage.Prompt + Usage.Completion },
+            }));
+            return;
+        }
+
+        context.Response.ContentType = "text/event-stream";
+        var half = tool.Arguments.Length / 2;
+        var deltas = new object[]
+        {
+            new { role = "assistant", tool_calls = new object[] { new { index = 0, id = tool.Id, type = "function", function = new { name = tool.Name, arguments = "" } } } },
+            new { tool_calls = new object[] { new { index = 0, function = new { arguments = tool.Arguments[..half] } } } },
+            new { tool_calls = new object[] { new { index = 0, function = new { arguments = tool.Arguments[half..] } } } },
+        };
+        foreach (var delta in deltas)
+        {
+            await context.Response.WriteAsync("data: " + JsonSerializer.Serialize(new { id = "up-1", @object = "chat.completion.chunk", created = 1, model, choices = new[] { new { index = 0, delta, finish_reason = (string?)null } } }) + "\n\n");
+        }
+
+        await context.Response.WriteAsync("data: " + JsonSerializer.Serialize(new { id = "up-1", @object = "chat.completion.chunk", created = 1, model, choices = new[] { new { index = 0, delta = new { }, finish_reason = "tool_calls" } } }) + "\n\n");
+        await context.Response.WriteAsync("data: " + JsonSerializer.Serialize(new { id = "up-1", @object = "chat.completion.chunk", created = 1, model, choices = Array.Empty<object>(), usage = new { prompt_tokens = 11, completion_tokens = 6, total_tokens = 17 } }) + "\n\n");
+        await context.Response.WriteAsync("data: [DONE]\n\n");
     }
 
     private async Task EmbeddingsAsync(HttpContext context)

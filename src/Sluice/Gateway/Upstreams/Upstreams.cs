@@ -138,12 +138,21 @@ internal sealed class AnthropicUpstream(UpstreamClient client) : IUpstream
 
     public async Task<UpstreamResponse> SendAsync(InferenceRequest request, RouteInfo route, CancellationToken cancellationToken)
     {
+        // A caller that spoke Anthropic's Messages API: its own body and headers go through (model and limit rewritten).
+        var native = request.Protocol as Protocols.Anthropic.AnthropicMessagesProtocol;
         using var message = new HttpRequestMessage(HttpMethod.Post, new Uri(route.Provider.BaseUrl, "messages"))
         {
-            Content = new ByteArrayContent(AnthropicTranslation.Request(request, route.UpstreamModel)),
+            Content = new ByteArrayContent(native is null
+                ? AnthropicTranslation.Request(request, route.UpstreamModel)
+                : Protocols.Anthropic.AnthropicMessagesProtocol.NativeBody(request, route.UpstreamModel)),
         };
         message.Content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
-        message.Headers.Add("anthropic-version", "2023-06-01");
+        message.Headers.Add("anthropic-version", native?.Version ?? "2023-06-01");
+        if (native?.Beta is { } beta)
+        {
+            message.Headers.TryAddWithoutValidation("anthropic-beta", beta);
+        }
+
         if (route.Provider.ApiKey is { } apiKey)
         {
             message.Headers.Add("x-api-key", apiKey);
