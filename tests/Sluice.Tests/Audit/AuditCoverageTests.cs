@@ -24,6 +24,8 @@ public sealed class AuditCoverageTests
         ["POST /v1/completions"] = "inference: metered as usage events",
         ["POST /v1/embeddings"] = "inference: metered as usage events",
         ["POST /v1/responses"] = "inference (the Responses API, stateless): metered as usage events",
+        ["POST /v1/messages"] = "inference (Anthropic's Messages API, stateless): metered as usage events",
+        ["POST /v1/messages/count_tokens"] = "a token count from Sluice's own tokenizer: changes nothing, keeps nothing",
         ["POST /api/v1/me/notifications/{notificationId:guid}/read"] = "marks the caller's own notice as read",
         ["POST /api/v1/admin/users/{userId:guid}/erase"] = "writes user.close then user.erase (PrivacyRequestTests)",
         ["POST /api/v1/agent/join"] = "audited as machine.join with the join token as its actor, not a user or key (JoinFlowTests reads it, and the refusals)",

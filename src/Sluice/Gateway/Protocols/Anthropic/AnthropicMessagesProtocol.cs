@@ -53,9 +53,10 @@ public sealed class AnthropicMessagesProtocol : IInboundProtocol
             throw AnthropicRequestTranslation.Invalid("anthropic-version: header is required.", "anthropic-version");
         }
 
-        if (!KnownVersions.Contains(Version))
+        if (!IsSupportedVersion(Version))
         {
-            throw AnthropicRequestTranslation.Invalid($"anthropic-version: this version is not supported; use one of {string.Join(", ", KnownVersions)}.", "anthropic-version");
+            throw AnthropicRequestTranslation.Invalid(
+                $"anthropic-version: this version is not supported; use one of {string.Join(", ", KnownVersions)} or a later dated version (YYYY-MM-DD).", "anthropic-version");
         }
 
         foreach (var beta in (Beta ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
@@ -66,6 +67,16 @@ public sealed class AnthropicMessagesProtocol : IInboundProtocol
             }
         }
     }
+
+    /// <summary>
+    /// A published version, or a later dated one: Anthropic's SDKs send the version they were built for (the npm SDK 1.14
+    /// sends 2026-10-21), and the Messages shapes Sluice speaks are those of 2023-06-01 with later additions, which a
+    /// later version keeps. Anything else (not a date, before 2023-01-01) is refused.
+    /// </summary>
+    public static bool IsSupportedVersion(string version) =>
+        KnownVersions.Contains(version)
+        || (DateOnly.TryParseExact(version, "yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.None, out var date)
+            && date > new DateOnly(2023, 6, 1));
 
     public byte[] ToChatCompletions(ReadOnlyMemory<byte> body)
     {

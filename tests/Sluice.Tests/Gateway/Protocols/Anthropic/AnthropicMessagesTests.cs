@@ -297,6 +297,8 @@ public sealed class AnthropicMessagesTests
         { """{"model":"echo","max_tokens":10,"messages":[{"role":"user","content":[{"type":"hologram","text":"x"}]}]}""", "2023-06-01", null, "messages[0].content[0].type" },
         { """{"model":"echo","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}""", null, null, "anthropic-version" },
         { """{"model":"echo","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}""", "2024-99-99", null, "anthropic-version" },
+        { """{"model":"echo","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}""", "2022-12-31", null, "anthropic-version" },
+        { """{"model":"echo","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}""", "latest", null, "anthropic-version" },
         { """{"model":"echo","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}""", "2023-06-01", "no-such-beta-2030-01-01", "anthropic-beta" },
         { """{"model":"echo","max_tokens":10,"stream":true,"messages":[{"role":"user","content":"hi"}]}""", "2023-01-01", null, "stream" },
         { """{"model":"echo","max_tokens":10,"tools":[{"type":"web_search_20250305","name":"web_search"}],"messages":[{"role":"user","content":"hi"}]}""", "2023-06-01", null, "tools[0].type" },
