@@ -1,0 +1,93 @@
+using System.ClientModel;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text.Json;
+using OpenAI;
+using OpenAI.Chat;
+using Sluice.Storage;
+using Sluice.Tests.TestSupport;
+
+namespace Sluice.Tests.Gateway;
+
+/// <summary>
+/// A body over Gateway:MaxRequestBytes is answered 413 in OpenAI's shape that the client actually reads, on a real
+/// server over loopback: the official SDK sees a 413 (not a broken connection it retries), and so does a raw client
+/// sending a declared length or a chunked body, larger than the socket buffers between them.
+/// </summary>
+[Collection(RealProcessLoad.Name)]
+public sealed class OversizeBodyTests
+{
+    private const int Limit = 64 * 1024;
+
+    [Fact]
+    public async Task An_oversize_body_is_a_413_the_SDK_and_raw_clients_read_with_or_without_a_declared_length()
+    {
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        var kit = new ProcessKit(database);
+        await kit.RunAsync("migrate");
+        var orgId = Guid.Parse((await kit.RunAsync("orgs", "create", "--name", "Tenant")).Split(' ')[2]);
+        var key = (await kit.RunAsync("keys", "create", "--org", orgId.ToString(), "--name", "k")).Trim().Split('\n')[^1].Trim();
+        var port = SluiceProcess.FreePort();
+        await using var serve = SluiceProcess.Start(kit.OnDatabase("serve", "--urls", $"http://127.0.0.1:{port}", "--set", $"Gateway:MaxRequestBytes={Limit}"));
+        await serve.WaitForOutputAsync("Sluice is listening", TimeSpan.FromSeconds(60));
+        var baseUrl = new Uri($"http://127.0.0.1:{port}");
+
+        // The SDK: a chat message of 4 MiB. Its retries (on a connection failure) would turn into an IOException.
+        var sdk = new OpenAIClient(new ApiKeyCredential(key), new OpenAIClientOptions { Endpoint = new Uri(baseUrl, "/v1"), NetworkTimeout = TimeSpan.FromSeconds(60) });
+        var refused = await Assert.ThrowsAsync<ClientResultException>(() => sdk.GetChatClient("echo").CompleteChatAsync([new UserChatMessage(new string('a', 4 * 1024 * 1024))]));
+        Assert.Equal(413, refused.Status);
+        using (var body = JsonDocument.Parse(refused.GetRawResponse()!.Content.ToString()))
+        {
+            Assert.Equal("request_too_large", body.RootElement.GetProperty("error").GetProperty("code").GetString());
+        }
+
+        using var http = new HttpClient { BaseAddress = baseUrl, Timeout = TimeSpan.FromSeconds(60) };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        foreach (var size in new[] { Limit + 1, 1024 * 1024, 16 * 1024 * 1024 })
+        {
+            foreach (var chunked in new[] { false, true })
+            {
+                foreach (var path in new[] { "/v1/chat/completions", "/v1/embeddings" })
+                {
+                    HttpContent content = chunked ? new StreamContent(new UnknownLength(Body(size))) : new ByteArrayContent(Body(size));
+                    content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+                    HttpResponseMessage answer;
+                    try
+                    {
+                        answer = await http.PostAsync(path, content);
+                    }
+                    catch (HttpRequestException ex)
+                    {
+                        Assert.Fail($"{path}, {size} bytes, {(chunked ? "chunked" : "Content-Length")}: the connection broke ({ex.InnerException?.GetType().Name ?? ex.GetType().Name}) instead of a 413");
+                        throw;
+                    }
+
+                    var error = await V1ErrorsTests.ErrorAsync(answer, HttpStatusCode.RequestEntityTooLarge);
+                    Assert.Equal("request_too_large", error.GetProperty("code").GetString());
+                    Assert.Contains($"{Limit} bytes", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+                }
+            }
+        }
+
+        // The server is none the worse: the same client is served next.
+        var fine = await http.PostAsync("/v1/chat/completions", GatewayKit.Chat("echo", "still here"));
+        Assert.Equal(HttpStatusCode.OK, fine.StatusCode);
+    }
+
+    private static byte[] Body(int size)
+    {
+        var prefix = """{"model":"echo","input":"x","messages":[{"role":"user","content":" """u8;
+        var suffix = "\"}]}"u8;
+        var body = new byte[size];
+        body.AsSpan().Fill((byte)'a');
+        prefix.CopyTo(body);
+        suffix.CopyTo(body.AsSpan(size - suffix.Length));
+        return body;
+    }
+
+    /// <summary>A stream that hides its length, so the client sends it chunked.</summary>
+    private sealed class UnknownLength(byte[] bytes) : MemoryStream(bytes)
+    {
+        public override bool CanSeek => false;
+    }
+}
