@@ -60,7 +60,8 @@ public sealed class V1ErrorsTests
             Assert.Equal(allow.Split(", ").Order(), answer.Content.Headers.Allow.Order());
         }
 
-        var api = await anonymous.GetAsync("/api/v1/nope");
+        var (owner, _, _) = await TenantAsync(sluice, "other@example.com");
+        var api = await owner.GetAsync("/api/v1/nope");
         Assert.Equal(HttpStatusCode.NotFound, api.StatusCode);
         Assert.Equal("application/problem+json", api.Content.Headers.ContentType?.MediaType);
         Assert.True(api.Headers.Contains("x-request-id"));
