@@ -10,12 +10,12 @@ using Sluice.Tests.TestSupport;
 namespace Sluice.Tests.Gateway;
 
 /// <summary>
-/// A body over Gateway:MaxRequestBytes is answered 413 in OpenAI's shape that the client actually reads, on a real
+/// On a real server over loopback. A body over Gateway:MaxRequestBytes is answered 413 in OpenAI's shape that the client actually reads, on a real
 /// server over loopback: the official SDK sees a 413 (not a broken connection it retries), and so does a raw client
 /// sending a declared length or a chunked body, larger than the socket buffers between them.
 /// </summary>
 [Collection(RealProcessLoad.Name)]
-public sealed class OversizeBodyTests
+public sealed class RealServerV1Tests
 {
     private const int Limit = 64 * 1024;
 
@@ -27,6 +27,10 @@ public sealed class OversizeBodyTests
         await kit.RunAsync("migrate");
         var orgId = Guid.Parse((await kit.RunAsync("orgs", "create", "--name", "Tenant")).Split(' ')[2]);
         var key = (await kit.RunAsync("keys", "create", "--org", orgId.ToString(), "--name", "k")).Trim().Split('\n')[^1].Trim();
+        // A model whose id has a '/', looked up on the real server (Kestrel keeps %2F escaped in the path; TestServer may not).
+        await kit.RunAsync("providers", "add", "--name", "p", "--kind", "openai-compatible", "--base-url", "http://127.0.0.1:9/v1/");
+        await kit.RunAsync("models", "add", "meta-llama/Llama-3.1-8B-Instruct");
+        await kit.RunAsync("models", "route", "meta-llama/Llama-3.1-8B-Instruct", "--provider", "p", "--upstream-model", "llama", "--retains-data", "false", "--trains-on-data", "false");
         var port = SluiceProcess.FreePort();
         await using var serve = SluiceProcess.Start(kit.OnDatabase("serve", "--urls", $"http://127.0.0.1:{port}", "--set", $"Gateway:MaxRequestBytes={Limit}"));
         await serve.WaitForOutputAsync("Sluice is listening", TimeSpan.FromSeconds(60));
@@ -81,6 +85,15 @@ public sealed class OversizeBodyTests
         // The server is none the worse: the same client is served next.
         var fine = await http.PostAsync("/v1/chat/completions", GatewayKit.Chat("echo", "still here"));
         Assert.Equal(HttpStatusCode.OK, fine.StatusCode);
+        foreach (var path in new[] { "/v1/models/meta-llama%2FLlama-3.1-8B-Instruct", "/v1/models/meta-llama/Llama-3.1-8B-Instruct" })
+        {
+            var model = await http.GetAsync(path);
+            Assert.True(model.StatusCode == HttpStatusCode.OK, $"{path}: {(int)model.StatusCode} {await model.Content.ReadAsStringAsync()}");
+        }
+
+        var sdkModel = await sdk.GetOpenAIModelClient().GetModelAsync("meta-llama/Llama-3.1-8B-Instruct");
+        Assert.Equal("meta-llama/Llama-3.1-8B-Instruct", sdkModel.Value.Id);
+        Assert.Equal(404, (await Assert.ThrowsAsync<ClientResultException>(() => sdk.GetOpenAIModelClient().GetModelAsync("meta-llama/Nope"))).Status);
     }
 
     private static async Task<(int Status, string Text)> WriteAllThenReadAsync(int port, string key, byte[] body, bool chunked)
