@@ -14,6 +14,9 @@ internal static class BatchesEndpoints
 {
     public static readonly IReadOnlyList<string> SupportedEndpoints = ["/v1/chat/completions", "/v1/embeddings", "/v1/completions"];
 
+    /// <summary>A create body is a file id, an endpoint and metadata: a few KiB at most.</summary>
+    private const int MaxCreateBytes = 64 * 1024;
+
     public static IEndpointRouteBuilder MapBatches(this IEndpointRouteBuilder endpoints)
     {
         var batches = endpoints.MapGroup("/v1/batches").WithTags("batches").RequireApiKey(KeyScopes.Inference | KeyScopes.Batch);
@@ -31,8 +34,16 @@ internal static class BatchesEndpoints
         JsonElement request;
         try
         {
-            using var document = await JsonDocument.ParseAsync(context.Request.Body, default, context.RequestAborted);
+            // Text first: invalid UTF-8 or a lone surrogate escape (in metadata, say) is a 400 invalid_encoding, not a
+            // JsonException here or an InvalidOperationException (a 500) when a string is read later.
+            var body = await Gateway.Pipeline.BodyReading.ReadAllAsync(context.Request.Body, context.Request.ContentLength, MaxCreateBytes, context.RequestAborted);
+            InferenceRequest.CheckText(body);
+            using var document = JsonDocument.Parse(body);
             request = document.RootElement.Clone();
+        }
+        catch (InvalidDataException)
+        {
+            throw new OpenAiException(413, $"The body is larger than {MaxCreateBytes} bytes; a batch is created from an uploaded file, not an inline body.", "invalid_request_error", "request_too_large");
         }
         catch (JsonException)
         {

@@ -502,9 +502,10 @@ public sealed partial class DeploymentAdmin(
             errors.Add("name", "must be 1-100 characters of a-z, 0-9, '-', '.', '_', '/', ':', starting with a letter or digit");
         }
         else if (checkName && (catalog.Find(d.Name) is not null || d.Name is Catalog.EchoModelId or Catalog.BuiltInEmbeddingsModelId
-            || await db.CatalogModels.AnyAsync(m => m.Id == d.Name, cancellationToken)))
+            || await db.CatalogModels.AnyAsync(m => m.Id == d.Name, cancellationToken)
+            || await db.CatalogModelAliases.AnyAsync(a => a.Alias == d.Name, cancellationToken)))
         {
-            errors.Add("name", "is a catalog model's id; a deployment's name must not collide with the catalog");
+            errors.Add("name", "is a catalog model's id or alias; a deployment's name must not collide with the catalog");
         }
 
         if (d.Description is { } description && (description.Length > 500 || description.Any(char.IsControl)))

@@ -30,6 +30,9 @@ public sealed record ModelInfo(string Id, string? Description, DateTimeOffset Cr
 {
     /// <summary>What <c>/v1/models</c> says owns it; null: "sluice" (or "sluice-test-model" for a test model).</summary>
     public string? OwnedBy { get; init; }
+
+    /// <summary>Other names a call may use for this model (catalog models only), in order.</summary>
+    public IReadOnlyList<string> Aliases { get; init; } = [];
 }
 
 /// <summary>
@@ -52,11 +55,20 @@ public sealed class Catalog(
     private static readonly ProviderInfo BuiltInEmbeddingsProvider = new(
         BuiltInEmbeddingsRouteId, "sluice-embeddings", ProviderKind.BuiltInEmbeddings, new Uri("urn:sluice:embeddings"), null, []);
 
-    private volatile Dictionary<string, ModelInfo> _models = new(StringComparer.Ordinal);
+    private volatile Snapshot _current = new(new(StringComparer.Ordinal), new(StringComparer.Ordinal));
 
-    public IReadOnlyDictionary<string, ModelInfo> Models => _models;
+    /// <summary>The models by canonical id (aliases are not keys here).</summary>
+    public IReadOnlyDictionary<string, ModelInfo> Models => _current.Models;
 
-    public ModelInfo? Find(string model) => _models.TryGetValue(model, out var found) ? found : null;
+    /// <summary>The model with this id or alias.</summary>
+    public ModelInfo? Find(string model)
+    {
+        var current = _current;
+        return current.Models.TryGetValue(model, out var found) || current.Aliases.TryGetValue(model, out found) ? found : null;
+    }
+
+    /// <summary>Whether <paramref name="name"/> is an alias (not a model's own id).</summary>
+    public bool IsAlias(string name) => _current.Aliases.ContainsKey(name);
 
     public async Task RefreshAsync(CancellationToken cancellationToken)
     {
@@ -66,6 +78,9 @@ public sealed class Catalog(
         var routes = await db.ModelRoutes.AsNoTracking().ToListAsync(cancellationToken);
         var models = await db.CatalogModels.AsNoTracking().ToListAsync(cancellationToken);
         var now = time.GetUtcNow(); // a price in force from a future time starts when the server's clock reaches it
+        var aliases = (await db.CatalogModelAliases.AsNoTracking().ToListAsync(cancellationToken))
+            .GroupBy(a => a.ModelId, StringComparer.Ordinal)
+            .ToDictionary(g => g.Key, g => (IReadOnlyList<string>)g.Select(a => a.Alias).Order(StringComparer.Ordinal).ToList(), StringComparer.Ordinal);
         var prices = (await db.RoutePrices.AsNoTracking().ToListAsync(cancellationToken))
             .Where(p => p.EffectiveFrom <= now)
             .GroupBy(p => p.RouteId)
@@ -83,7 +98,10 @@ public sealed class Catalog(
                 })
                 .OrderBy(r => r.Priority).ThenBy(r => r.Id)
                 .ToList();
-            catalog[model.Id] = new ModelInfo(model.Id, model.Description, model.CreatedAt, false, modelRoutes);
+            catalog[model.Id] = new ModelInfo(model.Id, model.Description, model.CreatedAt, false, modelRoutes)
+            {
+                Aliases = aliases.TryGetValue(model.Id, out var names) ? names : [],
+            };
         }
 
         if (options.Value.EchoModel && !catalog.ContainsKey(EchoModelId))
@@ -100,8 +118,20 @@ public sealed class Catalog(
                 [new RouteInfo(BuiltInEmbeddingsRouteId, BuiltInEmbeddingsModelId, BuiltInEmbeddingsProvider, BuiltInEmbeddingsModelId, 0, 1, false, false)]);
         }
 
-        _models = catalog;
+        var byAlias = new Dictionary<string, ModelInfo>(StringComparer.Ordinal);
+        foreach (var model in catalog.Values)
+        {
+            foreach (var alias in model.Aliases)
+            {
+                byAlias.TryAdd(alias, model); // a model's own id wins (CatalogAdmin keeps them apart anyway)
+            }
+        }
+
+        _current = new Snapshot(catalog, byAlias);
     }
+
+    /// <summary>Models and aliases swapped as one, so a reader never sees an alias of a model it cannot find.</summary>
+    private sealed record Snapshot(Dictionary<string, ModelInfo> Models, Dictionary<string, ModelInfo> Aliases);
 
     private ProviderInfo ToInfo(Provider provider) => new(
         provider.Id,

@@ -21,7 +21,15 @@ public sealed record CreateRouteRequest(string? Model, string? Provider, string?
 
 public sealed record RouteResponse(Guid Id, string Model, string Provider, string UpstreamModel, int Priority, int Weight, bool RetainsData, bool TrainsOnData);
 
-public sealed record CatalogModelResponse(string Id, string? Description, bool TestModel, IReadOnlyList<RouteResponse> Routes);
+public sealed record CatalogModelResponse(string Id, string? Description, bool TestModel, IReadOnlyList<RouteResponse> Routes)
+{
+    /// <summary>Other names a <c>/v1</c> call may use for the model.</summary>
+    public IReadOnlyList<string> Aliases { get; init; } = [];
+}
+
+public sealed record CreateAliasRequest(string? Alias, string? Model);
+
+public sealed record AliasResponse(string Alias, string Model);
 
 /// <summary>Operators' management of providers, models and routes. Every change is audited and reloads the catalog.</summary>
 public sealed partial class CatalogAdmin(SluiceDbContext db, AuditLog audit, SecretBox secrets, Catalog catalog, TimeProvider time)
@@ -140,7 +148,66 @@ public sealed partial class CatalogAdmin(SluiceDbContext db, AuditLog audit, Sec
     {
         await catalog.RefreshAsync(ct);
         return catalog.Models.Values.OrderBy(m => m.Id, StringComparer.Ordinal).Select(m => new CatalogModelResponse(m.Id, m.Description, m.IsTestModel,
-            m.Routes.Select(r => new RouteResponse(r.Id, r.ModelId, r.Provider.Name, r.UpstreamModel, r.Priority, r.Weight, r.RetainsData, r.TrainsOnData)).ToList())).ToList();
+            m.Routes.Select(r => new RouteResponse(r.Id, r.ModelId, r.Provider.Name, r.UpstreamModel, r.Priority, r.Weight, r.RetainsData, r.TrainsOnData)).ToList())
+        {
+            Aliases = m.Aliases,
+        }).ToList();
+    }
+
+    /// <summary>
+    /// Gives a catalog model another name. The alias is unique across model ids (the built-in ones included), aliases and
+    /// deployment names, so a <c>/v1</c> name always means one thing.
+    /// </summary>
+    public async Task<AliasResponse> CreateAliasAsync(CreateAliasRequest request, CancellationToken ct)
+    {
+        var errors = new FieldErrors();
+        var alias = request.Alias?.Trim();
+        if (string.IsNullOrEmpty(alias) || !ModelPattern().IsMatch(alias))
+        {
+            errors.Add("alias", "is required: 1 to 200 characters of letters, digits and . _ : / -");
+        }
+
+        if (string.IsNullOrWhiteSpace(request.Model))
+        {
+            errors.Add("model", "is required: the catalog model's id");
+        }
+
+        errors.ThrowIfAny();
+        var modelId = request.Model!.Trim();
+        if (!await db.CatalogModels.AnyAsync(m => m.Id == modelId, ct))
+        {
+            throw ApiProblem.Invalid("model", "no such model in the catalog (an alias names a catalog model by its id, not another alias)");
+        }
+
+        if (alias is Catalog.EchoModelId or Catalog.BuiltInEmbeddingsModelId || await db.CatalogModels.AnyAsync(m => m.Id == alias, ct))
+        {
+            throw ApiProblem.Conflict("alias", "is a model's id; an alias must not collide with a model");
+        }
+
+        if (await db.CatalogModelAliases.AnyAsync(a => a.Alias == alias, ct))
+        {
+            throw ApiProblem.Conflict("alias", "is already an alias; remove it first to point it elsewhere");
+        }
+
+        if (await db.Deployments.AnyAsync(d => d.Name == alias && d.DeletedAt == null, ct))
+        {
+            throw ApiProblem.Conflict("alias", "is a deployment's name; an alias must not collide with a deployment");
+        }
+
+        db.CatalogModelAliases.Add(new CatalogModelAlias { Alias = alias!, ModelId = modelId, CreatedAt = time.GetUtcNow() });
+        audit.Record("model.alias.create", $"model:{modelId} alias:{alias}");
+        await db.SaveChangesAsync(ct);
+        await catalog.RefreshAsync(ct);
+        return new AliasResponse(alias!, modelId);
+    }
+
+    public async Task DeleteAliasAsync(string alias, CancellationToken ct)
+    {
+        var found = await db.CatalogModelAliases.SingleOrDefaultAsync(a => a.Alias == alias, ct) ?? throw ApiProblem.NotFound("alias");
+        db.CatalogModelAliases.Remove(found);
+        audit.Record("model.alias.delete", $"model:{found.ModelId} alias:{alias}");
+        await db.SaveChangesAsync(ct);
+        await catalog.RefreshAsync(ct);
     }
 
     public async Task<CatalogModelResponse> CreateModelAsync(CreateModelRequest request, CancellationToken ct)
@@ -159,6 +226,11 @@ public sealed partial class CatalogAdmin(SluiceDbContext db, AuditLog audit, Sec
         if (await db.CatalogModels.AnyAsync(m => m.Id == id, ct))
         {
             throw ApiProblem.Conflict("id", "a model with this id exists");
+        }
+
+        if (await db.CatalogModelAliases.AnyAsync(a => a.Alias == id, ct))
+        {
+            throw ApiProblem.Conflict("id", "is an alias of another model; remove the alias first");
         }
 
         db.CatalogModels.Add(new CatalogModel { Id = id, Description = request.Description, CreatedAt = time.GetUtcNow() });

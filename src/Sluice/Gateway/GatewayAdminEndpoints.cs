@@ -33,7 +33,17 @@ internal static class GatewayAdminEndpoints
         });
         catalog.MapDelete("/models/{*id}", async Task<NoContent> (string id, CatalogAdmin admin, CancellationToken ct) =>
         {
-            await admin.DeleteModelAsync(id, ct);
+            await admin.DeleteModelAsync(GatewayEndpoints.ModelIdFromPath(id), ct);
+            return TypedResults.NoContent();
+        });
+        catalog.MapPost("/aliases", async (CreateAliasRequest request, CatalogAdmin admin, CancellationToken ct) =>
+        {
+            var created = await admin.CreateAliasAsync(request, ct);
+            return TypedResults.Created($"/api/v1/catalog/aliases/{Uri.EscapeDataString(created.Alias)}", created);
+        });
+        catalog.MapDelete("/aliases/{*alias}", async Task<NoContent> (string alias, CatalogAdmin admin, CancellationToken ct) =>
+        {
+            await admin.DeleteAliasAsync(GatewayEndpoints.ModelIdFromPath(alias), ct);
             return TypedResults.NoContent();
         });
         catalog.MapPost("/routes", async (CreateRouteRequest request, CatalogAdmin admin, CancellationToken ct) =>

@@ -20,9 +20,16 @@ internal static class GatewayEndpoints
         return endpoints;
     }
 
-    private static async Task ListModels(HttpContext context, Catalog catalog)
+    /// <summary>
+    /// A model id taken from the path's catch-all: <c>/v1/models/meta-llama/Llama-3.1-8B-Instruct</c> as it is, and
+    /// <c>/v1/models/meta-llama%2FLlama-3.1-8B-Instruct</c> decoded (the server decodes every escape in a path but
+    /// <c>%2F</c>, which would change its segments, so the route value keeps it). Model ids never contain '%'.
+    /// </summary>
+    public static string ModelIdFromPath(string id) => id.Contains('%', StringComparison.Ordinal) ? Uri.UnescapeDataString(id) : id;
+
+    private static async Task ListModels(HttpContext context, Catalog catalog, OrganizationPolicies policies)
     {
-        var visible = Visible(context, catalog).ToList();
+        var visible = await VisibleAsync(context, catalog, policies);
         context.Response.ContentType = "application/json";
         await using var json = new Utf8JsonWriter(context.Response.Body);
         json.WriteStartObject();
@@ -37,9 +44,17 @@ internal static class GatewayEndpoints
         json.WriteEndObject();
     }
 
-    private static async Task GetModel(string id, HttpContext context, Catalog catalog)
+    private static async Task GetModel(string id, HttpContext context, Catalog catalog, OrganizationPolicies policies)
     {
-        if (Visible(context, catalog).FirstOrDefault(m => m.Id == id) is not { } model)
+        id = ModelIdFromPath(id);
+        var organizationModels = context.RequestServices.GetService<IOrganizationModels>();
+        var key = context.Items[typeof(VerifiedKey)] as VerifiedKey;
+
+        // The same resolution as a call: the organization's own deployment, the catalog (an alias finds its model), a
+        // published deployment; then the same filters as the list.
+        var found = key is null ? catalog.Find(id) : ModelLookup.Find(catalog, organizationModels, key.OrganizationId, id);
+        var policy = key is null ? null : await policies.OrganizationAsync(key.OrganizationId, context.RequestAborted);
+        if (found is null || !Usable(found, policy) || !Granted(key, found, id))
         {
             await OpenAiError.WriteAsync(context, 404, $"The model '{(id.Length > 100 ? id[..100] : id)}' does not exist or you do not have access to it.", "invalid_request_error", "model_not_found", "model");
             return;
@@ -47,16 +62,37 @@ internal static class GatewayEndpoints
 
         context.Response.ContentType = "application/json";
         await using var json = new Utf8JsonWriter(context.Response.Body);
-        WriteModel(json, model);
+        WriteModel(json, found);
     }
 
-    private static IEnumerable<ModelInfo> Visible(HttpContext context, Catalog catalog)
+    /// <summary>
+    /// The models a caller may actually call, by canonical id: granted to its key, with at least one route whose provider
+    /// serves some endpoint and that the organization's data policy allows. A model without one is not listed (a call
+    /// to it still explains itself: 400 unsupported endpoint, 403 no compliant route).
+    /// </summary>
+    private static async Task<IEnumerable<ModelInfo>> VisibleAsync(HttpContext context, Catalog catalog, OrganizationPolicies policies)
     {
         var organizationModels = context.RequestServices.GetService<IOrganizationModels>();
         var key = context.Items[typeof(VerifiedKey)] as VerifiedKey;
-        var allowed = key?.AllowedModels?.Split(' ');
         var models = key is null ? catalog.Models.Values : ModelLookup.Visible(catalog, organizationModels, key.OrganizationId);
-        return models.Where(m => allowed is null || allowed.Contains(m.Id, StringComparer.Ordinal)).OrderBy(m => m.Id, StringComparer.Ordinal);
+        var policy = key is null ? null : await policies.OrganizationAsync(key.OrganizationId, context.RequestAborted);
+        return models.Where(m => Usable(m, policy) && Granted(key, m, m.Id)).OrderBy(m => m.Id, StringComparer.Ordinal);
+    }
+
+    private static bool Usable(ModelInfo model, OrganizationPolicy? policy) => model.Routes.Any(r =>
+        Enum.GetValues<InferenceEndpoint>().Any(r.Provider.Supports)
+        && (policy is null || ((!policy.RequireZeroRetention || !r.RetainsData) && (policy.AllowsTrainingRoutes || !r.TrainsOnData))));
+
+    /// <summary>As the pipeline grants: the key names the model's id, or the name asked for (an alias).</summary>
+    private static bool Granted(VerifiedKey? key, ModelInfo model, string asked)
+    {
+        if (key?.AllowedModels is not { } allowed)
+        {
+            return true;
+        }
+
+        var names = allowed.Split(' ');
+        return names.Contains(model.Id, StringComparer.Ordinal) || names.Contains(asked, StringComparer.Ordinal);
     }
 
     private static void WriteModel(Utf8JsonWriter json, ModelInfo model)
@@ -74,6 +110,18 @@ internal static class GatewayEndpoints
         if (model.Description is not null)
         {
             json.WriteString("description", model.Description);
+        }
+
+        if (model.Aliases.Count > 0)
+        {
+            // Not in OpenAI's model object: other names a call may use for this model (they are not listed as models).
+            json.WriteStartArray("aliases");
+            foreach (var alias in model.Aliases)
+            {
+                json.WriteStringValue(alias);
+            }
+
+            json.WriteEndArray();
         }
 
         json.WriteEndObject();

@@ -56,6 +56,19 @@ public sealed class CatalogModel
     public DateTimeOffset CreatedAt { get; init; }
 }
 
+/// <summary>
+/// Another name for a catalog model: a <c>/v1</c> call naming it is served, granted-checked and metered as the model.
+/// Unique across model ids, aliases and deployment names (CatalogAdmin checks).
+/// </summary>
+public sealed class CatalogModelAlias
+{
+    public required string Alias { get; init; }
+
+    public required string ModelId { get; init; }
+
+    public DateTimeOffset CreatedAt { get; init; }
+}
+
 /// <summary>One way to serve a catalog model: a provider, its name for the model, a priority and weight, and its data policy.</summary>
 public sealed class ModelRoute
 {
@@ -142,8 +155,19 @@ public sealed class UsageEvent
 }
 
 internal sealed class GatewayConfiguration :
-    IEntityTypeConfiguration<Provider>, IEntityTypeConfiguration<CatalogModel>, IEntityTypeConfiguration<ModelRoute>, IEntityTypeConfiguration<UsageEvent>
+    IEntityTypeConfiguration<Provider>, IEntityTypeConfiguration<CatalogModel>, IEntityTypeConfiguration<ModelRoute>, IEntityTypeConfiguration<UsageEvent>,
+    IEntityTypeConfiguration<CatalogModelAlias>
 {
+    public void Configure(EntityTypeBuilder<CatalogModelAlias> builder)
+    {
+        builder.ToTable("catalog_model_aliases");
+        builder.HasKey(a => a.Alias);
+        builder.Property(a => a.Alias).HasMaxLength(200);
+        builder.Property(a => a.ModelId).HasMaxLength(200);
+        builder.HasIndex(a => a.ModelId);
+        builder.HasOne<CatalogModel>().WithMany().HasForeignKey(a => a.ModelId).OnDelete(DeleteBehavior.Cascade);
+    }
+
     public void Configure(EntityTypeBuilder<Provider> builder)
     {
         builder.ToTable("providers");

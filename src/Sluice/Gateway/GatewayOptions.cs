@@ -10,6 +10,14 @@ public sealed record GatewayOptions
     [Range(1024, 1_073_741_824, ErrorMessage = "must be between {1} and {2} bytes")]
     public long MaxRequestBytes { get; init; } = 10 * 1024 * 1024;
 
+    /// <summary>
+    /// How much of a body over <see cref="MaxRequestBytes"/> is read and discarded before the 413 is sent, so that a
+    /// client that writes its whole body before reading (the official SDKs, most HTTP clients) reads the 413 instead of a
+    /// connection reset. A longer body is answered at once with <c>Connection: close</c>. 0 turns draining off.
+    /// </summary>
+    [Range(0, 1_073_741_824, ErrorMessage = "must be between {1} and {2} bytes")]
+    public long OversizeDrainBytes { get; init; } = 64 * 1024 * 1024;
+
     [Range(typeof(TimeSpan), "00:00:00.100", "00:05:00", ErrorMessage = "must be between {1} and {2}")]
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(5);
 

@@ -103,14 +103,7 @@ internal sealed partial class ApiProblemHandler(IProblemDetailsService problemDe
                 return true;
             }
 
-            if (exception is not BadHttpRequestException)
-            {
-                LogUnexpected(logger, exception.GetType().FullName ?? "exception", httpContext.Request.Method, httpContext.Request.Path);
-            }
-
-            await Gateway.OpenAiError.WriteAsync(httpContext, exception is BadHttpRequestException bad ? bad.StatusCode : 500,
-                exception is BadHttpRequestException ? "The request could not be read." : "The server had an error processing your request; retry later.",
-                exception is BadHttpRequestException ? "invalid_request_error" : "server_error", null);
+            await Gateway.OpenAiError.WriteAsync(httpContext, V1Error(exception, httpContext));
             return true;
         }
 
@@ -152,6 +145,31 @@ internal sealed partial class ApiProblemHandler(IProblemDetailsService problemDe
 
         httpContext.Response.StatusCode = problem.Status!.Value;
         return await problemDetails.TryWriteAsync(new ProblemDetailsContext { HttpContext = httpContext, ProblemDetails = problem, Exception = exception });
+    }
+
+    /// <summary>
+    /// A failure outside the gateway's own pipeline on <c>/v1</c> (files, batches, the key gate, the server reading the
+    /// body) in OpenAI's shape: a shared helper's <see cref="ApiProblemException"/> keeps its status and its field-naming
+    /// detail, an unreadable or oversize body is the caller's 4xx, anything else a logged 500.
+    /// </summary>
+    private Gateway.OpenAiException V1Error(Exception exception, HttpContext httpContext)
+    {
+        switch (exception)
+        {
+            case Gateway.OpenAiException openAi:
+                return openAi;
+            case ApiProblemException api:
+                return new Gateway.OpenAiException(api.Status, api.Message, api.Status >= 500 ? "server_error" : "invalid_request_error",
+                    api.Errors is { Count: > 0 } ? "invalid_value" : null, api.Errors?.Keys.FirstOrDefault(), api.RetryAfter);
+            case BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge }:
+                httpContext.Response.Headers.Connection = "close"; // the rest of the body is not read
+                return new Gateway.OpenAiException(413, "The request body is larger than this endpoint takes; send less.", "invalid_request_error", "request_too_large");
+            case BadHttpRequestException bad:
+                return new Gateway.OpenAiException(bad.StatusCode, "The request could not be read.", "invalid_request_error", null);
+            default:
+                LogUnexpected(logger, exception.GetType().FullName ?? "exception", httpContext.Request.Method, httpContext.Request.Path);
+                return new Gateway.OpenAiException(500, "The server had an error processing your request; retry later.", "server_error", null);
+        }
     }
 
     [LoggerMessage(21, LogLevel.Debug, "{Method} answered 503: the database is unavailable ({ExceptionType})")]

@@ -90,6 +90,7 @@ internal static class SluiceApp
             SuppressDiagnosticsCallback = _ => true,
         });
         app.UseStatusCodePages();
+        app.UseMiddleware<V1StatusCodes>(); // inside the status-code pages: /v1 errors without a body get OpenAI's shape
         app.UseMiddleware<ApiBodyLimit>();
 
         // The OpenAI-compatible API takes API keys only: the gate checks the key and its scopes in one step and runs those

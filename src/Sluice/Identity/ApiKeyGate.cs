@@ -25,7 +25,12 @@ public static class ApiKeyEndpointConventions
 /// </summary>
 internal sealed class ApiKeyGate(RequestDelegate next, ApiKeyVerifier verifier, ApiKeyUsageRecorder usage, TimeProvider time)
 {
-    private const string MissingKeyMessage = "Incorrect or missing API key. Send 'Authorization: Bearer sk-sluice-…'.";
+    // Worded for API clients, as OpenAI words them: a /v1 caller has no session to sign in to. The key is never quoted.
+    private const string MissingKeyMessage =
+        "You didn't provide an API key. Provide your API key in an Authorization header using Bearer auth (Authorization: Bearer YOUR_KEY), or in an x-api-key header. An organization's owner or admin creates keys in the console or with POST /api/v1/orgs/{orgId}/keys.";
+
+    private const string InvalidKeyMessage =
+        "Incorrect API key provided: the key is unknown, revoked or expired. Check the key you send in the Authorization (Bearer) or x-api-key header.";
 
     public async Task InvokeAsync(HttpContext context)
     {
@@ -44,10 +49,10 @@ internal sealed class ApiKeyGate(RequestDelegate next, ApiKeyVerifier verifier, 
         }
 
         var presented = AuthenticationSchemes.PresentedKey(context.Request);
-        var key = presented is null ? null : await verifier.VerifyAsync(presented, context.RequestAborted);
+        var key = string.IsNullOrEmpty(presented) ? null : await verifier.VerifyAsync(presented, context.RequestAborted);
         if (key is null)
         {
-            await RefuseAsync(context, shape, new OpenAiException(401, MissingKeyMessage, "invalid_request_error", "invalid_api_key"));
+            await RefuseAsync(context, shape, new OpenAiException(401, string.IsNullOrEmpty(presented) ? MissingKeyMessage : InvalidKeyMessage, "invalid_request_error", "invalid_api_key"));
             return;
         }
 

@@ -134,6 +134,14 @@ internal sealed class ProblemAuthorizationResultHandler(IProblemDetailsService p
 
     public async Task HandleAsync(RequestDelegate next, HttpContext context, AuthorizationPolicy policy, PolicyAuthorizationResult authorizeResult)
     {
+        if (!authorizeResult.Succeeded && Gateway.OpenAiError.IsV1(context) && context.GetEndpoint()?.Metadata.GetMetadata<ApiKeyRequirement>() is null)
+        {
+            // The /v1 endpoints are ApiKeyGate's and never get here; what does is an unknown path or a wrong method,
+            // answered 404 or 405 in OpenAI's shape whoever asks (Gateway/V1StatusCodes), not a 401 about signing in.
+            await next(context);
+            return;
+        }
+
         ProblemDetails? problem = null;
         if (authorizeResult.Challenged)
         {

@@ -27,6 +27,8 @@ public sealed class SluiceDbContext(DbContextOptions<SluiceDbContext> options) :
 
     public DbSet<CatalogModel> CatalogModels => Set<CatalogModel>();
 
+    public DbSet<CatalogModelAlias> CatalogModelAliases => Set<CatalogModelAlias>();
+
     public DbSet<ModelRoute> ModelRoutes => Set<ModelRoute>();
 
     public DbSet<UsageEvent> UsageEvents => Set<UsageEvent>();

@@ -122,6 +122,9 @@ public sealed class AuditCoverageTests
         await Expect(covered, "POST /api/v1/gpu-prices", "gpu_price.set", database,
             () => operatorClient.PostAsJsonAsync("/api/v1/gpu-prices", new { gpuType = "NVIDIA L4", perGpuHourMicros = 800_000 }));
         await Expect(covered, "DELETE /api/v1/catalog/routes/{routeId:guid}", "route.delete", database, () => operatorClient.DeleteAsync($"/api/v1/catalog/routes/{routeId}"));
+        await Expect(covered, "POST /api/v1/catalog/aliases", "model.alias.create", database,
+            () => operatorClient.PostAsJsonAsync("/api/v1/catalog/aliases", new { alias = "llama-latest", model = "llama" }));
+        await Expect(covered, "DELETE /api/v1/catalog/aliases/{*alias}", "model.alias.delete", database, () => operatorClient.DeleteAsync("/api/v1/catalog/aliases/llama-latest"));
         await Expect(covered, "DELETE /api/v1/catalog/models/{*id}", "model.delete", database, () => operatorClient.DeleteAsync("/api/v1/catalog/models/llama"));
         await Expect(covered, "DELETE /api/v1/providers/{id:guid}", "provider.delete", database, () => operatorClient.DeleteAsync($"/api/v1/providers/{providerId}"));
         await Expect(covered, "POST /api/v1/admin/orgs/{orgId:guid}/wallet/credits", "wallet.credit", database,

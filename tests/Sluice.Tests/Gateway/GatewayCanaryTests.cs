@@ -31,6 +31,7 @@ public abstract class GatewayCanaryTests(DatabaseProvider provider)
         await ModelAsync(op, "broken");
         await RouteAsync(op, "m", "up", "m-upstream"); // the provider answers with its own name: every answer on m is rewritten (AnswerStamp)
         await RouteAsync(op, "broken", "down", "m");
+        Assert.Equal(HttpStatusCode.Created, (await op.PostAsync("/api/v1/catalog/aliases", Json("""{"alias":"m-alias","model":"m"}"""))).StatusCode);
         var (owner, orgId, key) = await TenantAsync(sluice);
         var limited = JsonDocument.Parse(await (await owner.PostAsync($"/api/v1/orgs/{orgId}/keys", Json("""{"name":"l","scopes":["inference"],"requestsPerMinute":1}"""))).Content.ReadAsStringAsync())
             .RootElement.GetProperty("key").GetString()!;
@@ -49,6 +50,16 @@ public abstract class GatewayCanaryTests(DatabaseProvider provider)
             (await client.PostAsync("/v1/chat/completions", Json($$"""{"model":"{{canary}}","messages":[{"role":"user","content":"{{canary}}"}]}"""))).StatusCode,
             (await limitedClient.PostAsync("/v1/chat/completions", Chat("echo", canary))).StatusCode,
             (await limitedClient.PostAsync("/v1/chat/completions", Chat("echo", canary))).StatusCode,
+            (await client.PostAsync("/v1/chat/completions", Chat("m-alias", canary))).StatusCode, // an alias
+            (await client.PostAsync("/v1/chat/completions", Json($$"""{"model":"echo","messages":[{"role":"user","content":"{{canary}} \ud800"}]}"""))).StatusCode,
+        };
+
+        // Errors outside the pipeline: an unknown path, a wrong method, a batch whose metadata is not text.
+        var outside = new List<HttpStatusCode>
+        {
+            (await client.PostAsync("/v1/chat/completion", Chat("echo", canary))).StatusCode,
+            (await client.PutAsync("/v1/chat/completions", Chat("echo", canary))).StatusCode,
+            (await client.PostAsync("/v1/batches", Json($$$"""{"input_file_id":"file-x","endpoint":"/v1/chat/completions","completion_window":"24h","metadata":{"k":"{{{canary}}} \udc00"}}"""))).StatusCode,
         };
 
         // The echo model's parameters (issue 18): n, stop, base64 embeddings, and its refusals, whose messages name fields only.
@@ -79,10 +90,11 @@ public abstract class GatewayCanaryTests(DatabaseProvider provider)
 
         Assert.Equal(
             [HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.BadGateway,
-             HttpStatusCode.BadRequest, HttpStatusCode.NotFound, HttpStatusCode.OK, HttpStatusCode.TooManyRequests],
+             HttpStatusCode.BadRequest, HttpStatusCode.NotFound, HttpStatusCode.OK, HttpStatusCode.TooManyRequests, HttpStatusCode.OK, HttpStatusCode.BadRequest],
             outcomes);
+        Assert.Equal([HttpStatusCode.NotFound, HttpStatusCode.MethodNotAllowed, HttpStatusCode.BadRequest], outside);
         await upstream.StreamCancelled.Task.WaitAsync(TimeSpan.FromSeconds(30));
-        await UsageAsync(database, 11);
+        await UsageAsync(database, 13);
         await sluice.DisposeAsync(); // a clean stop: every writer (usage, audit, logs) has finished, so the scans see all it wrote
 
         var logs = sluice.Logs.All;

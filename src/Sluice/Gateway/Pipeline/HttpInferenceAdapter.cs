@@ -13,6 +13,9 @@ namespace Sluice.Gateway.Pipeline;
 /// </summary>
 public sealed class HttpInferenceAdapter(InferencePipeline pipeline, IOptions<GatewayOptions> options, TimeProvider time)
 {
+    /// <summary>How long an oversize body is drained before the connection is given up.</summary>
+    private static readonly TimeSpan DrainTimeout = TimeSpan.FromSeconds(30);
+
     public Task HandleAsync(HttpContext context, InferenceEndpoint endpoint) => HandleAsync(context, endpoint, null);
 
     /// <summary>A call in another inbound protocol (the Responses API, Anthropic Messages), run as a chat completion.</summary>
@@ -50,15 +53,20 @@ public sealed class HttpInferenceAdapter(InferencePipeline pipeline, IOptions<Ga
 
     private async Task<byte[]> ReadBodyAsync(HttpContext context, InferenceTrace trace)
     {
-        var limit = options.Value.MaxRequestBytes;
+        var settings = options.Value;
+        var limit = settings.MaxRequestBytes;
+
+        // The server's own cap is past the drain allowance: Sluice enforces the limit itself (BodyReading) and can then
+        // read the rest of an oversize body before it answers.
         if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } sizeFeature)
         {
-            sizeFeature.MaxRequestBodySize = limit + 1;
+            sizeFeature.MaxRequestBodySize = limit + settings.OversizeDrainBytes + 1;
         }
 
         if (context.Request.ContentLength > limit)
         {
             trace.RequestBytes = context.Request.ContentLength.Value;
+            await DrainAsync(context, trace, limit);
             throw TooLarge(limit);
         }
 
@@ -69,16 +77,62 @@ public sealed class HttpInferenceAdapter(InferencePipeline pipeline, IOptions<Ga
         }
         catch (InvalidDataException)
         {
+            await DrainAsync(context, trace, limit);
             throw TooLarge(limit);
         }
         catch (BadHttpRequestException)
         {
+            context.Response.Headers.Connection = "close";
             throw TooLarge(limit);
         }
         finally
         {
             // Waiting for the client to send its body is not time spent in Sluice.
             trace.ClientTicks += Stopwatch.GetTimestamp() - reading;
+        }
+    }
+
+    /// <summary>
+    /// Reads and discards the rest of an oversize body, up to <see cref="GatewayOptions.OversizeDrainBytes"/> and for at
+    /// most <see cref="DrainTimeout"/>, so the 413 reaches a client that sends its whole body before it reads: answered
+    /// with the body unread, the server's close would reset the connection under the client's writes, and the client
+    /// would see a broken connection (and an SDK would retry it). Past the allowance the answer closes the connection.
+    /// </summary>
+    private async Task DrainAsync(HttpContext context, InferenceTrace trace, long limit)
+    {
+        var allowance = options.Value.OversizeDrainBytes;
+        if (allowance == 0 || context.Request.ContentLength > limit + allowance)
+        {
+            context.Response.Headers.Connection = "close";
+            return;
+        }
+
+        var started = Stopwatch.GetTimestamp();
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(64 * 1024);
+        using var timeout = new CancellationTokenSource(DrainTimeout, time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, context.RequestAborted);
+        long drained = 0;
+        try
+        {
+            int read;
+            while ((read = await context.Request.Body.ReadAsync(buffer, linked.Token)) > 0)
+            {
+                drained += read;
+                if (drained > limit + allowance)
+                {
+                    context.Response.Headers.Connection = "close";
+                    return;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is BadHttpRequestException or IOException or OperationCanceledException)
+        {
+            context.Response.Headers.Connection = "close"; // too slow, cut off or too long: stop reading
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+            trace.ClientTicks += Stopwatch.GetTimestamp() - started;
         }
     }
 

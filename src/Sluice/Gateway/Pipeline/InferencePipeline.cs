@@ -117,7 +117,8 @@ public sealed class InferencePipeline(
         // Only a catalog id is metered: an unknown model name is client input and could be anything.
         trace.Model = model.Id;
         var grants = call.Key;
-        if (grants.AllowedModels is { } allowed && !IsAllowed(allowed, model.Id))
+        // A key's grant of a model covers the model by any name; a grant of an alias covers calls by that alias.
+        if (grants.AllowedModels is { } allowed && !IsAllowed(allowed, model.Id) && !(request.Model != model.Id && IsAllowed(allowed, request.Model)))
         {
             throw new OpenAiException(403, $"This API key may not use the model '{Truncate(model.Id)}'.", "invalid_request_error", "model_not_allowed", "model");
         }
