@@ -10,7 +10,8 @@ const summary = (r) => ({
   status: r.status,
   model: r.model,
   store: r.store,
-  text: r.output_text,
+  // output_text is the SDK's convenience on create()'s result; a stream's response.completed carries only the items.
+  text: r.output_text ?? r.output.filter((o) => o.type === "message").flatMap((o) => o.content).filter((c) => c.type === "output_text").map((c) => c.text).join(""),
   outputTypes: r.output.map((o) => o.type),
   inputTokens: r.usage?.input_tokens ?? null,
   outputTokens: r.usage?.output_tokens ?? null,
