@@ -250,6 +250,8 @@ internal sealed class ResponsesNativeMeter : INativeStreamMeter
 
     public long ContentEvents { get; private set; }
 
+    public bool Failed { get; private set; }
+
     public int NextSequence => _lastSequence + 1;
 
     public bool Observe(string? eventType, string data)
@@ -274,8 +276,10 @@ internal sealed class ResponsesNativeMeter : INativeStreamMeter
                     SawUsage = true;
                 }
 
+                Failed = type == "response.failed";
                 return true;
             case "error":
+                Failed = true;
                 return true;
             default:
                 return false;
