@@ -5,6 +5,23 @@ namespace Sluice.Gateway;
 /// <summary>Token counts read from an OpenAI-shaped <c>usage</c> object.</summary>
 public readonly record struct TokenUsage(long Prompt, long Completion, long Cached)
 {
+    /// <summary>
+    /// A whole chat completion with <c>usage</c> set to these counts (Sluice's own, when the provider reported none), so
+    /// a protocol's translation shows the caller the usage the ledger charges rather than zeros.
+    /// </summary>
+    public static byte[] WithUsage(byte[] completion, TokenUsage usage)
+    {
+        var answer = System.Text.Json.Nodes.JsonNode.Parse(completion) as System.Text.Json.Nodes.JsonObject ?? throw new JsonException("the answer is not an object");
+        answer["usage"] = new System.Text.Json.Nodes.JsonObject
+        {
+            ["prompt_tokens"] = usage.Prompt,
+            ["completion_tokens"] = usage.Completion,
+            ["total_tokens"] = usage.Prompt + usage.Completion,
+            ["prompt_tokens_details"] = new System.Text.Json.Nodes.JsonObject { ["cached_tokens"] = usage.Cached },
+        };
+        return JsonSerializer.SerializeToUtf8Bytes(answer);
+    }
+
     /// <summary>Finds the top-level <c>usage</c> object of a response or chunk; false when absent or null.</summary>
     public static bool TryRead(ReadOnlySpan<byte> json, out TokenUsage usage)
     {

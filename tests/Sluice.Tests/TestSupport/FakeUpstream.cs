@@ -64,6 +64,9 @@ public sealed class FakeUpstream : IAsyncDisposable
     /// <summary>A recorded Messages API event stream (SSE text) the Anthropic endpoint replays as it is, for streaming requests.</summary>
     public string? AnthropicEvents { get; set; }
 
+    /// <summary>An event stream (SSE text) the chat completions and Responses endpoints replay as it is, for streaming requests.</summary>
+    public string? RawEvents { get; set; }
+
     /// <summary>A chat answer that calls this tool (finish_reason <c>tool_calls</c>) instead of replying; streamed as tool-call deltas, its arguments in two pieces.</summary>
     public (string Id, string Name, string Arguments)? ToolCallWithId { get; set; }
 
@@ -196,6 +199,12 @@ public sealed class FakeUpstream : IAsyncDisposable
         }
 
         context.Response.ContentType = "text/event-stream";
+        if (RawEvents is { } raw)
+        {
+            await context.Response.WriteAsync(raw.ReplaceLineEndings("\n"));
+            return;
+        }
+
         if (chat && ToolCall is { } call)
         {
             var half = call.Arguments.Length / 2;
@@ -473,6 +482,12 @@ public sealed class FakeUpstream : IAsyncDisposable
         }
 
         context.Response.ContentType = "text/event-stream";
+        if (RawEvents is { } raw)
+        {
+            await context.Response.WriteAsync(raw.ReplaceLineEndings("\n"));
+            return;
+        }
+
         var sequence = 0;
         async Task SendAsync(string type, object data)
         {

@@ -71,16 +71,7 @@ public sealed class AnswerRelay(TimeProvider time)
             throw new UpstreamAnswerException("upstream_malformed");
         }
 
-        if (reported)
-        {
-            trace.Usage = usage;
-        }
-        else
-        {
-            trace.Usage = new TokenUsage(TokenCounter.CountPrompt(request.Endpoint, request.Body.Span), TokenCounter.CountAnswer(body), 0);
-            trace.CountedLocally = true;
-        }
-
+        var counted = reported ? usage : new TokenUsage(TokenCounter.CountPrompt(request.Endpoint, request.Body.Span), TokenCounter.CountAnswer(body), 0);
         if (trace.Stamp is { } stamp)
         {
             // The public model id, and usage.cost: what settlement will charge for this usage (before a protocol's
@@ -90,8 +81,21 @@ public sealed class AnswerRelay(TimeProvider time)
 
         if (protocol is not null)
         {
-            body = protocol.FromChatCompletion(body, request);
+            // Translated before any usage is recorded: an answer the protocol cannot express is the route's failure
+            // (the next route, else a 502), charged nothing. Usage Sluice counted is the usage the caller is shown.
+            try
+            {
+                body = protocol.FromChatCompletion(reported ? body : TokenUsage.WithUsage(body, counted), request);
+            }
+            catch (Exception ex) when (ex is System.Text.Json.JsonException or InvalidOperationException or FormatException
+                or NullReferenceException or InvalidCastException or ArgumentException or KeyNotFoundException or OpenAiException)
+            {
+                throw new UpstreamAnswerException("upstream_malformed");
+            }
         }
+
+        trace.Usage = counted;
+        trace.CountedLocally = !reported;
 
         await WriteWholeAsync(sink, body, trace, cancellationToken);
     }
@@ -135,6 +139,11 @@ public sealed class AnswerRelay(TimeProvider time)
                     {
                         trace.ResponseBytes += SseRelay.EventLength(data);
                         return SseRelay.Verdict.WriteAndEnd;
+                    }
+
+                    if (IsErrorChunk(data))
+                    {
+                        throw new UpstreamStreamException("the provider sent an error event mid-stream");
                     }
 
                     if (data.IndexOf("\"usage\":{"u8) >= 0 && TokenUsage.TryRead(data, out var usage))
@@ -264,6 +273,11 @@ public sealed class AnswerRelay(TimeProvider time)
                     }
 
                     var bytes = Encoding.UTF8.GetBytes(chunk);
+                    if (IsErrorChunk(bytes))
+                    {
+                        throw new UpstreamStreamException("the provider sent an error event mid-stream");
+                    }
+
                     var stamped = chunk;
                     if (bytes.AsSpan().IndexOf("\"usage\":{"u8) >= 0 && TokenUsage.TryRead(bytes, out var usage))
                     {
@@ -323,6 +337,18 @@ public sealed class AnswerRelay(TimeProvider time)
                 sawUsage = native.SawUsage;
                 trace.Usage = native.Usage;
                 contentChunks = native.ContentEvents;
+                if (native.Failed)
+                {
+                    // The provider's own error event already reached the caller in its native shape: the call failed.
+                    trace.Status = 502;
+                    trace.ErrorType = "upstream_stream_error";
+                    if (contentChunks == 0)
+                    {
+                        // Nothing was produced: charged what the provider reported (a final usage), never a local count.
+                        trace.Usage = sawUsage ? native.Usage : default;
+                        sawUsage = true;
+                    }
+                }
             }
 
             if (!sawUsage)
@@ -360,6 +386,44 @@ public sealed class AnswerRelay(TimeProvider time)
 
         var message = response.Format == ResponseFormat.Anthropic ? AnthropicTranslation.ErrorMessage(body) : null;
         await sink.WriteErrorAsync(new OpenAiException(response.Status, message ?? $"The provider rejected the request (status {response.Status}).", "invalid_request_error", "upstream_rejected"));
+    }
+
+    /// <summary>
+    /// A chunk that is the provider's error object (<c>{"error":{...}}</c> at the top level, as vLLM sends mid-stream
+    /// before <c>[DONE]</c>) rather than a completion chunk: the stream failed, it is not content.
+    /// </summary>
+    internal static bool IsErrorChunk(ReadOnlySpan<byte> data)
+    {
+        if (data.IndexOf("\"error\""u8) < 0)
+        {
+            return false;
+        }
+
+        var reader = new System.Text.Json.Utf8JsonReader(data);
+        try
+        {
+            if (!reader.Read() || reader.TokenType != System.Text.Json.JsonTokenType.StartObject)
+            {
+                return false;
+            }
+
+            while (reader.Read() && reader.TokenType == System.Text.Json.JsonTokenType.PropertyName)
+            {
+                if (reader.ValueTextEquals("error"u8))
+                {
+                    return reader.Read() && reader.TokenType == System.Text.Json.JsonTokenType.StartObject;
+                }
+
+                reader.Read();
+                reader.Skip();
+            }
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return false;
+        }
+
+        return false;
     }
 
     private static Task WriteEventAsync(IResponseSink sink, string data, InferenceTrace trace, CancellationToken cancellationToken) =>

@@ -84,4 +84,10 @@ public interface INativeStreamMeter
 
     /// <summary>Whether an event carried content (for counting when no usage comes).</summary>
     long ContentEvents { get; }
+
+    /// <summary>
+    /// Whether the stream ended in the provider's own failure event (Anthropic's <c>error</c>, the Responses API's
+    /// <c>error</c> or <c>response.failed</c>): the call is then a 502, charged only what the provider reported.
+    /// </summary>
+    bool Failed => false;
 }

@@ -24,9 +24,17 @@ internal static class AnthropicAnswerTranslation
 
         if (message?["tool_calls"] is JsonArray calls)
         {
+            // A call the length limit cut off has arguments that are not JSON yet: the answer is the text so far with
+            // stop_reason max_tokens and no tool_use block (Anthropic's own behaviour when it runs out mid-call).
+            var cutOff = choice?["finish_reason"] is JsonValue f && f.TryGetValue<string>(out var finish) && finish == "length";
             foreach (var call in calls.OfType<JsonObject>())
             {
                 var function = call["function"] as JsonObject;
+                if (cutOff && !IsObject(function?["arguments"]))
+                {
+                    continue;
+                }
+
                 content.Add(new JsonObject
                 {
                     ["type"] = "tool_use",
@@ -133,6 +141,23 @@ internal static class AnthropicAnswerTranslation
         {
             // The model wrote arguments that are not a JSON object: Anthropic's shape cannot carry them as input.
             throw new OpenAiException(502, "The model produced tool-call arguments that are not a JSON object; retry the request.", "server_error", "upstream_malformed");
+        }
+    }
+
+    private static bool IsObject(JsonNode? arguments)
+    {
+        if (arguments is not JsonValue v || !v.TryGetValue<string>(out var text))
+        {
+            return false;
+        }
+
+        try
+        {
+            return string.IsNullOrWhiteSpace(text) || JsonNode.Parse(text) is JsonObject;
+        }
+        catch (JsonException)
+        {
+            return false;
         }
     }
 

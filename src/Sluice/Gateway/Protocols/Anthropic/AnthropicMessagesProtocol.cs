@@ -184,11 +184,16 @@ public sealed class AnthropicMessagesProtocol : IInboundProtocol
 
         public long ContentEvents { get; private set; }
 
+        public bool Failed { get; private set; }
+
         public bool Observe(string? eventType, string data)
         {
             switch (eventType)
             {
-                case "message_stop" or "error":
+                case "message_stop":
+                    return true;
+                case "error":
+                    Failed = true;
                     return true;
                 case "content_block_delta":
                     ContentEvents++;

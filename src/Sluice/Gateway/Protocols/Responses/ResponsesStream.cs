@@ -22,18 +22,28 @@ internal sealed class ResponsesStreamTranslator(JsonObject? request, string mode
     private string? _finishReason;
     private JsonObject? _usage;
 
-    // The text item being streamed.
+    // The message item being streamed: its finished parts, and the part being streamed (output_text or refusal).
     private string? _messageId;
     private int _messageIndex;
+    private JsonArray? _parts;
+    private string? _partType;
     private StringBuilder? _text;
 
-    // The tool call being streamed (chat's index for it).
-    private int? _callIndex;
-    private string? _callItemId;
-    private int _callOutputIndex;
-    private string _callId = "";
-    private string _callName = "";
-    private StringBuilder? _arguments;
+    // The tool calls being streamed, by chat's index for each (deltas of parallel calls may interleave).
+    private readonly Dictionary<int, ToolCallItem> _calls = [];
+
+    private sealed class ToolCallItem(string itemId, int outputIndex, string callId, string name)
+    {
+        public string ItemId { get; } = itemId;
+
+        public int OutputIndex { get; } = outputIndex;
+
+        public string CallId { get; } = callId;
+
+        public string Name { get; } = name;
+
+        public StringBuilder Arguments { get; } = new();
+    }
 
     public int NextSequence => _sequence;
 
@@ -64,48 +74,51 @@ internal sealed class ResponsesStreamTranslator(JsonObject? request, string mode
             {
                 if (delta?[field] is JsonValue text && text.GetValueKind() == JsonValueKind.String && text.GetValue<string>() is { Length: > 0 } piece)
                 {
-                    CloseCall(events);
+                    CloseCalls(events);
                     OpenMessage(events);
+                    var refusal = field == "refusal";
+                    OpenPart(events, refusal ? "refusal" : "output_text");
                     _text!.Append(piece);
-                    events.Add(Event("response.output_text.delta", new JsonObject
+                    var fields = new JsonObject
                     {
                         ["item_id"] = _messageId,
                         ["output_index"] = _messageIndex,
-                        ["content_index"] = 0,
+                        ["content_index"] = _parts!.Count,
                         ["delta"] = piece,
-                        ["logprobs"] = new JsonArray(),
-                    }));
+                    };
+                    if (!refusal)
+                    {
+                        fields["logprobs"] = new JsonArray();
+                    }
+
+                    events.Add(Event(refusal ? "response.refusal.delta" : "response.output_text.delta", fields));
                 }
             }
 
             foreach (var call in delta?["tool_calls"] as JsonArray ?? [])
             {
                 var callIndex = call?["index"] is JsonValue i ? i.GetValue<int>() : 0;
-                if (_callIndex != callIndex)
+                if (!_calls.TryGetValue(callIndex, out var item))
                 {
                     CloseMessage(events);
-                    CloseCall(events);
-                    _callIndex = callIndex;
-                    _callItemId = ResponsesShapes.NewId("fc_");
-                    _callOutputIndex = _output.Count;
+                    item = new ToolCallItem(
+                        ResponsesShapes.NewId("fc_"), _output.Count, call?["id"]?.GetValue<string>() ?? ResponsesShapes.NewId("call_"), call?["function"]?["name"]?.GetValue<string>() ?? "");
+                    _calls[callIndex] = item;
                     _output.Add(null); // its place, filled when it is done
-                    _callId = call?["id"]?.GetValue<string>() ?? ResponsesShapes.NewId("call_");
-                    _callName = call?["function"]?["name"]?.GetValue<string>() ?? "";
-                    _arguments = new StringBuilder();
                     events.Add(Event("response.output_item.added", new JsonObject
                     {
-                        ["output_index"] = _callOutputIndex,
-                        ["item"] = ResponsesShapes.FunctionCallItem(_callItemId, _callId, _callName, "", "in_progress"),
+                        ["output_index"] = item.OutputIndex,
+                        ["item"] = ResponsesShapes.FunctionCallItem(item.ItemId, item.CallId, item.Name, "", "in_progress"),
                     }));
                 }
 
                 if (call?["function"]?["arguments"] is JsonValue args && args.GetValue<string>() is { Length: > 0 } argumentsDelta)
                 {
-                    _arguments!.Append(argumentsDelta);
+                    item.Arguments.Append(argumentsDelta);
                     events.Add(Event("response.function_call_arguments.delta", new JsonObject
                     {
-                        ["item_id"] = _callItemId,
-                        ["output_index"] = _callOutputIndex,
+                        ["item_id"] = item.ItemId,
+                        ["output_index"] = item.OutputIndex,
                         ["delta"] = argumentsDelta,
                     }));
                 }
@@ -125,7 +138,7 @@ internal sealed class ResponsesStreamTranslator(JsonObject? request, string mode
         var events = new List<SseEvent>();
         Start(events);
         CloseMessage(events);
-        CloseCall(events);
+        CloseCalls(events);
         var (status, reason) = ResponsesShapes.Status(_finishReason is null ? null : JsonValue.Create(_finishReason));
         var response = ResponsesShapes.Response(request, _id, createdAt, _model, status, reason, (JsonArray)_output.DeepClone(), _usage);
         events.Add(Event(status == "completed" ? "response.completed" : "response.incomplete", new JsonObject { ["response"] = response }));
@@ -157,19 +170,69 @@ internal sealed class ResponsesStreamTranslator(JsonObject? request, string mode
         _messageId = ResponsesShapes.NewId("msg_");
         _messageIndex = _output.Count;
         _output.Add(null);
-        _text = new StringBuilder();
+        _parts = [];
         events.Add(Event("response.output_item.added", new JsonObject
         {
             ["output_index"] = _messageIndex,
             ["item"] = ResponsesShapes.MessageItem(_messageId, "in_progress", []),
         }));
+    }
+
+    private static JsonObject Part(string type, string text) =>
+        type == "refusal" ? new JsonObject { ["type"] = "refusal", ["refusal"] = text } : ResponsesShapes.OutputText(text);
+
+    /// <summary>Opens a content part of this type in the message (closing one of the other type first).</summary>
+    private void OpenPart(List<SseEvent> events, string type)
+    {
+        if (_partType == type)
+        {
+            return;
+        }
+
+        ClosePart(events);
+        _partType = type;
+        _text = new StringBuilder();
         events.Add(Event("response.content_part.added", new JsonObject
         {
             ["item_id"] = _messageId,
             ["output_index"] = _messageIndex,
-            ["content_index"] = 0,
-            ["part"] = ResponsesShapes.OutputText(""),
+            ["content_index"] = _parts!.Count,
+            ["part"] = Part(type, ""),
         }));
+    }
+
+    private void ClosePart(List<SseEvent> events)
+    {
+        if (_partType is null)
+        {
+            return;
+        }
+
+        var text = _text!.ToString();
+        var refusal = _partType == "refusal";
+        var done = new JsonObject
+        {
+            ["item_id"] = _messageId,
+            ["output_index"] = _messageIndex,
+            ["content_index"] = _parts!.Count,
+            [refusal ? "refusal" : "text"] = text,
+        };
+        if (!refusal)
+        {
+            done["logprobs"] = new JsonArray();
+        }
+
+        events.Add(Event(refusal ? "response.refusal.done" : "response.output_text.done", done));
+        events.Add(Event("response.content_part.done", new JsonObject
+        {
+            ["item_id"] = _messageId,
+            ["output_index"] = _messageIndex,
+            ["content_index"] = _parts.Count,
+            ["part"] = Part(_partType, text),
+        }));
+        _parts.Add(Part(_partType, text));
+        _partType = null;
+        _text = null;
     }
 
     private void CloseMessage(List<SseEvent> events)
@@ -179,50 +242,33 @@ internal sealed class ResponsesStreamTranslator(JsonObject? request, string mode
             return;
         }
 
-        var text = _text!.ToString();
-        events.Add(Event("response.output_text.done", new JsonObject
-        {
-            ["item_id"] = _messageId,
-            ["output_index"] = _messageIndex,
-            ["content_index"] = 0,
-            ["text"] = text,
-            ["logprobs"] = new JsonArray(),
-        }));
-        events.Add(Event("response.content_part.done", new JsonObject
-        {
-            ["item_id"] = _messageId,
-            ["output_index"] = _messageIndex,
-            ["content_index"] = 0,
-            ["part"] = ResponsesShapes.OutputText(text),
-        }));
-        var item = ResponsesShapes.MessageItem(_messageId, "completed", [ResponsesShapes.OutputText(text)]);
+        ClosePart(events);
+        var item = ResponsesShapes.MessageItem(_messageId, "completed", _parts!);
         _output[_messageIndex] = item;
         events.Add(Event("response.output_item.done", new JsonObject { ["output_index"] = _messageIndex, ["item"] = item.DeepClone() }));
         _messageId = null;
-        _text = null;
+        _parts = null;
     }
 
-    private void CloseCall(List<SseEvent> events)
+    /// <summary>Closes the tool calls being streamed, in the order they were opened.</summary>
+    private void CloseCalls(List<SseEvent> events)
     {
-        if (_callItemId is null)
+        foreach (var call in _calls.Values.OrderBy(c => c.OutputIndex))
         {
-            return;
+            var arguments = call.Arguments.ToString();
+            events.Add(Event("response.function_call_arguments.done", new JsonObject
+            {
+                ["item_id"] = call.ItemId,
+                ["name"] = call.Name,
+                ["output_index"] = call.OutputIndex,
+                ["arguments"] = arguments,
+            }));
+            var item = ResponsesShapes.FunctionCallItem(call.ItemId, call.CallId, call.Name, arguments, "completed");
+            _output[call.OutputIndex] = item;
+            events.Add(Event("response.output_item.done", new JsonObject { ["output_index"] = call.OutputIndex, ["item"] = item.DeepClone() }));
         }
 
-        var arguments = _arguments!.ToString();
-        events.Add(Event("response.function_call_arguments.done", new JsonObject
-        {
-            ["item_id"] = _callItemId,
-            ["name"] = _callName,
-            ["output_index"] = _callOutputIndex,
-            ["arguments"] = arguments,
-        }));
-        var item = ResponsesShapes.FunctionCallItem(_callItemId, _callId, _callName, arguments, "completed");
-        _output[_callOutputIndex] = item;
-        events.Add(Event("response.output_item.done", new JsonObject { ["output_index"] = _callOutputIndex, ["item"] = item.DeepClone() }));
-        _callItemId = null;
-        _callIndex = null;
-        _arguments = null;
+        _calls.Clear();
     }
 
     private SseEvent Event(string type, JsonObject fields)
@@ -250,6 +296,8 @@ internal sealed class ResponsesNativeMeter : INativeStreamMeter
 
     public long ContentEvents { get; private set; }
 
+    public bool Failed { get; private set; }
+
     public int NextSequence => _lastSequence + 1;
 
     public bool Observe(string? eventType, string data)
@@ -274,8 +322,10 @@ internal sealed class ResponsesNativeMeter : INativeStreamMeter
                     SawUsage = true;
                 }
 
+                Failed = type == "response.failed";
                 return true;
             case "error":
+                Failed = true;
                 return true;
             default:
                 return false;
