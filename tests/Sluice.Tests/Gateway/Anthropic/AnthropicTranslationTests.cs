@@ -328,4 +328,26 @@ public sealed class AnthropicTranslationTests
         Assert.True(response.StatusCode == HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
         Assert.Equal(1, kit.Upstream.Hits);
     }
+
+    [Fact]
+    public async Task Parallel_tool_calls_false_without_tools_sends_no_tool_choice()
+    {
+        await using var kit = await Kit.StartAsync();
+        kit.Upstream.AnthropicAnswer = Fixture("tool-result.response.json");
+
+        using var response = await kit.Client.PostAsync("/v1/chat/completions", Json("""{"model":"claude","parallel_tool_calls":false,"messages":[{"role":"user","content":"x"}]}"""));
+
+        Assert.True(response.StatusCode == HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
+        Assert.False(JsonNode.Parse(kit.Upstream.Requests.Last().Body)!.AsObject().ContainsKey("tool_choice"));
+    }
+
+    [Fact]
+    public void A_providers_stream_error_text_never_reaches_the_exception_message()
+    {
+        var translator = new AnthropicTranslation.StreamTranslator("claude", 0);
+
+        var failure = Assert.Throws<UpstreamStreamException>(() => translator.Translate("error", """{"type":"error","error":{"type":"overloaded_error","message":"secret prompt words"}}""").ToList());
+
+        Assert.DoesNotContain("secret", failure.Message, StringComparison.Ordinal);
+    }
 }
