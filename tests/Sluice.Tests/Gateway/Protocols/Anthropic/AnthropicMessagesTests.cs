@@ -381,4 +381,14 @@ public sealed class AnthropicMessagesTests
         Assert.Equal([404, 502, 200, 429], metered.Select(e => e.Status));
         Assert.All(metered, e => Assert.Equal("messages", e.Endpoint));
     }
+
+    [Fact]
+    public void A_native_usage_count_that_is_not_an_integer_is_ignored_not_a_server_error()
+    {
+        using var counts = JsonDocument.Parse("""{"input_tokens":1.5,"output_tokens":2e30,"cache_read_input_tokens":3}""");
+
+        var usage = global::Sluice.Gateway.Protocols.Anthropic.AnthropicMessagesProtocol.NativeUsage(counts.RootElement, default);
+
+        Assert.Equal(3, usage.Cached);
+    }
 }

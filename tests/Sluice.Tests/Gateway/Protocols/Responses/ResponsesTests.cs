@@ -451,4 +451,15 @@ public sealed class ResponsesTests
         using var fitting = await client.PostAsync("/v1/responses", Json(fits));
         Assert.Equal(HttpStatusCode.OK, fitting.StatusCode);
     }
+
+    [Theory]
+    [InlineData("""{"choices":[{"index":"zero","delta":{"content":"a"}}]}""")]
+    [InlineData("""{"choices":[{"index":0,"delta":{"tool_calls":[{"index":"x","id":1,"function":{"name":2}}]}}]}""")]
+    public void An_upstream_chunk_of_an_unexpected_shape_is_a_broken_stream_not_a_server_error(string chunk)
+    {
+        var translator = new Sluice.Gateway.Protocols.Responses.ResponsesStreamTranslator(null, "m", 0);
+
+        // The relay ends a stream on a JsonException with an error event; anything else escapes it as a 500.
+        Assert.ThrowsAny<JsonException>(() => translator.Chunk(chunk).ToList());
+    }
 }
