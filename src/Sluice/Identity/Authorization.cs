@@ -132,12 +132,16 @@ internal sealed class ProblemAuthorizationResultHandler(IProblemDetailsService p
 {
     private readonly AuthorizationMiddlewareResultHandler _default = new();
 
+    /// <summary>The display name of the endpoint routing picks when a path exists but not for the method.</summary>
+    internal const string Http405Endpoint = "405 HTTP Method Not Supported";
+
     public async Task HandleAsync(RequestDelegate next, HttpContext context, AuthorizationPolicy policy, PolicyAuthorizationResult authorizeResult)
     {
-        if (!authorizeResult.Succeeded && Gateway.OpenAiError.IsV1(context) && context.GetEndpoint()?.Metadata.GetMetadata<ApiKeyRequirement>() is null)
+        if (!authorizeResult.Succeeded && Gateway.OpenAiError.IsV1(context) && context.GetEndpoint() is null or { DisplayName: Http405Endpoint })
         {
-            // The /v1 endpoints are ApiKeyGate's and never get here; what does is an unknown path or a wrong method,
-            // answered 404 or 405 in OpenAI's shape whoever asks (Gateway/V1StatusCodes), not a 401 about signing in.
+            // The /v1 endpoints are ApiKeyGate's and never get here; what does is an unknown path (no endpoint) or a wrong
+            // method (routing's 405 endpoint), answered 404 or 405 in OpenAI's shape whoever asks (Gateway/V1StatusCodes),
+            // not a 401 about signing in. Any other endpoint keeps its 401/403: never fail open.
             await next(context);
             return;
         }

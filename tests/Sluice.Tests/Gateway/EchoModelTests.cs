@@ -163,4 +163,23 @@ public sealed class EchoModelTests
         var usage = await UsageAsync(database, cases.Length + 2);
         Assert.Single(usage, u => u.Status == 200);
     }
+
+    [Fact]
+    public async Task Without_a_limit_an_answer_stops_at_4096_tokens_and_64_KiB_so_memory_stays_bounded()
+    {
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        await using var sluice = new SluiceFactory(database);
+        var (_, _, key) = await TenantAsync(sluice);
+        using var client = sluice.WithKey(key);
+        var words = string.Join(' ', Enumerable.Repeat("a", 10_000));
+        var word = new string('b', 100_000);
+
+        var many = await PostAsync(client, "/v1/chat/completions", $$"""{"model":"echo","n":2,"messages":[{"role":"user","content":"{{words}}"}]}""");
+        var one = await PostAsync(client, "/v1/chat/completions", $$"""{"model":"echo","messages":[{"role":"user","content":"{{word}}"}]}""");
+
+        Assert.Equal(2 * 4096, many.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        Assert.All(many.GetProperty("choices").EnumerateArray(), c => Assert.Equal("length", c.GetProperty("finish_reason").GetString()));
+        Assert.Equal(65536, Text(one.GetProperty("choices")[0]).Length);
+        Assert.Equal("length", one.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
+    }
 }

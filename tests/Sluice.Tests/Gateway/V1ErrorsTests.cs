@@ -3,6 +3,7 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
+using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.DependencyInjection;
 using Sluice.Gateway;
@@ -208,5 +209,24 @@ public sealed class V1ErrorsTests
         public IEnumerable<ModelInfo> Own(Guid organizationId) => throw new InvalidOperationException("a bug");
 
         public IEnumerable<ModelInfo> Published() => throw new InvalidOperationException("a bug");
+    }
+
+    [Fact]
+    public async Task A_failed_authorization_on_a_v1_endpoint_without_an_api_key_requirement_keeps_its_401_and_never_calls_next()
+    {
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        await using var sluice = new SluiceFactory(database);
+        var handler = new Sluice.Identity.ProblemAuthorizationResultHandler(sluice.Services.GetRequiredService<Microsoft.AspNetCore.Http.IProblemDetailsService>());
+        var context = new Microsoft.AspNetCore.Http.DefaultHttpContext { RequestServices = sluice.Services };
+        context.Request.Path = "/v1/some-future-endpoint";
+        context.Response.Body = new MemoryStream();
+        context.SetEndpoint(new Microsoft.AspNetCore.Http.Endpoint(_ => Task.CompletedTask, new Microsoft.AspNetCore.Http.EndpointMetadataCollection(), "a /v1 endpoint on another scheme"));
+        var called = false;
+        var policy = new Microsoft.AspNetCore.Authorization.AuthorizationPolicyBuilder().RequireAuthenticatedUser().Build();
+
+        await handler.HandleAsync(_ => { called = true; return Task.CompletedTask; }, context, policy, Microsoft.AspNetCore.Authorization.Policy.PolicyAuthorizationResult.Challenge());
+
+        Assert.False(called); // before: a failed authorization on /v1 went on to the endpoint (fail open)
+        Assert.Equal(401, context.Response.StatusCode);
     }
 }

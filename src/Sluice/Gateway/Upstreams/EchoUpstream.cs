@@ -17,6 +17,35 @@ namespace Sluice.Gateway;
 /// </summary>
 internal sealed class EchoUpstream(TimeProvider time) : IUpstream
 {
+    /// <summary>The most tokens an answer has when the caller sets no limit (documented in docs/api.md): memory stays bounded.</summary>
+    internal const int DefaultMaxTokens = 4096;
+
+    /// <summary>The most characters an answer has, whatever the limit (documented in docs/api.md).</summary>
+    internal const int MaxAnswerChars = 65536;
+
+    private static List<string> CutToChars(List<string> tokens, int limit)
+    {
+        var kept = new List<string>();
+        var length = 0;
+        foreach (var token in tokens)
+        {
+            if (length + token.Length > limit)
+            {
+                if (length < limit)
+                {
+                    kept.Add(token[..(limit - length)]);
+                }
+
+                break;
+            }
+
+            kept.Add(token);
+            length += token.Length;
+        }
+
+        return kept;
+    }
+
     private const int EmbeddingDimensions = 16;
 
     public ProviderKind Kind => ProviderKind.Echo;
@@ -53,7 +82,15 @@ internal sealed class EchoUpstream(TimeProvider time) : IUpstream
         }
 
         var finish = "stop";
-        if ((request.CompletionLimit > 0 ? request.CompletionLimit : request.MaxTokens) is { } max && tokens.Count > max)
+        if (answer.Length > MaxAnswerChars)
+        {
+            // One huge word is one token: the characters are capped too, so n choices stay within n * 64 KiB.
+            tokens = CutToChars(tokens, MaxAnswerChars);
+            finish = "length";
+        }
+
+        var max = (request.CompletionLimit > 0 ? request.CompletionLimit : request.MaxTokens) ?? DefaultMaxTokens;
+        if (tokens.Count > max)
         {
             tokens = tokens.Take(max).ToList();
             finish = "length";

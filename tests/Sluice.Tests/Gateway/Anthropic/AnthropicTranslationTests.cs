@@ -309,4 +309,45 @@ public sealed class AnthropicTranslationTests
             System.Text.Encoding.UTF8.GetBytes($$$"""{"id":"msg_1","content":[{"type":"text","text":"x"}],"stop_reason":"{{{stopReason}}}","usage":{"input_tokens":1,"output_tokens":1}}"""), "claude", 1);
         Assert.Equal(finishReason, JsonDocument.Parse(answer).RootElement.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
     }
+
+    [Fact]
+    public async Task A_repeated_property_is_a_400_and_deep_schemas_and_arguments_are_sent_not_a_500()
+    {
+        await using var kit = await Kit.StartAsync();
+        kit.Upstream.AnthropicAnswer = Fixture("tool-result.response.json");
+
+        using var repeated = await kit.Client.PostAsync("/v1/chat/completions", Json("""{"model":"claude","messages":[{"role":"user","role":"user","content":"x"}]}"""));
+        Assert.Equal(HttpStatusCode.BadRequest, repeated.StatusCode);
+        Assert.Equal(0, kit.Upstream.Hits);
+
+        // A schema as deep as /v1 reads (64 levels in all) and deep tool call arguments translate without a server error.
+        var schema = Protocols.Responses.ResponsesTests.Nested(60);
+        var arguments = JsonSerializer.Serialize(Protocols.Responses.ResponsesTests.Nested(58));
+        var deep = $$$"""{"model":"claude","tools":[{"type":"function","function":{"name":"f","parameters":{{{schema}}}}}],"messages":[{"role":"user","content":"x"},{"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":{{{arguments}}}}}]},{"role":"tool","tool_call_id":"c1","content":"ok"}]}""";
+        using var response = await kit.Client.PostAsync("/v1/chat/completions", Json(deep));
+        Assert.True(response.StatusCode == HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
+        Assert.Equal(1, kit.Upstream.Hits);
+    }
+
+    [Fact]
+    public async Task Parallel_tool_calls_false_without_tools_sends_no_tool_choice()
+    {
+        await using var kit = await Kit.StartAsync();
+        kit.Upstream.AnthropicAnswer = Fixture("tool-result.response.json");
+
+        using var response = await kit.Client.PostAsync("/v1/chat/completions", Json("""{"model":"claude","parallel_tool_calls":false,"messages":[{"role":"user","content":"x"}]}"""));
+
+        Assert.True(response.StatusCode == HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
+        Assert.False(JsonNode.Parse(kit.Upstream.Requests.Last().Body)!.AsObject().ContainsKey("tool_choice"));
+    }
+
+    [Fact]
+    public void A_providers_stream_error_text_never_reaches_the_exception_message()
+    {
+        var translator = new AnthropicTranslation.StreamTranslator("claude", 0);
+
+        var failure = Assert.Throws<UpstreamStreamException>(() => translator.Translate("error", """{"type":"error","error":{"type":"overloaded_error","message":"secret prompt words"}}""").ToList());
+
+        Assert.DoesNotContain("secret", failure.Message, StringComparison.Ordinal);
+    }
 }

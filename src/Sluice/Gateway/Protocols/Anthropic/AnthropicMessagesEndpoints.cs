@@ -80,5 +80,10 @@ internal static class AnthropicMessagesEndpoints
         {
             await Shape.WriteErrorAsync(context, failure);
         }
+        catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or FormatException or JsonException)
+        {
+            // Whatever the translation lets through is still the caller's input: a 400 in Anthropic's shape, never a 500.
+            await Shape.WriteErrorAsync(context, OpenAiException.Invalid("The request body could not be read: a property is repeated or a value has an unexpected shape."));
+        }
     }
 }

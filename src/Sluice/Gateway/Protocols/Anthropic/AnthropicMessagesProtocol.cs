@@ -135,7 +135,7 @@ public sealed class AnthropicMessagesProtocol : IInboundProtocol
     /// <summary>Anthropic's usage as Sluice counts it: every input token (cached read and written included) is prompt; cached read is cached.</summary>
     internal static TokenUsage NativeUsage(JsonElement counts, TokenUsage before)
     {
-        long Read(string name, long otherwise) => counts.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.Number ? value.GetInt64() : otherwise;
+        long Read(string name, long otherwise) => counts.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out var count) ? count : otherwise;
         var cacheRead = Read("cache_read_input_tokens", before.Cached);
         var hasInput = counts.TryGetProperty("input_tokens", out _);
         var prompt = hasInput

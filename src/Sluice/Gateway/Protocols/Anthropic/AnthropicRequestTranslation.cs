@@ -39,7 +39,9 @@ internal static class AnthropicRequestTranslation
         JsonNode? parsed;
         try
         {
-            parsed = JsonNode.Parse(body, documentOptions: new JsonDocumentOptions { MaxDepth = 64 });
+            // 63, not 64: a tool's input_schema moves one level deeper in chat completions (tools[].function.parameters),
+            // and the translated body must stay within the 64 levels the pipeline reads.
+            parsed = JsonNode.Parse(body, documentOptions: new JsonDocumentOptions { MaxDepth = 63 });
         }
         catch (JsonException)
         {

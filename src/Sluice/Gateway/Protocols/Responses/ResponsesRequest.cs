@@ -14,12 +14,31 @@ internal static class ResponsesRequest
     private static string Stateless(string field) =>
         $"Sluice keeps no content, so it cannot store responses or conversations: send the whole conversation in 'input' instead (earlier outputs included) and leave '{field}' out.";
 
+    /// <summary>
+    /// 63, not 64: a function tool's <c>parameters</c> moves one level deeper in chat completions
+    /// (<c>tools[].function.parameters</c>), and the translated body must stay within the 64 levels the pipeline reads.
+    /// </summary>
+    internal const int MaxDepth = 63;
+
     public static byte[] ToChatCompletions(ReadOnlyMemory<byte> body)
+    {
+        try
+        {
+            return Translate(body);
+        }
+        catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or FormatException or JsonException)
+        {
+            // A property repeated in one object, or a value of a shape JsonNode cannot read: the caller's input, never a 500.
+            throw OpenAiException.Invalid("The request body could not be read: a property is repeated or a value has an unexpected shape.");
+        }
+    }
+
+    private static byte[] Translate(ReadOnlyMemory<byte> body)
     {
         JsonObject request;
         try
         {
-            request = JsonNode.Parse(body.Span, documentOptions: new JsonDocumentOptions { MaxDepth = 64 }) as JsonObject
+            request = JsonNode.Parse(body.Span, documentOptions: new JsonDocumentOptions { MaxDepth = MaxDepth }) as JsonObject
                 ?? throw OpenAiException.Invalid("The request body must be a JSON object.");
         }
         catch (JsonException)

@@ -49,6 +49,19 @@ internal sealed class ResponsesStreamTranslator(JsonObject? request, string mode
 
     public IEnumerable<SseEvent> Chunk(string chunk)
     {
+        try
+        {
+            return Translate(chunk);
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or FormatException or ArgumentException)
+        {
+            // A chunk of an unexpected shape is a broken stream (the relay ends it with an error event), never a 500.
+            throw new JsonException("A chunk could not be translated.");
+        }
+    }
+
+    private List<SseEvent> Translate(string chunk)
+    {
         var events = new List<SseEvent>();
         var node = JsonNode.Parse(chunk) as JsonObject ?? throw new JsonException("a chunk is not an object");
         if (node["model"] is JsonValue m && m.GetValueKind() == JsonValueKind.String)

@@ -200,7 +200,8 @@ internal static partial class AnthropicTranslation
             target["tools"] = tools;
         }
 
-        if (parallel == false && toolChoice?["type"]?.GetValue<string>() != "none")
+        // Without tools there is nothing to call in parallel, and Anthropic refuses a tool_choice without tools: send none.
+        if (parallel == false && tools is not null && toolChoice?["type"]?.GetValue<string>() != "none")
         {
             toolChoice ??= new JsonObject { ["type"] = "auto" };
             toolChoice["disable_parallel_tool_use"] = true;

@@ -100,7 +100,8 @@ internal static partial class AnthropicTranslation
                     yield return Chunk(new JsonObject(), _finish);
                     break;
                 case "error":
-                    throw new UpstreamStreamException(node?["error"]?["message"]?.GetValue<string>() ?? "the provider reported an error");
+                    // A fixed message: the provider's own text could quote content, and exception messages carry none.
+                    throw new UpstreamStreamException("The provider reported an error in its stream.");
                 default:
                     break; // ping, content_block_stop
             }

@@ -17,7 +17,7 @@ internal static partial class AnthropicTranslation
         {
             return Translate(request, upstreamModel);
         }
-        catch (Exception ex) when (ex is InvalidOperationException or NullReferenceException or FormatException or KeyNotFoundException or JsonException)
+        catch (Exception ex) when (ex is InvalidOperationException or NullReferenceException or FormatException or KeyNotFoundException or ArgumentException or JsonException)
         {
             // A field of the wrong type or shape (a number for a role, an object for messages…): the client's input,
             // never a server error. The message names no value (it could be content).

@@ -260,6 +260,8 @@ public sealed class AnthropicMessagesTests
         using var unknownModel = await client.SendAsync(Messages(small.Replace("echo", "nope", StringComparison.Ordinal), path: "/v1/messages/count_tokens"));
         using var noVersion = await client.SendAsync(Messages(small, version: null, path: "/v1/messages/count_tokens"));
         using var withMaxTokens = await client.SendAsync(Messages(small.Replace("{", """{"max_tokens":5,""", StringComparison.Ordinal), path: "/v1/messages/count_tokens"));
+        using var tooDeep = await client.SendAsync(Messages($$"""{"model":"echo","messages":[{"role":"user","content":"hi"}],"tools":[{"name":"f","input_schema":{{Responses.ResponsesTests.Nested(61)}}}]}""", path: "/v1/messages/count_tokens"));
+        using var repeated = await client.SendAsync(Messages("""{"model":"echo","messages":[{"role":"user","role":"user","content":"hi"}]}""", path: "/v1/messages/count_tokens"));
         using var anonymous = sluice.Anonymous();
         using var noKey = await anonymous.SendAsync(Messages(small, path: "/v1/messages/count_tokens"));
 
@@ -272,6 +274,8 @@ public sealed class AnthropicMessagesTests
         await AssertAnthropicErrorAsync(unknownModel, HttpStatusCode.NotFound, "not_found_error", "model");
         await AssertAnthropicErrorAsync(noVersion, HttpStatusCode.BadRequest, "invalid_request_error", "anthropic-version");
         await AssertAnthropicErrorAsync(withMaxTokens, HttpStatusCode.BadRequest, "invalid_request_error", "max_tokens");
+        await AssertAnthropicErrorAsync(tooDeep, HttpStatusCode.BadRequest, "invalid_request_error", "JSON");
+        await AssertAnthropicErrorAsync(repeated, HttpStatusCode.BadRequest, "invalid_request_error", "repeated");
         await AssertAnthropicErrorAsync(noKey, HttpStatusCode.Unauthorized, "authentication_error", "API key");
 
         // Nothing is metered: a chat call afterwards is the only usage event.
@@ -319,6 +323,7 @@ public sealed class AnthropicMessagesTests
         { """{"model":"echo","max_tokens":10,"messages":[{"role":"user","content":"hi"}]""", "2023-06-01", null, "JSON" },
         { """{"max_tokens":10,"messages":[{"role":"user","content":"hi"}]}""", "2023-06-01", null, "model" },
         { """{"model":"echo","max_tokens":10,"max_tokens":11,"messages":[{"role":"user","content":"hi"}]}""", "2023-06-01", null, "repeated" },
+        { $$"""{"model":"echo","max_tokens":10,"messages":[{"role":"user","content":"hi"}],"tools":[{"name":"f","input_schema":{{Responses.ResponsesTests.Nested(61)}}}]}""", "2023-06-01", null, "JSON" },
         { """{"model":"echo","max_tokens":10,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"image","source":{"type":"url","url":"https://x"}}]}]}]}""", "2023-06-01", null, "messages[0].content[0].content[0].type" },
     };
 
@@ -375,5 +380,15 @@ public sealed class AnthropicMessagesTests
         var metered = await UsageAsync(database, 4);
         Assert.Equal([404, 502, 200, 429], metered.Select(e => e.Status));
         Assert.All(metered, e => Assert.Equal("messages", e.Endpoint));
+    }
+
+    [Fact]
+    public void A_native_usage_count_that_is_not_an_integer_is_ignored_not_a_server_error()
+    {
+        using var counts = JsonDocument.Parse("""{"input_tokens":1.5,"output_tokens":2e30,"cache_read_input_tokens":3}""");
+
+        var usage = global::Sluice.Gateway.Protocols.Anthropic.AnthropicMessagesProtocol.NativeUsage(counts.RootElement, default);
+
+        Assert.Equal(3, usage.Cached);
     }
 }

@@ -424,4 +424,42 @@ public sealed class ResponsesTests
         Assert.Equal("invalid_encoding", JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetProperty("code").GetString());
         Assert.Equal(HttpStatusCode.BadRequest, surrogate.StatusCode);
     }
+
+    /// <summary><paramref name="levels"/> nested objects: <c>{"a":{"a":…{}}}</c>.</summary>
+    internal static string Nested(int levels) => string.Concat(Enumerable.Repeat("{\"a\":", levels - 1)) + "{}" + new string('}', levels - 1);
+
+    [Fact]
+    public async Task A_repeated_property_or_a_tool_schema_too_deep_to_translate_is_a_400_not_a_500()
+    {
+        await using var database = await TestDatabase.CreateAsync(DatabaseProvider.Sqlite);
+        var (sluice, client, op) = await StartAsync(database);
+        await using var _ = sluice;
+        using var __ = client;
+        using var ___ = op;
+
+        // Depth 64 in all (the limit /v1 reads), but parameters moves one level deeper in chat completions.
+        var deep = $$"""{"model":"echo","input":"a","tools":[{"type":"function","name":"f","parameters":{{Nested(61)}}}]}""";
+        var fits = $$"""{"model":"echo","input":"a","tools":[{"type":"function","name":"f","parameters":{{Nested(60)}}}]}""";
+        foreach (var body in new[] { """{"model":"echo","input":"a","input":"b"}""", """{"model":"echo","input":[{"role":"user","role":"user","content":"x"}]}""", deep })
+        {
+            using var response = await client.PostAsync("/v1/responses", Json(body));
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.BadRequest, $"{body[..40]}: {(int)response.StatusCode} {text}");
+            Assert.Equal("invalid_request_error", JsonDocument.Parse(text).RootElement.GetProperty("error").GetProperty("type").GetString());
+        }
+
+        using var fitting = await client.PostAsync("/v1/responses", Json(fits));
+        Assert.Equal(HttpStatusCode.OK, fitting.StatusCode);
+    }
+
+    [Theory]
+    [InlineData("""{"choices":[{"index":"zero","delta":{"content":"a"}}]}""")]
+    [InlineData("""{"choices":[{"index":0,"delta":{"tool_calls":[{"index":"x","id":1,"function":{"name":2}}]}}]}""")]
+    public void An_upstream_chunk_of_an_unexpected_shape_is_a_broken_stream_not_a_server_error(string chunk)
+    {
+        var translator = new Sluice.Gateway.Protocols.Responses.ResponsesStreamTranslator(null, "m", 0);
+
+        // The relay ends a stream on a JsonException with an error event; anything else escapes it as a 500.
+        Assert.ThrowsAny<JsonException>(() => translator.Chunk(chunk).ToList());
+    }
 }
