@@ -342,6 +342,21 @@ public sealed class AnthropicTranslationTests
     }
 
     [Fact]
+    public async Task An_earlier_refusal_in_the_history_is_sent_as_the_assistants_text_not_dropped()
+    {
+        await using var kit = await Kit.StartAsync();
+        kit.Upstream.AnthropicAnswer = Fixture("tool-result.response.json");
+
+        using var response = await kit.Client.PostAsync("/v1/chat/completions", Json(
+            """{"model":"claude","messages":[{"role":"user","content":"x"},{"role":"assistant","content":null,"refusal":"I cannot help with that."},{"role":"user","content":"y"}]}"""));
+
+        Assert.True(response.StatusCode == HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
+        var sent = JsonNode.Parse(kit.Upstream.Requests.Last().Body)!["messages"]!.AsArray();
+        Assert.Equal("assistant", sent[1]!["role"]!.GetValue<string>());
+        Assert.Contains("I cannot help with that.", sent[1]!["content"]!.ToJsonString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void A_providers_stream_error_text_never_reaches_the_exception_message()
     {
         var translator = new AnthropicTranslation.StreamTranslator("claude", 0);

@@ -276,7 +276,7 @@ internal static class AnthropicRequestTranslation
                     parts.Add(Image(block, at));
                     break;
                 case "document":
-                    Keys(block, at, "type", "source", "cache_control", "title", "context", "citations");
+                    Keys(block, at, "type", "source", "cache_control", "title", "citations"); // "context" has no chat equivalent: refused by name
                     parts.Add(new JsonObject { ["type"] = "text", ["text"] = Document(block, at) });
                     break;
                 case "tool_result":
@@ -293,6 +293,10 @@ internal static class AnthropicRequestTranslation
         if (parts.Count > 0)
         {
             messages.Add(new JsonObject { ["role"] = "user", ["content"] = parts });
+        }
+        else if (blocks.Count == 0)
+        {
+            throw Invalid($"{path}.content: a user message must have content.", path + ".content");
         }
     }
 

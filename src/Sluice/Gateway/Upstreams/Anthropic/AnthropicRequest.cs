@@ -272,6 +272,12 @@ internal static partial class AnthropicTranslation
                     break;
                 case "assistant":
                     blocks = message["content"] is null ? [] : Parts(message["content"], at, textOnly: true);
+                    if (message["refusal"] is JsonValue refusal && refusal.GetValueKind() == JsonValueKind.String)
+                    {
+                        // A refusal the assistant gave earlier in the conversation is what it said: carried as its text.
+                        blocks.Add(new JsonObject { ["type"] = "text", ["text"] = refusal.GetValue<string>() });
+                    }
+
                     if (message["tool_calls"] is JsonArray calls)
                     {
                         for (var j = 0; j < calls.Count; j++)

@@ -299,6 +299,8 @@ public sealed class AnthropicMessagesTests
     public static TheoryData<string, string?, string?, string> BadRequests => new()
     {
         { """{"model":"echo","max_tokens":10,"messages":[{"role":"user","content":[{"type":"hologram","text":"x"}]}]}""", "2023-06-01", null, "messages[0].content[0].type" },
+        { """{"model":"echo","max_tokens":10,"messages":[{"role":"user","content":[{"type":"document","source":{"type":"text","media_type":"text/plain","data":"d"},"context":"c"}]}]}""", "2023-06-01", null, "messages[0].content[0].context" },
+        { """{"model":"echo","max_tokens":10,"messages":[{"role":"user","content":[]}]}""", "2023-06-01", null, "messages[0].content" },
         { """{"model":"echo","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}""", null, null, "anthropic-version" },
         { """{"model":"echo","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}""", "2024-99-99", null, "anthropic-version" },
         { """{"model":"echo","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}""", "2022-12-31", null, "anthropic-version" },
