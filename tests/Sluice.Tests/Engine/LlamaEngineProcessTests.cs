@@ -153,7 +153,8 @@ public sealed class LlamaEngineProcessTests : IDisposable
         using var alone = await _http.PostAsJsonAsync(new Uri(baseAddress, "/v1/completions"), new { prompt = "Run", max_tokens = 230, seed });
         var expected = JsonDocument.Parse(await alone.Content.ReadAsStringAsync()).RootElement.GetProperty("choices")[0].GetProperty("text").GetString();
 
-        var sent = Task.WhenAll(Enumerable.Range(0, 4).Select(_ => _http.PostAsJsonAsync(
+        // Eight at once for two slots: on a loaded machine, four could trickle in slowly enough that none ever waited.
+        var sent = Task.WhenAll(Enumerable.Range(0, 8).Select(_ => _http.PostAsJsonAsync(
             new Uri(baseAddress, "/v1/completions"), new { prompt = "Run", max_tokens = 230, seed })));
         double maxProcessing = 0, maxDeferred = 0;
         while (!sent.IsCompleted)
@@ -165,7 +166,7 @@ public sealed class LlamaEngineProcessTests : IDisposable
         }
 
         Assert.Equal(2, maxProcessing); // two slots decoding at once, never more
-        Assert.InRange(maxDeferred, 1, 2);
+        Assert.InRange(maxDeferred, 1, 6);
         foreach (var response in await sent)
         {
             // The same seed gives the same text in either slot, decoded beside another request.
