@@ -21,6 +21,13 @@ public sealed class SecretBox
 
     public string KeyFile { get; }
 
+    /// <summary>
+    /// A 256-bit key for one purpose (HKDF-SHA256 over this box's key), so every replica that shares the secrets key
+    /// file derives the same one, and no purpose's key reveals another's or the box's own.
+    /// </summary>
+    public byte[] DeriveKey(string purpose) =>
+        HKDF.DeriveKey(HashAlgorithmName.SHA256, _key, 32, salt: [], info: Encoding.UTF8.GetBytes("sluice:" + purpose));
+
     public string Seal(string secret, string associatedData)
     {
         var plaintext = Encoding.UTF8.GetBytes(secret);

@@ -144,6 +144,12 @@ internal sealed partial class ApiProblemHandler(IProblemDetailsService problemDe
         }
 
         httpContext.Response.StatusCode = problem.Status!.Value;
+        if (httpContext.RequestServices.GetService<IErrorPageWriter>() is { } pages && pages.Serves(httpContext))
+        {
+            await pages.WriteAsync(httpContext, problem.Status.Value, exception is ApiProblemException ? problem.Detail : null);
+            return true;
+        }
+
         return await problemDetails.TryWriteAsync(new ProblemDetailsContext { HttpContext = httpContext, ProblemDetails = problem, Exception = exception });
     }
 

@@ -12,6 +12,7 @@ using Sluice.Health;
 using Sluice.Identity;
 using Sluice.Privacy;
 using Sluice.Storage;
+using Sluice.WebConsole;
 
 namespace Sluice.Hosting;
 
@@ -65,6 +66,7 @@ internal static class SluiceApp
         builder.Services.AddCompute();
         builder.Services.AddDeployments();
         builder.Services.AddSluiceHealth();
+        builder.Services.AddWebConsole();
 
         // Nothing in Sluice protects data with ASP.NET's key ring (sessions and keys are its own), but authentication
         // registers it, and its start-up service writes a key file under the user's home, outside the data directory.
@@ -90,6 +92,7 @@ internal static class SluiceApp
             SuppressDiagnosticsCallback = _ => true,
         });
         app.UseStatusCodePages();
+        app.UseWebConsole(); // inside the status-code pages: the console's errors are pages, not ProblemDetails
         app.UseMiddleware<V1StatusCodes>(); // inside the status-code pages: /v1 errors without a body get OpenAI's shape
         app.UseMiddleware<ApiBodyLimit>();
 
@@ -111,6 +114,7 @@ internal static class SluiceApp
         app.MapTelemetry();
         app.MapCompute();
         app.MapDeployments();
+        app.MapWebConsole();
         return app;
     }
 

@@ -83,15 +83,7 @@ internal static class IdentityEndpoints
     {
         var (user, session, token) = await accounts.LoginAsync(
             request, http.Connection.RemoteIpAddress?.ToString(), http.Request.Headers.UserAgent.ToString(), ct);
-        http.Response.Cookies.Append(AuthenticationSchemes.SessionCookie, token, new CookieOptions
-        {
-            HttpOnly = true,
-            SameSite = SameSiteMode.Lax,
-            Secure = http.Request.IsHttps,
-            Path = "/",
-            Expires = session.ExpiresAt,
-            IsEssential = true,
-        });
+        SessionCookie.Issue(http, token, session.ExpiresAt);
         return TypedResults.Ok(new UserResponse(user.Id, user.Email, user.DisplayName, user.IsPlatformOperator, user.CreatedAt));
     }
 
@@ -102,7 +94,7 @@ internal static class IdentityEndpoints
             await accounts.LogoutAsync(sessionId, ct);
         }
 
-        http.Response.Cookies.Delete(AuthenticationSchemes.SessionCookie, new CookieOptions { Path = "/", HttpOnly = true, SameSite = SameSiteMode.Lax, Secure = http.Request.IsHttps });
+        SessionCookie.Clear(http);
         return TypedResults.NoContent();
     }
 

@@ -85,6 +85,8 @@ public sealed class SluiceDbContext(DbContextOptions<SluiceDbContext> options) :
 
     public DbSet<AuditPrunedSubtree> AuditPrunedSubtrees => Set<AuditPrunedSubtree>();
 
+    public DbSet<WebConsole.ConsoleFormNonce> ConsoleFormNonces => Set<WebConsole.ConsoleFormNonce>();
+
     /// <summary>
     /// Saves the unit of work. When it contains audit entries, they are numbered inside the same transaction, after
     /// taking the log's append lock (an advisory lock on PostgreSQL; SQLite's write transaction is exclusive), so

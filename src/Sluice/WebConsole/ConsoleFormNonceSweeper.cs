@@ -1,0 +1,19 @@
+using Microsoft.EntityFrameworkCore;
+using Sluice.Hosting;
+using Sluice.Storage;
+
+namespace Sluice.WebConsole;
+
+/// <summary>Deletes used form nonces whose tokens have expired (a token past its expiry is refused anyway). Safe on every replica.</summary>
+internal sealed class ConsoleFormNonceSweeper(IServiceScopeFactory scopes, TimeProvider time, ILogger<ConsoleFormNonceSweeper> logger, BackgroundHealth? health = null)
+    : SupervisedService(health)
+{
+    protected override Task RunAsync(CancellationToken stoppingToken) =>
+        PeriodicWork.RunAsync(TimeSpan.FromMinutes(10), time, logger, "Sweeping console form nonces", async ct =>
+        {
+            await using var scope = scopes.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
+            var now = time.GetUtcNow();
+            await db.ConsoleFormNonces.Where(n => n.ExpiresAt < now).ExecuteDeleteAsync(ct);
+        }, stoppingToken, Health);
+}
