@@ -49,6 +49,18 @@ if ! node_deps; then
   echo "test.sh: node/npm unavailable; the npm SDK acceptance tests will be skipped" >&2
 fi
 
+# The console's browser tests: Debian's chromium (installed when missing), driven by Playwright, which downloads nothing.
+# Under CI it is required; elsewhere the browser tests are skipped.
+# shellcheck source=scripts/chromium.sh
+source "$root/scripts/chromium.sh"
+if ! chromium_deps; then
+  if [[ "${CI:-}" == "true" ]]; then
+    echo "test.sh: chromium could not be installed, and CI requires the browser tests" >&2
+    exit 1
+  fi
+  echo "test.sh: chromium unavailable; the browser tests will be skipped" >&2
+fi
+
 log="$(mktemp)"
 set +e
 dotnet test Sluice.slnx -c Release "$@" 2>&1 | tee "$log"
