@@ -16,7 +16,13 @@ public static class WebConsoleModule
     {
         services.AddSettings<ConsoleOptions>(ConsoleOptions.Section);
         services.AddRazorPages(options => options.RootDirectory = "/WebConsole/Pages")
-            .AddMvcOptions(mvc => mvc.MaxModelBindingCollectionSize = 1024);
+            .AddMvcOptions(mvc =>
+            {
+                mvc.MaxModelBindingCollectionSize = 1024;
+
+                // The services validate (and name the fields); a form without an optional field is not an error here.
+                mvc.SuppressImplicitRequiredAttributeForNonNullableReferenceTypes = true;
+            });
         services.Configure<RouteOptions>(routes => routes.LowercaseUrls = true);
 
         // The console's form tokens replace ASP.NET's (ConsoleFormTokens says why); they need no cookie of their own.
