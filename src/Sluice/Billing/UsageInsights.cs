@@ -27,13 +27,20 @@ public sealed record UsageFilter(DateOnly From, DateOnly To, string? Model, Guid
         var errors = new FieldErrors();
         var today = DateOnly.FromDateTime(now.UtcDateTime);
         var end = today;
-        if (!string.IsNullOrWhiteSpace(to) && !DateOnly.TryParseExact(to.Trim(), "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out end))
+        if (!string.IsNullOrWhiteSpace(to))
         {
-            errors.Add("to", "must be a date like 2026-11-28");
+            if (DateOnly.TryParseExact(to.Trim(), "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out var typed) && Plausible(typed))
+            {
+                end = typed;
+            }
+            else
+            {
+                errors.Add("to", "must be a date like 2026-11-28");
+            }
         }
 
         var start = end.AddDays(-29);
-        if (!string.IsNullOrWhiteSpace(from) && !DateOnly.TryParseExact(from.Trim(), "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out start))
+        if (!string.IsNullOrWhiteSpace(from) && !(DateOnly.TryParseExact(from.Trim(), "yyyy-MM-dd", CultureInfo.InvariantCulture, DateTimeStyles.None, out start) && Plausible(start)))
         {
             errors.Add("from", "must be a date like 2026-11-01");
         }
@@ -73,6 +80,9 @@ public sealed record UsageFilter(DateOnly From, DateOnly To, string? Model, Guid
 
         errors.ThrowIfAny();
         return new UsageFilter(start, end, trimmedModel, keyId, statusClass);
+
+        // Far enough from DateOnly's limits that a range's arithmetic never overflows.
+        static bool Plausible(DateOnly day) => day.Year is >= 1970 and <= 9000;
     }
 }
 
