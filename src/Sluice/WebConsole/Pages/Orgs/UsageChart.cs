@@ -13,12 +13,12 @@ public sealed record UsageChart(string Label, IReadOnlyList<ChartBar> Bars, bool
 {
     public const double Width = 600;
     public const double ColumnHeight = 180;
-    public const double RowHeight = 22;
-    public const double LabelWidth = 170;
+    public const double RowHeight = 30;
+    public const double LabelWidth = 215;
 
     public double Max => Bars.Count == 0 ? 0 : Bars.Max(b => b.Value);
 
-    public double Height => Horizontal ? Math.Max(1, Bars.Count) * RowHeight + 8 : ColumnHeight + 22;
+    public double Height => Horizontal ? Math.Max(1, Bars.Count) * RowHeight + 8 : ColumnHeight + 26;
 
     /// <summary>How many bars between two axis labels (days): at most about eight labels.</summary>
     public int LabelEvery => Math.Max(1, (int)Math.Ceiling(Bars.Count / 8.0));
