@@ -1,8 +1,10 @@
 using System.Net;
 using System.Net.Http.Json;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Sluice.Gateway;
 using Sluice.Storage;
+using Sluice.WebConsole;
 using Sluice.Tests.TestSupport;
 
 namespace Sluice.Tests.WebConsole;
@@ -100,6 +102,42 @@ public sealed class OverviewPageTests
         await Eventually.TrueAsync(async () => (await owner.GetAsync($"/orgs/{orgId}")).Find(".usage-start") is null, "the get-started panel to go once a request is metered");
         var started = await owner.GetAsync($"/orgs/{orgId}");
         Assert.Equal("1", Stat(started, "stat-requests"));
+    }
+
+    [Fact]
+    public async Task Spend_on_the_overview_equals_what_the_ledger_charged_for_real_priced_requests()
+    {
+        await using var upstream = await FakeUpstream.StartAsync();
+        upstream.Usage = (90, 10); // at 1 micro-unit a token: 100 micro-units a request
+        await using var kit = await ConsoleKit.StartAsync(settings: new Dictionary<string, string?> { ["Billing:SettleInterval"] = "00:00:00.100" });
+        using var op = await GatewayKit.OperatorAsync(kit.Sluice);
+        await GatewayKit.ProviderAsync(op, "p", upstream.BaseUrl);
+        await GatewayKit.ModelAsync(op, "m");
+        var route = await GatewayKit.RouteAsync(op, "m", "p", "m");
+        using var price = await op.PostAsJsonAsync($"/api/v1/catalog/routes/{route}/prices", new { inputPerMillionMicros = 1_000_000, outputPerMillionMicros = 1_000_000 });
+        Assert.True(price.IsSuccessStatusCode, await price.Content.ReadAsStringAsync());
+        await GatewayKit.CatalogSeesAsync("m", priced: true, kit.Sluice);
+        var (owner, orgId) = await kit.OwnerAsync("owner@example.com");
+        await UsageSeed.CreditAsync(kit, orgId, 1_000_000);
+        var (_, key) = await SluiceFactory.CreateKeyAsync(owner.Http, orgId, "inference");
+        using var client = new HttpClient { BaseAddress = new Uri(kit.RootUrl) };
+        client.DefaultRequestHeaders.Authorization = new("Bearer", key);
+        for (var i = 0; i < 3; i++)
+        {
+            using var response = await client.PostAsync("/v1/chat/completions", GatewayKit.Chat("m", "hello"));
+            Assert.True(response.StatusCode == HttpStatusCode.OK, await response.Content.ReadAsStringAsync());
+        }
+
+        long revenue = 0;
+        await Eventually.TrueAsync(async () =>
+        {
+            await using var db = kit.Database.CreateContext();
+            revenue = await db.LedgerAccounts.Where(a => a.Type == Sluice.Billing.AccountTypes.Revenue).SumAsync(a => a.BalanceMicros);
+            return revenue == 300 && Stat(await owner.GetAsync($"/orgs/{orgId}"), "stat-requests") == "3";
+        }, "three priced requests to be settled in the ledger and metered");
+        var page = await owner.GetAsync($"/orgs/{orgId}");
+        Assert.Equal(ConsoleFormat.Money(revenue, "USD"), Stat(page, "stat-spend-today"));
+        Assert.Equal(ConsoleFormat.Money(revenue, "USD"), Stat(page, "stat-spend-7d"));
     }
 
     private static string Stat(ConsoleResponse page, string id) =>
