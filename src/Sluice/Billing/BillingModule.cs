@@ -14,6 +14,7 @@ internal static class BillingModule
         services.AddScoped<TopUpService>();
         services.AddSingleton<IPaymentProvider, StripePaymentProvider>();
         services.AddScoped<UsageReport>();
+        services.AddScoped<UsageInsights>();
         services.AddScoped<Statements>();
         services.AddScoped<LowBalanceAlerts>();
         services.AddHttpClient("webhooks", client => client.Timeout = TimeSpan.FromSeconds(10))
