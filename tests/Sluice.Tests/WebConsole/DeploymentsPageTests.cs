@@ -242,6 +242,7 @@ public sealed class DeploymentsBrowserTests : IAsyncLifetime
             await page.WaitForLoadStateAsync();
             Assert.Contains("must not be more than maxReplicas", await page.Locator("[data-valmsg-for=MinReplicas]").TextContentAsync());
             Assert.Equal("acme-tiny", await page.GetByLabel("Name", new() { Exact = true }).InputValueAsync());
+            await browser.ScreenshotAsync("deployment-new-errors-desktop");
 
             await page.GetByLabel("Minimum replicas (0: scale to zero)").FillAsync("1");
             await page.GetByLabel("Maximum replicas").FillAsync("2");
