@@ -11,6 +11,7 @@ internal static class ComputeModule
         services.AddSettings<ComputeOptions>(ComputeOptions.Section);
         services.AddScoped<MachineAdmin>();
         services.AddScoped<MachineTasks>();
+        services.AddScoped<MachineActivity>();
         return services;
     }
 

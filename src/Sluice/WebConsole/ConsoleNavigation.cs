@@ -19,7 +19,7 @@ public static class ConsoleNavigation
         new("Files", "/files", OrgAccess.KeysWrite),
         new("Batches", "/batches", OrgAccess.KeysWrite),
         new("Deployments", "/deployments", OrgAccess.OrgRead),
-        new("Machines", "/machines", OrgAccess.OrgRead),
+        new("Machines", "/machines", OrgAccess.OrgWrite),
         new("Members", "/members", OrgAccess.MembersRead),
         new("Audit log", "/audit", OrgAccess.OrgRead),
         new("Settings", "/settings", OrgAccess.OrgWrite),

@@ -12,6 +12,7 @@ internal static class DeploymentBillingModule
     {
         services.AddSettings<DeploymentBillingOptions>(DeploymentBillingOptions.Section);
         services.AddScoped<GpuPrices>();
+        services.AddScoped<DeploymentCosts>();
         services.Replace(ServiceDescriptor.Singleton<IDeploymentBilling, WalletDeploymentBilling>());
         return services;
     }
