@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Http.Headers;
+using System.Net.Http.Json;
 using AngleSharp.Html.Dom;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Playwright;
@@ -268,6 +269,40 @@ public sealed class KeysPageTests : IAsyncLifetime
         var missing = await stranger.GetAsync($"/orgs/{orgId}/keys");
         Assert.Equal(HttpStatusCode.NotFound, missing.Status);
         Assert.Contains("text/html", missing.ContentType);
+    }
+
+    [Fact]
+    public async Task The_model_choices_are_the_models_the_organization_may_call_under_its_data_policy()
+    {
+        await using var upstream = await FakeUpstream.StartAsync();
+        using var op = await GatewayKit.OperatorAsync(_kit.Sluice);
+        await GatewayKit.ProviderAsync(op, "up", upstream.BaseUrl);
+        await GatewayKit.ModelAsync(op, "keeps-data");
+        await GatewayKit.RouteAsync(op, "keeps-data", "up", "m", retainsData: true);
+        await GatewayKit.ModelAsync(op, "clean");
+        await GatewayKit.RouteAsync(op, "clean", "up", "m");
+        var (owner, orgId) = await _kit.OwnerAsync("keys-policy@example.com");
+        using var _ = owner;
+
+        async Task<List<string?>> ChoicesAsync(string page, string selector) =>
+            [.. (await owner.GetAsync($"/orgs/{orgId}/{page}")).FindAll(selector).Select(e => e.GetAttribute("value"))];
+
+        await Eventually.TrueAsync(async () => (await ChoicesAsync("keys", "input[name=Models]")).Contains("keeps-data"), "the new models on the keys page");
+        Assert.Contains("clean", await ChoicesAsync("keys", "input[name=Models]"));
+        Assert.Contains("keeps-data", await ChoicesAsync("playground", "#chat-model option"));
+
+        // Zero retention required: a route that keeps data is not the organization's to call, so it is not offered.
+        using var patched = await owner.Http.PatchAsJsonAsync($"api/v1/orgs/{orgId}", new { requireZeroRetention = true });
+        Assert.Equal(HttpStatusCode.OK, patched.StatusCode);
+        await Eventually.TrueAsync(async () => !(await ChoicesAsync("keys", "input[name=Models]")).Contains("keeps-data"), "the retaining model to leave the choices");
+        Assert.Equal(["clean", "echo"], (await ChoicesAsync("keys", "input[name=Models]")).Where(m => m is "clean" or "echo" or "keeps-data"));
+        Assert.DoesNotContain("keeps-data", await ChoicesAsync("playground", "#chat-model option"));
+        Assert.Contains("clean", await ChoicesAsync("playground", "#chat-model option"));
+
+        var refused = await owner.SubmitKeysFormAsync(await owner.GetAsync($"/orgs/{orgId}/keys"), new() { ["Name"] = "Retaining" }, models: ["keeps-data"]);
+        Assert.Contains("'keeps-data' is not a model", refused.FieldError("Models"));
+        await using var db = _kit.Database.CreateContext();
+        Assert.Equal(0, await db.ApiKeys.CountAsync(k => k.OrganizationId == orgId));
     }
 
     private HttpClient KeyClient(string secret)
