@@ -79,9 +79,7 @@ internal static class GatewayEndpoints
         return models.Where(m => Usable(m, policy) && Granted(key, m, m.Id)).OrderBy(m => m.Id, StringComparer.Ordinal);
     }
 
-    private static bool Usable(ModelInfo model, OrganizationPolicy? policy) => model.Routes.Any(r =>
-        Enum.GetValues<InferenceEndpoint>().Any(r.Provider.Supports)
-        && (policy is null || ((!policy.RequireZeroRetention || !r.RetainsData) && (policy.AllowsTrainingRoutes || !r.TrainsOnData))));
+    private static bool Usable(ModelInfo model, OrganizationPolicy? policy) => ModelLookup.Usable(model, policy);
 
     /// <summary>As the pipeline grants: the key names the model's id, or the name asked for (an alias).</summary>
     private static bool Granted(VerifiedKey? key, ModelInfo model, string asked)

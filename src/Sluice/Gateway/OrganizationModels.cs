@@ -49,4 +49,24 @@ public static class ModelLookup
 
         return seen.Values;
     }
+
+    /// <summary>
+    /// The models <paramref name="organizationId"/> may actually call (what <c>/v1/models</c> lists for a key of it that
+    /// names no models): visible to it, with at least one route whose provider serves some endpoint and that its data
+    /// policy allows; ordered by id. The console's key form and playground offer these.
+    /// </summary>
+    public static async Task<IReadOnlyList<ModelInfo>> CallableAsync(
+        Catalog catalog, IOrganizationModels? organizationModels, OrganizationPolicies policies, Guid organizationId, CancellationToken cancellationToken)
+    {
+        var policy = await policies.OrganizationAsync(organizationId, cancellationToken);
+        return [.. Visible(catalog, organizationModels, organizationId).Where(m => Usable(m, policy)).OrderBy(m => m.Id, StringComparer.Ordinal)];
+    }
+
+    /// <summary>A route of the model serves some endpoint and the organization's data policy (when given) allows it.</summary>
+    public static bool Usable(ModelInfo model, OrganizationPolicy? policy) => model.Routes.Any(r =>
+        Enum.GetValues<InferenceEndpoint>().Any(r.Provider.Supports)
+        && (policy is null || ((!policy.RequireZeroRetention || !r.RetainsData) && (policy.AllowsTrainingRoutes || !r.TrainsOnData))));
+
+    /// <summary>Whether some route of the model the organization may use serves <paramref name="endpoint"/>.</summary>
+    public static bool Serves(ModelInfo model, InferenceEndpoint endpoint) => model.Routes.Any(r => r.Provider.Supports(endpoint));
 }
