@@ -185,7 +185,7 @@ public sealed class FilesAndBatchesPageTests
     public async Task A_running_batch_is_cancelled_from_the_page_and_a_forged_cancel_by_a_viewer_is_refused()
     {
         // A long poll interval: the batch stays validating until the runner is nudged, so it can be cancelled.
-        await using var kit = await ConsoleKit.StartAsync(settings: new Dictionary<string, string?> { ["Batches:PollInterval"] = "01:00:00", ["Batches:MaxConcurrency"] = "1" });
+        await using var kit = await ConsoleKit.StartAsync(settings: new Dictionary<string, string?> { ["Batches:PollInterval"] = "00:01:00", ["Batches:MaxConcurrency"] = "1" });
         var (owner, orgId) = await kit.OwnerAsync("batches@example.com");
         var viewer = await kit.AddMemberAsync(owner, orgId, "viewer@example.com", "viewer");
         var (keyId, _) = await SluiceFactory.CreateKeyAsync(owner.Http, orgId, "inference");

@@ -39,7 +39,8 @@ public sealed class WalletModel(WalletService wallets, Statements statements, IP
 
     public bool AlertOn { get; private set; }
 
-    [BindProperty(SupportsGet = true, Name = "page")]
+    // "page" is Razor Pages' own route value, so the ledger's page is "p".
+    [BindProperty(SupportsGet = true, Name = "p")]
     public int LedgerPage { get; set; } = 1;
 
     [BindProperty(SupportsGet = true, Name = "done")]
@@ -126,6 +127,11 @@ public sealed class WalletModel(WalletService wallets, Statements statements, IP
         }
 
         var threshold = string.IsNullOrWhiteSpace(Threshold) ? null : ParseMoney(Threshold, nameof(Threshold), allowNegative: true);
+        if (threshold <= 0)
+        {
+            ModelState.AddModelError(nameof(Threshold), $"Must be a positive amount in {Currency}; leave both fields empty to turn the alert off.");
+        }
+
         var url = string.IsNullOrWhiteSpace(WebhookUrl) ? null : WebhookUrl.Trim();
         LowBalanceAlertResponse? saved = null;
         if (ModelState.IsValid && await TryAsync(async () => saved = await alerts.ConfigureAsync(OrgId, new LowBalanceAlertRequest(threshold, url), HttpContext.RequestAborted)))
@@ -172,7 +178,7 @@ public sealed class WalletModel(WalletService wallets, Statements statements, IP
         return File(Encoding.UTF8.GetBytes(body), type, $"statement-{statement.Month}.{format}");
     }
 
-    public string LedgerLink(int page) => OrgPath(page <= 1 ? "/wallet#ledger" : $"/wallet?page={page}#ledger");
+    public string LedgerLink(int page) => OrgPath(page <= 1 ? "/wallet#ledger" : $"/wallet?p={page}#ledger");
 
     public string StatementLink(string month, string format) => OrgPath($"/wallet?handler=Statement&month={month}&format={format}");
 
