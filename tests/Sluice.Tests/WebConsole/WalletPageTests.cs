@@ -6,8 +6,10 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Playwright;
+using Sluice.Storage;
 using Sluice.Tests.Billing;
 using Sluice.Tests.TestSupport;
 
@@ -358,3 +360,37 @@ internal sealed class WalletStripe : IAsyncDisposable
         await _app.DisposeAsync();
     }
 }
+
+/// <summary>The wallet page's queries (ledger pages with balance after, statement months) on each database.</summary>
+public abstract class WalletLedgerQueryTests(DatabaseProvider provider)
+{
+    [Fact]
+    public async Task Ledger_pages_carry_the_balance_after_each_movement_and_the_months_start_at_the_first_movement()
+    {
+        await using var kit = await ConsoleKit.StartAsync(provider);
+        var (owner, orgId) = await kit.OwnerAsync("ledger@example.com");
+        using var op = await kit.OperatorAsync();
+        for (var i = 1; i <= 7; i++)
+        {
+            using var credit = await op.Http.PostAsJsonAsync($"api/v1/admin/orgs/{orgId}/wallet/credits", new { amountMicros = i * 1_000_000, reason = $"credit {i}" });
+            Assert.Equal(HttpStatusCode.Created, credit.StatusCode);
+        }
+
+        using var scope = kit.Sluice.Services.CreateScope();
+        var wallets = scope.ServiceProvider.GetRequiredService<Sluice.Billing.WalletService>();
+        var first = await wallets.EntriesAsync(orgId, 1, 3, default);
+        var last = await wallets.EntriesAsync(orgId, 3, 3, default);
+        var months = await scope.ServiceProvider.GetRequiredService<Sluice.Billing.Statements>().MonthsAsync(orgId, DateTimeOffset.UtcNow.AddMonths(2), default);
+
+        Assert.Equal([(7_000_000L, 28_000_000L), (6_000_000L, 21_000_000L), (5_000_000L, 15_000_000L)], first.Entries.Select(e => (e.AmountMicros, e.BalanceAfterMicros)));
+        Assert.True(first.HasMore);
+        Assert.Equal([(1_000_000L, 1_000_000L)], last.Entries.Select(e => (e.AmountMicros, e.BalanceAfterMicros)));
+        Assert.False(last.HasMore);
+        Assert.Equal(3, months.Count);
+        Assert.Equal(DateTimeOffset.UtcNow.ToString("yyyy-MM", System.Globalization.CultureInfo.InvariantCulture), months[^1]);
+    }
+}
+
+public sealed class SqliteWalletLedgerQueryTests() : WalletLedgerQueryTests(DatabaseProvider.Sqlite);
+
+public sealed class PostgresWalletLedgerQueryTests() : WalletLedgerQueryTests(DatabaseProvider.Postgres);
