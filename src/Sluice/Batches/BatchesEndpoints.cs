@@ -1,6 +1,5 @@
 using System.Text.Json;
 using Microsoft.EntityFrameworkCore;
-using Sluice.Audit;
 using Sluice.Files;
 using Sluice.Gateway;
 using Sluice.Hosting;
@@ -27,7 +26,7 @@ internal static class BatchesEndpoints
         return endpoints;
     }
 
-    private static async Task CreateAsync(HttpContext context, SluiceDbContext db, AuditLog audit, TimeProvider time, BatchRunner runner)
+    private static async Task CreateAsync(HttpContext context, BatchCommands commands)
     {
         var caller = context.Caller();
         var orgId = caller.KeyOrganizationId!.Value;
@@ -79,41 +78,7 @@ internal static class BatchesEndpoints
             outputExpiresAfter = value;
         }
 
-        var now = time.GetUtcNow();
-        if (!StoredFile.TryParseId(String(request, "input_file_id"), out var fileId))
-        {
-            throw OpenAiException.Invalid("'input_file_id' is required: the id of a file uploaded with purpose 'batch' (file-…).", "input_file_id");
-        }
-
-        if (await db.Files.AsNoTracking().FirstOrDefaultAsync(f => f.Id == fileId && f.OrganizationId == orgId && f.ExpiresAt > now, context.RequestAborted) is not { } file)
-        {
-            throw new OpenAiException(404, "No such file: 'input_file_id' must name a file you uploaded.", "invalid_request_error", "file_not_found", "input_file_id");
-        }
-
-        if (file.Purpose != "batch")
-        {
-            throw OpenAiException.Invalid($"The input file must be uploaded with purpose 'batch', not '{file.Purpose}'.", "input_file_id", "invalid_file_purpose");
-        }
-
-        var batch = new Batch
-        {
-            Id = Guid.CreateVersion7(now),
-            OrganizationId = orgId,
-            KeyId = caller.KeyId!.Value,
-            Endpoint = endpoint,
-            InputFileId = file.Id,
-            CompletionWindow = "24h",
-            Status = Batch.Validating,
-            Metadata = metadata,
-            OutputExpiresAfterSeconds = outputExpiresAfter,
-            TotalRequests = 0,
-            CreatedAt = now,
-            ExpiresAt = now.AddHours(24),
-        };
-        db.Batches.Add(batch);
-        audit.Record("batch.create", $"{batch.PublicId} {endpoint} {file.PublicId}", orgId);
-        await db.SaveChangesAsync(context.RequestAborted);
-        runner.Nudge();
+        var batch = await commands.CreateAsync(orgId, caller.KeyId!.Value, String(request, "input_file_id"), endpoint, metadata, outputExpiresAfter, context.RequestAborted);
         await OpenAiJson.WriteAsync(context, json => WriteBatch(json, batch));
     }
 
@@ -148,29 +113,9 @@ internal static class BatchesEndpoints
         await OpenAiJson.WriteListAsync(context, batches, b => b.PublicId, page.Count > take, WriteBatch);
     }
 
-    private static async Task CancelAsync(HttpContext context, string batchId, SluiceDbContext db, AuditLog audit, TimeProvider time, BatchRunner runner)
+    private static async Task CancelAsync(HttpContext context, string batchId, SluiceDbContext db, BatchCommands commands)
     {
-        var batch = await FindAsync(context, db, batchId);
-        if (batch.Status is Batch.Validating or Batch.InProgress)
-        {
-            var now = time.GetUtcNow();
-            var changed = await db.Batches
-                .Where(b => b.Id == batch.Id && (b.Status == Batch.Validating || b.Status == Batch.InProgress))
-                .ExecuteUpdateAsync(u => u.SetProperty(b => b.Status, Batch.Cancelling).SetProperty(b => b.CancellingAt, now), context.RequestAborted);
-            if (changed == 1)
-            {
-                audit.Record("batch.cancel", batch.PublicId, batch.OrganizationId);
-                await db.SaveChangesAsync(context.RequestAborted);
-                runner.Nudge();
-            }
-
-            batch = await db.Batches.AsNoTracking().SingleAsync(b => b.Id == batch.Id, context.RequestAborted);
-        }
-        else if (batch.Status is not (Batch.Cancelling or Batch.Cancelled))
-        {
-            throw new OpenAiException(409, $"A batch that is '{batch.Status}' cannot be cancelled.", "invalid_request_error", "batch_not_cancellable");
-        }
-
+        var batch = await commands.CancelAsync(await FindAsync(context, db, batchId), context.RequestAborted);
         await OpenAiJson.WriteAsync(context, json => WriteBatch(json, batch));
     }
 

@@ -8,6 +8,7 @@ internal static class BatchesModule
     {
         services.AddSettings<BatchesOptions>(BatchesOptions.Section);
         services.AddSingleton<BatchRunner>();
+        services.AddScoped<BatchCommands>();
         services.AddHostedService(provider => provider.GetRequiredService<BatchRunner>());
         return services;
     }

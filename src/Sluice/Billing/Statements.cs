@@ -53,6 +53,24 @@ public sealed class Statements(SluiceDbContext db, UsageReport usage, IOptions<B
             lines.Where(l => l.AmountMicros > 0).Sum(l => l.AmountMicros), -lines.Where(l => l.AmountMicros < 0).Sum(l => l.AmountMicros), lines, byModel);
     }
 
+    /// <summary>The months an organization has statements for, newest first: from its first wallet movement (or this month) to this month.</summary>
+    public async Task<IReadOnlyList<string>> MonthsAsync(Guid orgId, DateTimeOffset now, CancellationToken ct)
+    {
+        Guid? owner = orgId;
+        var first = await db.LedgerEntries.AsNoTracking()
+            .Join(db.LedgerAccounts.Where(a => a.OrganizationId == owner && a.Type == AccountTypes.CustomerWallet), e => e.AccountId, a => a.Id, (e, a) => e.CreatedAt)
+            .OrderBy(t => t).Select(t => (DateTimeOffset?)t).FirstOrDefaultAsync(ct);
+        var month = new DateTime(now.UtcDateTime.Year, now.UtcDateTime.Month, 1, 0, 0, 0, DateTimeKind.Utc);
+        var earliest = first is { } f ? new DateTime(f.UtcDateTime.Year, f.UtcDateTime.Month, 1, 0, 0, 0, DateTimeKind.Utc) : month;
+        var months = new List<string>();
+        for (; month >= earliest && months.Count < 120; month = month.AddMonths(-1))
+        {
+            months.Add(month.ToString("yyyy-MM", CultureInfo.InvariantCulture));
+        }
+
+        return months;
+    }
+
     public static string Csv(Statement statement)
     {
         var csv = new StringBuilder("time,type,reference,amount,balance\n");

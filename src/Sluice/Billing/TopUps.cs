@@ -35,6 +35,9 @@ public sealed record CheckoutRequest(decimal? AmountMicros);
 
 public sealed record CheckoutResponse(string SessionId, string Url);
 
+/// <summary>Where the processor sends the payer back after paying or cancelling (absolute URLs).</summary>
+public sealed record CheckoutReturn(string SuccessUrl, string CancelUrl);
+
 public sealed record CreateCodesRequest(decimal? AmountMicros, DateTimeOffset? ExpiresAt, int? Count);
 
 public sealed record RedeemRequest(string? Code);
@@ -82,7 +85,8 @@ public interface IPaymentProvider
 
     bool IsConfigured { get; }
 
-    Task<CheckoutResponse> CreateCheckoutAsync(Guid orgId, long amountMicros, string currency, CancellationToken ct);
+    /// <summary>A hosted checkout page; <paramref name="returnTo"/> overrides the configured success and cancel URLs (the console's wallet page).</summary>
+    Task<CheckoutResponse> CreateCheckoutAsync(Guid orgId, long amountMicros, string currency, CheckoutReturn? returnTo, CancellationToken ct);
 
     /// <summary>Null for a notification that is forged, stale or malformed; otherwise the payment, if it is a completed one.</summary>
     (bool Authentic, ConfirmedPayment? Payment) ReadNotification(string payload, string? signature);
@@ -95,15 +99,15 @@ public sealed class StripePaymentProvider(IHttpClientFactory clients, IOptions<S
 
     public bool IsConfigured => !string.IsNullOrEmpty(stripe.Value.SecretKey);
 
-    public async Task<CheckoutResponse> CreateCheckoutAsync(Guid orgId, long amountMicros, string currency, CancellationToken ct)
+    public async Task<CheckoutResponse> CreateCheckoutAsync(Guid orgId, long amountMicros, string currency, CheckoutReturn? returnTo, CancellationToken ct)
     {
         var settings = stripe.Value;
         var form = new Dictionary<string, string>
         {
             ["mode"] = "payment",
             ["client_reference_id"] = orgId.ToString(),
-            ["success_url"] = settings.SuccessUrl,
-            ["cancel_url"] = settings.CancelUrl,
+            ["success_url"] = returnTo?.SuccessUrl ?? settings.SuccessUrl,
+            ["cancel_url"] = returnTo?.CancelUrl ?? settings.CancelUrl,
             ["line_items[0][quantity]"] = "1",
             ["line_items[0][price_data][currency]"] = currency.ToLowerInvariant(),
             ["line_items[0][price_data][unit_amount]"] = (amountMicros / 10_000).ToString(CultureInfo.InvariantCulture),
@@ -207,7 +211,7 @@ public sealed class TopUpService(
 {
     private const string CodeAlphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
 
-    public async Task<CheckoutResponse> CheckoutAsync(Guid orgId, CheckoutRequest request, CancellationToken ct)
+    public async Task<CheckoutResponse> CheckoutAsync(Guid orgId, CheckoutRequest request, CancellationToken ct, CheckoutReturn? returnTo = null)
     {
         if (!payments.IsConfigured)
         {
@@ -219,7 +223,7 @@ public sealed class TopUpService(
             throw ApiProblem.Invalid("amountMicros", "must be whole cents (a multiple of 10000 micro-units) between 0.50 and 100000");
         }
 
-        return await payments.CreateCheckoutAsync(orgId, (long)value, ledger.Currency, ct);
+        return await payments.CreateCheckoutAsync(orgId, (long)value, ledger.Currency, returnTo, ct);
     }
 
     /// <summary>

@@ -18,6 +18,12 @@ public sealed record TransactionResponse(Guid Id, string Type, string? Reference
 public sealed record WalletResponse(Guid OrganizationId, string Currency, long BalanceMicros, long HeldMicros,
     IReadOnlyList<TransactionResponse> Transactions, DateTimeOffset? NextBefore);
 
+/// <summary>One movement of a wallet, with the balance it left (metadata only: kind, amount, reference).</summary>
+public sealed record WalletEntry(Guid Id, DateTimeOffset Time, string Type, string? Reference, long AmountMicros, long BalanceAfterMicros);
+
+/// <summary>A page of a wallet's movements, newest first; <see cref="Page"/> counts from 1.</summary>
+public sealed record WalletEntryPage(IReadOnlyList<WalletEntry> Entries, int Page, int PageSize, bool HasMore);
+
 /// <summary>Organizations' wallets: operators' credits and what an organization sees of its money.</summary>
 public sealed class WalletService(SluiceDbContext db, Ledger ledger, AuditLog audit)
 {
@@ -99,6 +105,42 @@ public sealed class WalletService(SluiceDbContext db, Ledger ledger, AuditLog au
         var page = transactions.Take(take).ToList();
         return new WalletResponse(orgId, ledger.Currency, balance, held, page,
             transactions.Count > take ? page[^1].CreatedAt : null);
+    }
+
+    /// <summary>
+    /// The wallet's movements, newest first, <paramref name="pageSize"/> to a page, each with the balance after it: the
+    /// balance now less the movements newer than it.
+    /// </summary>
+    public async Task<WalletEntryPage> EntriesAsync(Guid orgId, int page, int pageSize, CancellationToken ct)
+    {
+        page = Math.Clamp(page, 1, 100_000);
+        pageSize = Math.Clamp(pageSize, 1, MaxPage);
+        Guid? owner = orgId;
+        var account = await db.LedgerAccounts.AsNoTracking()
+            .Where(a => a.OrganizationId == owner && a.Type == AccountTypes.CustomerWallet && a.Currency == ledger.Currency)
+            .Select(a => (Guid?)a.Id).SingleOrDefaultAsync(ct);
+        if (account is not { } accountId)
+        {
+            return new WalletEntryPage([], page, pageSize, false);
+        }
+
+        var entries = db.LedgerEntries.AsNoTracking().Where(e => e.AccountId == accountId)
+            .OrderByDescending(e => e.CreatedAt).ThenByDescending(e => e.Id);
+        var skip = (page - 1) * pageSize;
+        var balance = await db.LedgerEntries.Where(e => e.AccountId == accountId).SumAsync(e => e.AmountMicros, ct);
+        var newer = skip == 0 ? 0 : await entries.Take(skip).Select(e => e.AmountMicros).SumAsync(ct);
+        var rows = await entries.Skip(skip).Take(pageSize + 1)
+            .Join(db.LedgerTransactions, e => e.TransactionId, t => t.Id, (e, t) => new { e.Id, e.CreatedAt, t.Type, t.Reference, e.AmountMicros })
+            .ToListAsync(ct);
+        var after = balance - newer;
+        var result = new List<WalletEntry>();
+        foreach (var row in rows.OrderByDescending(r => r.CreatedAt).ThenByDescending(r => r.Id).Take(pageSize))
+        {
+            result.Add(new WalletEntry(row.Id, row.CreatedAt, row.Type, row.Reference, row.AmountMicros, after));
+            after -= row.AmountMicros;
+        }
+
+        return new WalletEntryPage(result, page, pageSize, rows.Count > pageSize);
     }
 
     private async Task<List<TransactionResponse>> TransactionsAsync(Guid orgId, DateTimeOffset? before, int take, Guid? only, CancellationToken ct)

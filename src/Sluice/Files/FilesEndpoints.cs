@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.Features;
@@ -6,7 +5,6 @@ using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using Microsoft.Net.Http.Headers;
-using Sluice.Audit;
 using Sluice.Gateway;
 using Sluice.Identity;
 using Sluice.Storage;
@@ -19,7 +17,7 @@ namespace Sluice.Files;
 /// </summary>
 internal static class FilesEndpoints
 {
-    public static readonly IReadOnlyList<string> UploadPurposes = ["batch", "fine-tune", "user_data"];
+    public static IReadOnlyList<string> UploadPurposes => FileUploads.Purposes;
 
     public static IEndpointRouteBuilder MapFiles(this IEndpointRouteBuilder endpoints)
     {
@@ -32,9 +30,7 @@ internal static class FilesEndpoints
         return endpoints;
     }
 
-    private static async Task UploadAsync(
-        HttpContext context, FileStore store, SluiceDbContext db, AuditLog audit, TimeProvider time,
-        IOptions<FilesOptions> options, IOptions<Batches.BatchesOptions> batches, OrganizationPolicies policies)
+    private static async Task UploadAsync(HttpContext context, FileStore store, FileUploads uploads, IOptions<FilesOptions> options, TimeProvider time)
     {
         var caller = context.Caller();
         var orgId = caller.KeyOrganizationId!.Value;
@@ -74,25 +70,17 @@ internal static class FilesEndpoints
                         throw OpenAiException.Invalid("Send exactly one 'file' field.", "file");
                     }
 
-                    filename = HeaderUtilities.RemoveQuotes(disposition.FileNameStar.HasValue ? disposition.FileNameStar : disposition.FileName).Value;
-                    filename = string.IsNullOrWhiteSpace(filename) ? "upload" : Path.GetFileName(filename);
-                    if (filename.Length > 255)
-                    {
-                        throw OpenAiException.Invalid("The file name must be at most 255 characters.", "file");
-                    }
-
+                    filename = FileUploads.Filename(HeaderUtilities.RemoveQuotes(disposition.FileNameStar.HasValue ? disposition.FileNameStar : disposition.FileName).Value);
                     stored = true;
                     try
                     {
-                        bytes = await store.WriteAsync(id, orgId, section.Body, settings.MaxFileBytes, scanner.Observe, context.RequestAborted);
+                        bytes = await uploads.WriteAsync(id, orgId, section.Body, scanner, context.RequestAborted);
                     }
-                    catch (FileTooLargeException)
+                    catch (OpenAiException) when (!context.RequestAborted.IsCancellationRequested)
                     {
                         stored = false;
-                        throw new OpenAiException(413, $"The file is larger than the limit of {settings.MaxFileBytes} bytes.", "invalid_request_error", "file_too_large", "file");
+                        throw;
                     }
-
-                    scanner.Complete();
                 }
                 else if (name is "purpose" or "expires_after[anchor]" or "expires_after[seconds]")
                 {
@@ -111,65 +99,7 @@ internal static class FilesEndpoints
                 throw OpenAiException.Invalid("The 'file' field is required.", "file");
             }
 
-            if (purpose is null || !UploadPurposes.Contains(purpose))
-            {
-                throw OpenAiException.Invalid($"'purpose' must be one of: {string.Join(", ", UploadPurposes)}.", "purpose");
-            }
-
-            if (purpose == "fine-tune" && !(await policies.OrganizationAsync(orgId, context.RequestAborted)).AllowsTrainingRoutes)
-            {
-                // C04: a training dataset is content flowing to training; it needs the organization's recorded opt-in.
-                throw new OpenAiException(403,
-                    "Fine-tuning uses your content for training, and your organization has not consented to that. An owner or admin records consent with PUT /api/v1/orgs/{orgId}/consents {\"purpose\":\"training\",\"granted\":true}.",
-                    "invalid_request_error", "training_consent_required", "purpose");
-            }
-
-            var now = time.GetUtcNow();
-            var expiresAt = now + settings.Retention;
-            if (anchor is not null || seconds is not null)
-            {
-                if (anchor != "created_at" || !long.TryParse(seconds, NumberStyles.None, CultureInfo.InvariantCulture, out var after) || after is < 3600 or > 2_592_000)
-                {
-                    throw OpenAiException.Invalid("'expires_after' needs anchor 'created_at' and seconds between 3600 and 2592000.", "expires_after");
-                }
-
-                expiresAt = now + TimeSpan.FromSeconds(Math.Min(after, (long)settings.Retention.TotalSeconds));
-            }
-
-            if (purpose == "batch")
-            {
-                var limits = batches.Value;
-                if (scanner.FirstInvalidLine is { } line)
-                {
-                    throw OpenAiException.Invalid($"A batch file must be JSONL: line {line} is not a JSON object.", "file", "invalid_file_format");
-                }
-
-                if (scanner.Lines == 0)
-                {
-                    throw OpenAiException.Invalid("The batch file has no requests.", "file", "invalid_file_format");
-                }
-
-                if (scanner.Lines > limits.MaxLines || bytes > limits.MaxInputBytes)
-                {
-                    throw OpenAiException.Invalid($"A batch file may hold at most {limits.MaxLines} requests and {limits.MaxInputBytes} bytes.", "file", "file_too_large");
-                }
-            }
-
-            var file = new StoredFile
-            {
-                Id = id,
-                OrganizationId = orgId,
-                CreatedByKeyId = caller.KeyId,
-                Purpose = purpose,
-                Filename = filename!,
-                Bytes = bytes,
-                Lines = purpose == "batch" ? scanner.Lines : 0,
-                CreatedAt = now,
-                ExpiresAt = expiresAt,
-            };
-            db.Files.Add(file);
-            audit.Record("file.upload", $"{file.PublicId} {purpose} {bytes}", orgId);
-            await db.SaveChangesAsync(context.RequestAborted);
+            var file = await uploads.AcceptAsync(id, orgId, caller.KeyId, purpose, filename!, bytes, scanner, anchor, seconds, context.RequestAborted);
             stored = false; // kept
             await OpenAiJson.WriteAsync(context, json => WriteFile(json, file));
         }
@@ -254,15 +184,10 @@ internal static class FilesEndpoints
         await OpenAiJson.WriteAsync(context, json => WriteFile(json, file));
     }
 
-    private static async Task DeleteAsync(HttpContext context, string fileId, SluiceDbContext db, FileStore store, AuditLog audit)
+    private static async Task DeleteAsync(HttpContext context, string fileId, SluiceDbContext db, FileUploads uploads)
     {
         var file = await FindAsync(context, db, fileId);
-
-        // Crypto-shredding: the data key is destroyed before the ciphertext and the row go.
-        store.Shred(file.Id);
-        db.Files.Remove(file);
-        audit.Record("file.delete", file.PublicId, file.OrganizationId);
-        await db.SaveChangesAsync(context.RequestAborted);
+        await uploads.DeleteAsync(file, context.RequestAborted);
         await OpenAiJson.WriteAsync(context, json =>
         {
             json.WriteStartObject();

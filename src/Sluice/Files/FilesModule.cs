@@ -15,6 +15,7 @@ internal static class FilesModule
     public static IServiceCollection AddFiles(this IServiceCollection services)
     {
         services.AddFilesCore();
+        services.AddScoped<FileUploads>();
         services.AddSingleton<FileSweeper>();
         services.AddHostedService(provider => provider.GetRequiredService<FileSweeper>());
         services.AddSingleton<KeyRotationScheduler>();
