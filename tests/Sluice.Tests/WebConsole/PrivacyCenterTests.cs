@@ -131,7 +131,7 @@ public sealed class PrivacyCenterTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, policy.Status);
         Assert.NotNull(policy.Find("link[rel=stylesheet][href^='/console-assets/console']"));
         Assert.Empty(policy.FindAll("script, style, [style]"));
-        Assert.Contains("default-src", policy.Headers["Content-Security-Policy"], StringComparison.Ordinal);
+        Assert.Contains("default-src", policy.Headers["content-security-policy"], StringComparison.Ordinal);
         Assert.Contains("Privacy policy", policy.Find("h1")!.TextContent);
 
         using var json = await visitor.Http.GetAsync("privacy.json");
