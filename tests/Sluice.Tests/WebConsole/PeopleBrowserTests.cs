@@ -79,14 +79,15 @@ public sealed class PeopleBrowserTests : IAsyncLifetime
     {
         var (owner, orgId) = await _kit.OwnerAsync("owner@example.com", "Acme");
         using var _ = owner;
+        await using var browser = await BrowserKit.OpenAsync(_kit.RootUrl);
+        var page = browser.Page;
+        await SignInAsync(page, "owner@example.com", "/account");
         using (var scope = _kit.Sluice.Services.CreateScope())
         {
             await scope.ServiceProvider.GetRequiredService<AuditService>().CheckpointAsync(CancellationToken.None);
         }
 
-        await using var browser = await BrowserKit.OpenAsync(_kit.RootUrl);
-        var page = browser.Page;
-        await SignInAsync(page, "owner@example.com", $"/orgs/{orgId}");
+        await page.GotoAsync($"/orgs/{orgId}");
         await page.GetByRole(AriaRole.Link, new() { Name = "Audit log" }).ClickAsync();
         await page.WaitForURLAsync("**/audit");
         await page.GetByRole(AriaRole.Link, new() { Name = "Verify entry" }).First.ClickAsync();
