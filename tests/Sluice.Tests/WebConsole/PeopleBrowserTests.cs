@@ -93,6 +93,7 @@ public sealed class PeopleBrowserTests : IAsyncLifetime
         await page.GetByRole(AriaRole.Link, new() { Name = "Verify entry" }).First.ClickAsync();
         await page.Locator("#proof").WaitForAsync();
         Assert.Contains("Verified", await page.Locator("#proof p .badge").TextContentAsync(), StringComparison.Ordinal);
+        await page.EvaluateAsync("() => window.scrollTo(0, 0)"); // a full-page shot taken scrolled to #proof would draw the sticky top bar mid-page
         await browser.ScreenshotAsync("audit-desktop");
         browser.AssertSameOriginOnly();
         browser.AssertNoScriptErrors();
