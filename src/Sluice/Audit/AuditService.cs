@@ -108,6 +108,34 @@ public sealed class AuditService(
         }
     }
 
+    /// <summary>
+    /// One entry of an organization with its inclusion proof against the newest signed checkpoint (null when no checkpoint
+    /// covers it yet). Null when the organization has no such entry.
+    /// </summary>
+    public async Task<(AuditEntry Entry, AuditCheckpoint? Checkpoint, List<byte[]> Proof)?> EntryProofAsync(Guid orgId, long seq, CancellationToken cancellationToken)
+    {
+        var entry = await db.AuditEntries.AsNoTracking().SingleOrDefaultAsync(e => e.Seq == seq && e.OrganizationId == orgId, cancellationToken);
+        if (entry is null)
+        {
+            return null;
+        }
+
+        var checkpoint = await LatestCheckpointAsync(cancellationToken);
+        if (checkpoint is null || checkpoint.TreeSize <= seq)
+        {
+            return (entry, null, []);
+        }
+
+        var snapshot = await SnapshotAsync(checkpoint.TreeSize, cancellationToken);
+        var tree = snapshot.Tree();
+        if ((ulong)checkpoint.TreeSize > tree.Size)
+        {
+            return (entry, checkpoint, []); // entries were deleted below the checkpoint: the proof cannot be built and fails
+        }
+
+        return (entry, checkpoint, tree.InclusionProof((ulong)seq, (ulong)checkpoint.TreeSize));
+    }
+
     public async Task<(AuditCheckpoint? From, AuditCheckpoint? To, List<byte[]> Proof)> ConsistencyProofAsync(long from, long? to, CancellationToken cancellationToken)
     {
         var toSize = to ?? (await LatestCheckpointAsync(cancellationToken))?.TreeSize

@@ -124,6 +124,35 @@ public static class AuditVerifier
         return new Result(entries.Count, checkpoints.Count, (long)prunedSize, problems, logSize, covered);
     }
 
+    /// <summary>What checking one entry's inclusion proof against a signed checkpoint found.</summary>
+    public sealed record EntryResult(bool SignatureOk, bool Included, long TreeSize, string? Root, string? Problem)
+    {
+        public bool Ok => SignatureOk && Included;
+    }
+
+    /// <summary>
+    /// Checks one entry the way an outside auditor would: the checkpoint note's signature by the log's public key, then the
+    /// entry's own leaf hash (recomputed from its fields) chained through <paramref name="proof"/> to the signed root.
+    /// An entry edited after it was signed, a wrong proof or a forged checkpoint each fail, with the reason.
+    /// </summary>
+    public static EntryResult VerifyEntry(AuditEntry entry, IReadOnlyList<byte[]> proof, string checkpointNote, string origin, byte[] publicKeySpki)
+    {
+        if (!CheckpointSigner.TryVerify(checkpointNote, origin, publicKeySpki, out var size, out var root, out var signatureError))
+        {
+            return new EntryResult(false, false, size, null, $"the checkpoint's signature does not verify: {signatureError}");
+        }
+
+        var rootText = Convert.ToBase64String(root);
+        if (entry.Seq < 0 || entry.Seq >= size)
+        {
+            return new EntryResult(true, false, size, rootText, $"entry {entry.Seq} is not covered by the checkpoint of {size} entries");
+        }
+
+        return Merkle.VerifyInclusion((ulong)entry.Seq, (ulong)size, entry.LeafHash(), proof, root, out var inclusionError)
+            ? new EntryResult(true, true, size, rootText, null)
+            : new EntryResult(true, false, size, rootText, $"the entry as stored does not hash to the signed root ({inclusionError}): it was changed after it was signed");
+    }
+
     /// <summary>
     /// The witness's tree must still be a prefix of the log: the log holds at least as many entries, and the root of its
     /// first <c>size</c> entries is the witnessed root. Deleting entries together with their checkpoints (a rollback),

@@ -57,6 +57,9 @@ public sealed record InvitationResponse(Guid Id, Guid OrganizationId, string Ema
 /// <summary>Returned once, at creation: the token is not stored and cannot be shown again.</summary>
 public sealed record CreatedInvitationResponse(Guid Id, Guid OrganizationId, string Email, string Role, DateTimeOffset ExpiresAt, string Token);
 
+/// <summary>An invitation addressed to the signed-in person, as their invitations page lists it.</summary>
+public sealed record InvitationForUser(Guid Id, Guid OrganizationId, string OrganizationName, string Role, DateTimeOffset ExpiresAt, DateTimeOffset CreatedAt);
+
 public sealed record AcceptedInvitationResponse(Guid OrganizationId, string Role);
 
 public sealed record KeyResponse(

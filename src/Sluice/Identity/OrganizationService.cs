@@ -194,6 +194,22 @@ public sealed class OrganizationService(
         return pending.OrderBy(i => i.CreatedAt).Select(i => new InvitationResponse(i.Id, i.OrganizationId, i.Email, Roles.Format(i.Role), i.ExpiresAt, i.CreatedAt)).ToList();
     }
 
+    /// <summary>
+    /// The live invitations addressed to this person's email, with the organization's name. Accepting one still takes its
+    /// token (the link they were sent): the token, not the email, proves the invitation reached them.
+    /// </summary>
+    public async Task<IReadOnlyList<InvitationForUser>> InvitationsForAsync(Guid userId, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        var email = await db.Users.AsNoTracking().Where(u => u.Id == userId).Select(u => u.Email).SingleAsync(cancellationToken);
+        var pending = await db.Invitations.AsNoTracking()
+            .Where(i => i.Email == email && i.AcceptedAt == null && i.RevokedAt == null && i.ExpiresAt > now
+                && !db.Memberships.Any(m => m.OrganizationId == i.OrganizationId && m.UserId == userId))
+            .Join(db.Organizations, i => i.OrganizationId, o => o.Id, (i, o) => new { i.Id, i.OrganizationId, o.Name, i.Role, i.ExpiresAt, i.CreatedAt })
+            .ToListAsync(cancellationToken);
+        return pending.OrderBy(i => i.CreatedAt).Select(i => new InvitationForUser(i.Id, i.OrganizationId, i.Name, Roles.Format(i.Role), i.ExpiresAt, i.CreatedAt)).ToList();
+    }
+
     public async Task RevokeInvitationAsync(Guid orgId, Guid invitationId, CancellationToken cancellationToken)
     {
         var invitation = await db.Invitations.SingleOrDefaultAsync(i => i.Id == invitationId && i.OrganizationId == orgId && i.RevokedAt == null && i.AcceptedAt == null, cancellationToken)

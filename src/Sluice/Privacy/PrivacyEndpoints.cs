@@ -171,7 +171,10 @@ internal static class PolicyHtml
         var e = HtmlEncoder.Default;
         var html = new StringBuilder();
         html.Append("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Privacy policy</title>")
-            .Append("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"></head><body><main>")
+            .Append("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">")
+            // The console's stylesheet (same origin, allowed by its strict CSP): no inline style or script anywhere.
+            .Append($"<link rel=\"stylesheet\" href=\"{WebConsole.ConsoleAssets.Url("console.css")}\"></head><body>")
+            .Append("<header class=\"topbar\"><a class=\"brand\" href=\"/\">Sluice</a></header><main id=\"main\" class=\"privacy-policy\">")
             .Append("<h1>Privacy policy</h1>")
             .Append($"<p>Version {p.Version}. Last updated: <time datetime=\"{p.LastUpdated?.UtcDateTime:yyyy-MM-dd}\">{p.LastUpdated?.UtcDateTime:yyyy-MM-dd}</time>.</p>")
             .Append($"<p>{e.Encode(p.Controller)} is responsible for your data. Contact: <a href=\"mailto:{e.Encode(p.Contact)}\">{e.Encode(p.Contact)}</a>.</p>");

@@ -21,7 +21,7 @@ public static class ConsoleNavigation
         new("Deployments", "/deployments", OrgAccess.OrgRead),
         new("Machines", "/machines", OrgAccess.OrgWrite),
         new("Members", "/members", OrgAccess.MembersRead),
-        new("Audit log", "/audit", OrgAccess.OrgRead),
+        new("Audit log", "/audit", OrgAccess.OrgWrite), // owners and admins only, as GET /api/v1/audit/entries
         new("Settings", "/settings", OrgAccess.OrgWrite),
     ];
 
