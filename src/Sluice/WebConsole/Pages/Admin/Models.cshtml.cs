@@ -1,5 +1,6 @@
 using System.Globalization;
 using Microsoft.AspNetCore.Mvc;
+using Microsoft.EntityFrameworkCore;
 using Sluice.Billing;
 using Sluice.Gateway;
 
@@ -22,6 +23,9 @@ public sealed class ModelsModel(CatalogAdmin admin, PriceBook prices, Microsoft.
     public IReadOnlyList<ProviderResponse> Providers { get; private set; } = [];
 
     public IReadOnlyList<PriceResponse> Prices { get; private set; } = [];
+
+    /// <summary>Routes operators created (the built-in models' routes are part of the program: no price, no delete).</summary>
+    public IReadOnlySet<Guid> StoredRoutes { get; private set; } = new HashSet<Guid>();
 
     [BindProperty]
     public string? NewModelId { get; set; }
@@ -174,6 +178,7 @@ public sealed class ModelsModel(CatalogAdmin admin, PriceBook prices, Microsoft.
         Models = await admin.ModelsAsync(HttpContext.RequestAborted);
         Providers = await admin.ProvidersAsync(HttpContext.RequestAborted);
         Prices = await prices.ListAsync(null, HttpContext.RequestAborted);
+        StoredRoutes = (await Db.ModelRoutes.AsNoTracking().Select(r => r.Id).ToListAsync(HttpContext.RequestAborted)).ToHashSet();
     }
 
     private static bool? YesNo(string? value) => value switch
