@@ -69,12 +69,12 @@ public sealed class OperatorBrowserTests : IAsyncLifetime
         await page.GetByLabel("Output, USD per million tokens", new() { Exact = true }).FillAsync("0.60");
         await page.GetByRole(AriaRole.Button, new() { Name = "Set price" }).ClickAsync();
         await page.WaitForURLAsync("**/admin/models?done=price");
-        Assert.Contains("0.20 USD / 0.60 USD", await page.Locator("td.price").First.TextContentAsync());
+        Assert.Contains("0.20 USD / 0.60 USD", await page.Locator("section[data-model='llama-3.1-8b'] td.price").TextContentAsync());
         await browser.ScreenshotAsync("admin-models-desktop");
 
         await page.GetByRole(AriaRole.Link, new() { Name = "Providers" }).ClickAsync();
         await page.WaitForURLAsync("**/admin/providers");
-        Assert.Contains("closed", await page.Locator("td.circuit").First.TextContentAsync());
+        Assert.Contains("closed", await page.Locator("tr:has-text('local-vllm') td.circuit").TextContentAsync());
         await browser.ScreenshotAsync("admin-providers-desktop");
 
         await page.GetByRole(AriaRole.Link, new() { Name = "Privacy requests" }).ClickAsync();
