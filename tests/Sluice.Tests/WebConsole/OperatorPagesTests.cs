@@ -12,7 +12,7 @@ namespace Sluice.Tests.WebConsole;
 /// <summary>The operators' pages under /admin: only platform operators reach them, and each works through the same services as the admin API.</summary>
 public sealed class OperatorPagesTests : IAsyncLifetime
 {
-    private static readonly string[] AdminPages = ["/admin/providers", "/admin/models", "/admin/orgs", "/admin/privacy", "/admin/legal-holds", "/admin/staff-access"];
+    private static readonly string[] AdminPages = ["/admin/providers", "/admin/models", "/admin/orgs", "/admin/privacy", "/admin/legal-holds", "/admin/staff-access", "/admin/machines"];
 
     private ConsoleKit _kit = null!;
 
@@ -327,6 +327,30 @@ public sealed class OperatorPagesTests : IAsyncLifetime
         var erase = await op.SubmitAsync(all, "form[action*='handler=Erase']", new() { ["EraseEmail"] = "nobody@example.com", ["EraseReason"] = "child" });
         Assert.Contains("no account", erase.FieldError("EraseEmail"));
         Assert.Equal("nobody@example.com", erase.InputValue("EraseEmail"));
+    }
+
+    [Fact]
+    public async Task A_join_token_is_shown_once_in_the_response_that_created_it_and_a_bad_lifetime_is_refused_beside_its_field()
+    {
+        using var op = await _kit.OperatorAsync();
+        var empty = await op.GetAsync("/admin/machines");
+        Assert.Contains("No machines have joined yet", empty.Text());
+
+        var bad = await op.SubmitAsync(empty, "form[action*='handler=Token']", new() { ["Description"] = "rack 4", ["TtlSeconds"] = "5" });
+        Assert.Equal(HttpStatusCode.OK, bad.Status);
+        Assert.NotEqual("", bad.FieldError("TtlSeconds"));
+        Assert.Equal(("rack 4", "5"), (bad.InputValue("Description"), bad.InputValue("TtlSeconds")));
+
+        var created = await op.SubmitAsync(bad, "form[action*='handler=Token']", new() { ["TtlSeconds"] = "" });
+        Assert.Equal(HttpStatusCode.OK, created.Status);
+        var token = created.Find("#join-token")!.TextContent.Trim();
+        Assert.NotEmpty(token);
+        Assert.Contains("rack 4", created.Find("tr[data-token]")!.TextContent);
+
+        var later = await op.GetAsync("/admin/machines");
+        Assert.DoesNotContain(token, later.Body);
+        Assert.Null(later.Find("#join-token"));
+        Assert.Contains("active", later.Find("tr[data-token]")!.TextContent);
     }
 
     private async Task<Guid> ProviderIdAsync(string name)
