@@ -79,6 +79,14 @@ public sealed class RouteSelector(IOptions<GatewayOptions> options, TimeProvider
 
     public (int Outstanding, bool Open) Inspect(Guid routeId) => State(routeId) is var s ? (s.Outstanding, !s.Admits(time.GetUtcNow())) : default;
 
+    /// <summary>
+    /// A read-only view of a route's circuit for operators: closed, open (failing; skipped until its open period ends) or
+    /// half-open (the open period ended; the next request is a probe), and since when. A route never used is closed, with
+    /// no time.
+    /// </summary>
+    public CircuitSnapshot Circuit(Guid routeId) =>
+        _states.TryGetValue(routeId, out var state) ? state.Snapshot(time.GetUtcNow()) : new CircuitSnapshot(CircuitState.Closed, null, 0, 0);
+
     private RouteState State(Guid routeId) => _states.GetOrAdd(routeId, _ => new RouteState());
 
     private sealed class RouteState
@@ -88,6 +96,8 @@ public sealed class RouteSelector(IOptions<GatewayOptions> options, TimeProvider
         private int _failures;
         private DateTimeOffset? _openUntil;
         private bool _probing;
+        private DateTimeOffset? _openedAt;
+        private DateTimeOffset? _closedAt;
 
         public int Outstanding => Volatile.Read(ref _outstanding);
 
@@ -96,6 +106,19 @@ public sealed class RouteSelector(IOptions<GatewayOptions> options, TimeProvider
             lock (_gate)
             {
                 return _openUntil is not { } until || (now >= until && !_probing);
+            }
+        }
+
+        public CircuitSnapshot Snapshot(DateTimeOffset now)
+        {
+            lock (_gate)
+            {
+                return _openUntil switch
+                {
+                    null => new CircuitSnapshot(CircuitState.Closed, _closedAt, _failures, _outstanding),
+                    { } until when now < until => new CircuitSnapshot(CircuitState.Open, _openedAt, _failures, _outstanding, until),
+                    { } until => new CircuitSnapshot(CircuitState.HalfOpen, until, _failures, _outstanding),
+                };
             }
         }
 
@@ -137,6 +160,11 @@ public sealed class RouteSelector(IOptions<GatewayOptions> options, TimeProvider
                 _probing = false;
                 if (success)
                 {
+                    if (_openUntil is not null)
+                    {
+                        _closedAt = now;
+                    }
+
                     _failures = 0;
                     _openUntil = null;
                     return false;
@@ -146,6 +174,11 @@ public sealed class RouteSelector(IOptions<GatewayOptions> options, TimeProvider
                 if (wasProbe || _failures >= threshold)
                 {
                     var opened = _openUntil is null;
+                    if (opened)
+                    {
+                        _openedAt = now;
+                    }
+
                     _openUntil = now + openFor;
                     return opened;
                 }
@@ -154,4 +187,26 @@ public sealed class RouteSelector(IOptions<GatewayOptions> options, TimeProvider
             }
         }
     }
+}
+
+public enum CircuitState
+{
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+/// <summary>
+/// A route's circuit at one moment: its state, since when (null: closed since the process started), the consecutive
+/// failures counted, the requests in flight, and for an open circuit when it lets a probe through.
+/// </summary>
+public sealed record CircuitSnapshot(CircuitState State, DateTimeOffset? Since, int ConsecutiveFailures, int Outstanding, DateTimeOffset? OpenUntil = null)
+{
+    /// <summary>"closed", "open" or "half-open".</summary>
+    public string Name => State switch
+    {
+        CircuitState.Open => "open",
+        CircuitState.HalfOpen => "half-open",
+        _ => "closed",
+    };
 }

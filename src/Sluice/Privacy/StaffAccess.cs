@@ -93,6 +93,15 @@ public sealed class StaffAccessService(SluiceDbContext db, AuditLog audit, FileS
         return StaffAccessGrantResponse.From(grant, now);
     }
 
+    /// <summary>Every grant on the platform, newest request first (operators' view; <paramref name="activeOnly"/> keeps the approved, unexpired ones).</summary>
+    public async Task<List<StaffAccessGrantResponse>> ListAllAsync(bool activeOnly, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow();
+        return (await db.StaffAccessGrants.AsNoTracking().ToListAsync(cancellationToken))
+            .Select(g => StaffAccessGrantResponse.From(g, now)).Where(g => !activeOnly || g.Active)
+            .OrderByDescending(g => g.RequestedAt).ToList();
+    }
+
     public async Task<List<StaffAccessGrantResponse>> ListAsync(Guid orgId, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow();
