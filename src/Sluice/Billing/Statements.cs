@@ -77,7 +77,7 @@ public sealed class Statements(SluiceDbContext db, UsageReport usage, IOptions<B
         foreach (var line in statement.Lines)
         {
             csv.Append(line.Time.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture)).Append(',')
-                .Append(Field(line.Type)).Append(',').Append(Field(line.Reference ?? "")).Append(',')
+                .Append(Hosting.Csv.Field(line.Type)).Append(',').Append(Hosting.Csv.Field(line.Reference ?? "")).Append(',')
                 .Append(Money(line.AmountMicros)).Append(',').Append(Money(line.BalanceMicros)).Append('\n');
         }
 
@@ -117,7 +117,4 @@ public sealed class Statements(SluiceDbContext db, UsageReport usage, IOptions<B
     }
 
     private static string Money(long micros) => (micros / 1_000_000m).ToString("0.000000", CultureInfo.InvariantCulture);
-
-    private static string Field(string value) =>
-        value.IndexOfAny([',', '"', '\n', '\r']) >= 0 ? "\"" + value.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"" : value;
 }

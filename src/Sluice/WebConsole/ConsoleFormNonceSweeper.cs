@@ -13,7 +13,8 @@ internal sealed class ConsoleFormNonceSweeper(IServiceScopeFactory scopes, TimeP
         {
             await using var scope = scopes.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<SluiceDbContext>();
-            var now = time.GetUtcNow();
-            await db.ConsoleFormNonces.Where(n => n.ExpiresAt < now).ExecuteDeleteAsync(ct);
+            // A margin for clocks that differ between replicas: a nonce outlives its token on every one of them.
+            var before = time.GetUtcNow() - TimeSpan.FromMinutes(5);
+            await db.ConsoleFormNonces.Where(n => n.ExpiresAt < before).ExecuteDeleteAsync(ct);
         }, stoppingToken, Health);
 }

@@ -162,10 +162,17 @@ internal sealed class ConsoleFormTokens(SecretBox secrets, TimeProvider time, IO
         }
 
         // Browsers send Origin on every form post; a client that sends none is still held to the token. The scheme is
-        // not compared: behind a proxy that ends TLS the request arrives over HTTP from an https:// page.
+        // not compared: behind a proxy that ends TLS the request arrives over HTTP from an https:// page. A proxy that
+        // rewrites Host names the browser's in X-Forwarded-Host, a header another site cannot make a browser send.
         var origin = request.Headers.Origin.ToString();
-        return origin.Length == 0
-            || Uri.TryCreate(origin, UriKind.Absolute, out var uri) && string.Equals(uri.Authority, request.Host.Value, StringComparison.OrdinalIgnoreCase);
+        if (origin.Length == 0)
+        {
+            return true;
+        }
+
+        return Uri.TryCreate(origin, UriKind.Absolute, out var uri)
+            && (string.Equals(uri.Authority, request.Host.Value, StringComparison.OrdinalIgnoreCase)
+                || string.Equals(uri.Authority, request.Headers["X-Forwarded-Host"].ToString(), StringComparison.OrdinalIgnoreCase));
     }
 
     private static string Base64Url(ReadOnlySpan<byte> bytes) => System.Buffers.Text.Base64Url.EncodeToString(bytes);

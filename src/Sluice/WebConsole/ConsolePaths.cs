@@ -15,7 +15,7 @@ public static class ConsolePaths
     /// <summary>Where sign-in sends a person back to: only a path on this site (never <c>//host</c> or a URL).</summary>
     public static string SafeReturnUrl(string? returnUrl) =>
         !string.IsNullOrEmpty(returnUrl) && returnUrl.Length <= 2048 && returnUrl[0] == '/'
-            && (returnUrl.Length == 1 || (returnUrl[1] != '/' && returnUrl[1] != '\\')) && !returnUrl.Contains('\r') && !returnUrl.Contains('\n')
+            && (returnUrl.Length == 1 || (returnUrl[1] != '/' && returnUrl[1] != '\\')) && !returnUrl.Any(char.IsControl)
             ? returnUrl
             : "/";
 }

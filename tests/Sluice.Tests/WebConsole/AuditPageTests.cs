@@ -102,6 +102,10 @@ public sealed class AuditPageTests : IAsyncLifetime
         var refused = await owner.GetAsync($"/orgs/{orgId}/audit?from=2026-05-10&to=2026-05-01");
         Assert.NotEmpty(refused.FieldError("To"));
         Assert.Equal("2026-05-01", refused.InputValue("To"));
+
+        var farFuture = await owner.GetAsync($"/orgs/{orgId}/audit?to=9999-12-31");
+        Assert.Equal(System.Net.HttpStatusCode.OK, farFuture.Status);
+        Assert.NotEmpty(farFuture.FieldError("To"));
     }
 
     [Fact]

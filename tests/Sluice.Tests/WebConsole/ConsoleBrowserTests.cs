@@ -5,32 +5,12 @@ namespace Sluice.Tests.WebConsole;
 
 /// <summary>The console in real Chromium: what a person does with a keyboard and a mouse, at desktop and phone sizes.</summary>
 [Collection(RealProcessLoad.Name)]
-public sealed class ConsoleBrowserTests : IAsyncLifetime
+public sealed class ConsoleBrowserTests : ConsoleBrowserTest
 {
-    private ConsoleKit _kit = null!;
-
-    public async ValueTask InitializeAsync()
-    {
-        if (BrowserKit.Unavailable() is { } why)
-        {
-            CrossCheck.Unavailable(why);
-        }
-
-        _kit = await ConsoleKit.StartAsync();
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        if (_kit is not null)
-        {
-            await _kit.DisposeAsync();
-        }
-    }
-
     [Fact]
     public async Task A_person_signs_up_with_the_keyboard_creates_an_organization_and_lands_on_its_overview_loading_nothing_from_elsewhere()
     {
-        await using var browser = await BrowserKit.OpenAsync(_kit.RootUrl);
+        await using var browser = await BrowserKit.OpenAsync(Kit.RootUrl);
         var page = browser.Page;
         await page.GotoAsync("/");
         Assert.EndsWith("/signin", page.Url);
@@ -61,7 +41,7 @@ public sealed class ConsoleBrowserTests : IAsyncLifetime
     [Fact]
     public async Task On_a_phone_the_sign_up_form_shows_its_errors_beside_the_fields()
     {
-        await using var browser = await BrowserKit.OpenAsync(_kit.RootUrl, BrowserKit.Phone);
+        await using var browser = await BrowserKit.OpenAsync(Kit.RootUrl, BrowserKit.Phone);
         var page = browser.Page;
         await page.GotoAsync("/signup");
         await page.GetByLabel("Your name").FillAsync("Ada");

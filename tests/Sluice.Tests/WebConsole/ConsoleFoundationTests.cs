@@ -148,6 +148,26 @@ public sealed class ConsoleFoundationTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Behind_a_proxy_that_rewrites_host_a_post_from_the_public_origin_is_accepted_and_one_from_another_site_is_not()
+    {
+        using var person = await _kit.SignUpAsync("proxied@example.com");
+        async Task<HttpStatusCode> PostAsync(string origin, string name)
+        {
+            var form = await person.GetAsync("/orgs/new");
+            var fields = ConsoleClient.FormPairs((AngleSharp.Html.Dom.IHtmlFormElement)form.Find("main form")!, new() { ["Name"] = name });
+            using var request = new HttpRequestMessage(HttpMethod.Post, "orgs/new") { Content = new FormUrlEncodedContent(fields) };
+            request.Headers.Add("Origin", origin);
+            request.Headers.Add("X-Forwarded-Host", "console.example.com");
+            using var response = await person.Http.SendAsync(request);
+            return response.StatusCode;
+        }
+
+        Assert.Equal(HttpStatusCode.Redirect, await PostAsync("https://console.example.com", "Proxied"));
+        Assert.Equal(HttpStatusCode.BadRequest, await PostAsync("https://evil.example", "Forged"));
+        Assert.Equal(0, await CountOrganizationsAsync("Forged"));
+    }
+
+    [Fact]
     public async Task An_ended_session_leads_to_sign_in_and_then_back_to_the_page()
     {
         using var person = await _kit.SignUpAsync("back@example.com");
@@ -169,6 +189,7 @@ public sealed class ConsoleFoundationTests : IAsyncLifetime
     [InlineData("//evil.example/x")]
     [InlineData("https://evil.example/")]
     [InlineData("/\\evil.example")]
+    [InlineData("/\t/evil.example")]
     public async Task Sign_in_never_sends_a_person_to_another_site(string returnUrl)
     {
         using (await _kit.SignUpAsync("redirect@example.com"))

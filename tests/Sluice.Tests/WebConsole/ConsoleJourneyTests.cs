@@ -15,32 +15,12 @@ namespace Sluice.Tests.WebConsole;
 /// runs no script that errs, and does not scroll sideways on a phone.
 /// </summary>
 [Collection(RealProcessLoad.Name)]
-public sealed partial class ConsoleJourneyTests : IAsyncLifetime
+public sealed partial class ConsoleJourneyTests : ConsoleBrowserTest
 {
-    private ConsoleKit _kit = null!;
-
-    public async ValueTask InitializeAsync()
-    {
-        if (BrowserKit.Unavailable() is { } why)
-        {
-            CrossCheck.Unavailable(why);
-        }
-
-        _kit = await ConsoleKit.StartAsync();
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        if (_kit is not null)
-        {
-            await _kit.DisposeAsync();
-        }
-    }
-
     [Fact]
     public async Task Sign_up_create_an_organization_and_a_key_chat_in_the_playground_see_it_in_usage_and_revoke_the_key()
     {
-        await using var browser = await BrowserKit.OpenAsync(_kit.RootUrl);
+        await using var browser = await BrowserKit.OpenAsync(Kit.RootUrl);
         var page = browser.Page;
         page.Dialog += async (_, dialog) => await dialog.AcceptAsync();
 
@@ -69,7 +49,7 @@ public sealed partial class ConsoleJourneyTests : IAsyncLifetime
         await browser.ScreenshotAsync("journey-key-created-desktop", fullPage: false);
 
         // The copied key works where an SDK would use it.
-        using var sdk = new HttpClient { BaseAddress = new Uri(_kit.RootUrl) };
+        using var sdk = new HttpClient { BaseAddress = new Uri(Kit.RootUrl) };
         sdk.DefaultRequestHeaders.Authorization = new("Bearer", copied);
         using (var call = await sdk.PostAsync("/v1/chat/completions", GatewayKit.Chat("echo", "from the copied key")))
         {
@@ -122,21 +102,17 @@ public sealed partial class ConsoleJourneyTests : IAsyncLifetime
     [Fact]
     public async Task Every_page_loads_only_from_its_own_origin_runs_without_script_errors_and_fits_a_phone()
     {
-        using var operatorClient = await _kit.OperatorAsync();
+        using var operatorClient = await Kit.OperatorAsync();
         var orgId = await operatorClient.CreateOrganizationAsync("Operator's Own");
-        var (_, account, secret) = Assert.Single(_kit.Sluice.Credentials.Written);
+        var (_, account, secret) = Assert.Single(Kit.Sluice.Credentials.Written);
         var pages = ConsolePagePaths(orgId);
         Assert.True(pages.Count >= 20, $"only {pages.Count} console pages found: {string.Join(", ", pages)}");
 
         foreach (var size in new[] { BrowserKit.Desktop, BrowserKit.Phone })
         {
-            await using var browser = await BrowserKit.OpenAsync(_kit.RootUrl, size);
+            await using var browser = await BrowserKit.OpenAsync(Kit.RootUrl, size);
             var page = browser.Page;
-            await page.GotoAsync("/signin");
-            await page.GetByLabel("Email").FillAsync(account);
-            await page.GetByLabel("Password").FillAsync(secret);
-            await page.GetByRole(AriaRole.Button, new() { Name = "Sign in" }).ClickAsync();
-            await page.WaitForURLAsync(url => !url.Contains("/signin", StringComparison.Ordinal));
+            await BrowserSteps.SignInAsync(page, account, password: secret);
 
             var device = size.Width < 600 ? "phone" : "desktop";
             foreach (var path in pages)
@@ -145,8 +121,7 @@ public sealed partial class ConsoleJourneyTests : IAsyncLifetime
                 Assert.True(response is { Status: 200 }, $"{path} answered {response?.Status}");
                 Assert.Equal("text/html", (await response!.HeaderValueAsync("content-type"))?.Split(';')[0]);
                 Assert.NotNull(await response.HeaderValueAsync("content-security-policy"));
-                var width = await page.EvaluateAsync<int>("() => document.documentElement.scrollWidth");
-                Assert.True(width <= size.Width, $"{path} is {width}px wide at {size.Width}px");
+                await BrowserSteps.AssertFitsAsync(page);
                 await browser.ScreenshotAsync($"page{ScreenshotName(path, orgId)}-{device}");
             }
 
@@ -157,7 +132,7 @@ public sealed partial class ConsoleJourneyTests : IAsyncLifetime
 
     /// <summary>Every console page a GET can open without an id of its own (the organization's id filled in).</summary>
     private List<string> ConsolePagePaths(Guid orgId) =>
-        [.. _kit.Sluice.Services.GetRequiredService<EndpointDataSource>().Endpoints.OfType<RouteEndpoint>()
+        [.. Kit.Sluice.Services.GetRequiredService<EndpointDataSource>().Endpoints.OfType<RouteEndpoint>()
             .Where(e => e.Metadata.GetMetadata<PageActionDescriptor>() is not null)
             .Select(e => "/" + e.RoutePattern.RawText!.TrimStart('/'))
             .Select(route => route.Replace("{orgId:guid}", orgId.ToString(), StringComparison.Ordinal))

@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using AngleSharp.Dom;
 using AngleSharp.Html.Dom;
 using AngleSharp.Html.Parser;
+using Microsoft.Playwright;
 using Sluice.Storage;
 using Sluice.Tests.TestSupport;
 
@@ -279,5 +280,76 @@ public sealed class ConsoleResponse
             .ToDictionary(g => g.Key, g => string.Join(", ", g.SelectMany(h => h.Value)));
         var location = response.Headers.Location is { } to ? (to.IsAbsoluteUri ? to.PathAndQuery : to.OriginalString) : null;
         return new ConsoleResponse(response.StatusCode, url, body, location, headers, response.Content.Headers.ContentType?.MediaType);
+    }
+}
+
+/// <summary>
+/// The base of a test class that drives the console in real Chromium: a fresh server per test (<see cref="Kit"/>),
+/// skipped on a machine without Chromium and failed under CI (a browser check must run there).
+/// </summary>
+public abstract class ConsoleBrowserTest : IAsyncLifetime
+{
+    private ConsoleKit? _kit;
+
+    protected ConsoleKit Kit => _kit ?? throw new InvalidOperationException("The server is not started yet.");
+
+    /// <summary>Starts the server the class's tests use; override for settings or a manual clock.</summary>
+    protected virtual Task<ConsoleKit> StartKitAsync() => ConsoleKit.StartAsync();
+
+    public async ValueTask InitializeAsync()
+    {
+        if (BrowserKit.Unavailable() is { } why)
+        {
+            CrossCheck.Unavailable(why);
+        }
+
+        _kit = await StartKitAsync();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_kit is not null)
+        {
+            await _kit.DisposeAsync();
+        }
+
+        GC.SuppressFinalize(this);
+    }
+}
+
+/// <summary>What every browser test does the same way.</summary>
+public static class BrowserSteps
+{
+    /// <summary>
+    /// Signs in through the sign-in page. Given <paramref name="path"/>, opens that page first (a visitor is sent to sign
+    /// in) and waits to be brought back to it, as a person following a link would be.
+    /// </summary>
+    public static async Task SignInAsync(IPage page, string email, string? path = null, string password = ConsoleKit.Password)
+    {
+        await page.GotoAsync(path ?? "/signin");
+        if (path is not null)
+        {
+            await page.WaitForURLAsync("**/signin**");
+        }
+
+        await page.GetByLabel("Email").FillAsync(email);
+        await page.GetByLabel("Password").FillAsync(password);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Sign in" }).ClickAsync();
+        if (path is null)
+        {
+            await page.WaitForURLAsync(url => !url.Contains("/signin", StringComparison.Ordinal));
+        }
+        else
+        {
+            await page.WaitForURLAsync("**" + path);
+        }
+    }
+
+    /// <summary>The page does not scroll sideways at its viewport's width.</summary>
+    public static async Task AssertFitsAsync(IPage page)
+    {
+        var width = await page.EvaluateAsync<int>("() => document.documentElement.scrollWidth");
+        var viewport = page.ViewportSize?.Width ?? int.MaxValue;
+        Assert.True(width <= viewport, $"{page.Url} is {width}px wide in a {viewport}px viewport");
     }
 }

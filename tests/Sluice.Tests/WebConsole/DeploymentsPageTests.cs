@@ -198,38 +198,20 @@ public sealed class DeploymentsPageTests : IAsyncLifetime
 
 /// <summary>The deployments pages in real Chromium: create with the keyboard and labels, the list on a phone, the detail page.</summary>
 [Collection(RealProcessLoad.Name)]
-public sealed class DeploymentsBrowserTests : IAsyncLifetime
+public sealed class DeploymentsBrowserTests : ConsoleBrowserTest
 {
-    private ConsoleKit _kit = null!;
-
-    public async ValueTask InitializeAsync()
-    {
-        if (BrowserKit.Unavailable() is { } why)
-        {
-            CrossCheck.Unavailable(why);
-        }
-
-        _kit = await DeploymentsConsole.StartAsync();
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        if (_kit is not null)
-        {
-            await _kit.DisposeAsync();
-        }
-    }
+    protected override Task<ConsoleKit> StartKitAsync() => DeploymentsConsole.StartAsync();
 
     [Fact]
     public async Task An_owner_signs_in_creates_a_deployment_by_its_labels_sees_its_detail_and_the_list_on_desktop_and_phone()
     {
-        var (_, orgId) = await _kit.OwnerAsync("dep-browser@example.com");
-        await DeploymentsConsole.PoolAsync(_kit, orgId);
+        var (_, orgId) = await Kit.OwnerAsync("dep-browser@example.com");
+        await DeploymentsConsole.PoolAsync(Kit, orgId);
 
-        await using (var browser = await BrowserKit.OpenAsync(_kit.RootUrl))
+        await using (var browser = await BrowserKit.OpenAsync(Kit.RootUrl))
         {
             var page = browser.Page;
-            await DeploymentsConsole.SignInAsync(page, $"/orgs/{orgId}/deployments", "dep-browser@example.com");
+            await BrowserSteps.SignInAsync(page, "dep-browser@example.com", $"/orgs/{orgId}/deployments");
             await page.GetByRole(AriaRole.Link, new() { Name = "New deployment" }).ClickAsync();
             await page.WaitForURLAsync("**/deployments/new");
             await page.GetByLabel("Name", new() { Exact = true }).FillAsync("acme-tiny");
@@ -248,8 +230,8 @@ public sealed class DeploymentsBrowserTests : IAsyncLifetime
             await page.GetByLabel("Maximum replicas").FillAsync("2");
             await page.GetByRole(AriaRole.Button, new() { Name = "Create deployment" }).ClickAsync();
             await page.WaitForURLAsync("**/deployments/*-*?done=created");
-            var deployment = Assert.Single(await DeploymentsConsole.DeploymentsAsync(_kit, orgId));
-            await DeploymentsConsole.RunAndChargeAsync(_kit, deployment, await DeploymentsConsole.PoolMachineAsync(_kit), costMicros: 2_500_000, seconds: 3600);
+            var deployment = Assert.Single(await DeploymentsConsole.DeploymentsAsync(Kit, orgId));
+            await DeploymentsConsole.RunAndChargeAsync(Kit, deployment, await DeploymentsConsole.PoolMachineAsync(Kit), costMicros: 2_500_000, seconds: 3600);
             await page.ReloadAsync();
             Assert.Equal("Deployment acme-tiny", await page.Locator("main h1").TextContentAsync());
             Assert.Contains("platform pool", await page.Locator("table[aria-labelledby=replicas-heading]").TextContentAsync());
@@ -263,10 +245,10 @@ public sealed class DeploymentsBrowserTests : IAsyncLifetime
             browser.AssertNoScriptErrors();
         }
 
-        await using (var phone = await BrowserKit.OpenAsync(_kit.RootUrl, BrowserKit.Phone))
+        await using (var phone = await BrowserKit.OpenAsync(Kit.RootUrl, BrowserKit.Phone))
         {
             var page = phone.Page;
-            await DeploymentsConsole.SignInAsync(page, $"/orgs/{orgId}/deployments", "dep-browser@example.com");
+            await BrowserSteps.SignInAsync(page, "dep-browser@example.com", $"/orgs/{orgId}/deployments");
             Assert.Contains("acme-tiny", await page.Locator("table.deployments").TextContentAsync());
             Assert.True(await page.EvaluateAsync<int>("() => document.documentElement.scrollWidth") <= 390, "the deployments list scrolls sideways on a 390px phone");
             await phone.ScreenshotAsync("deployments-phone");
@@ -366,16 +348,5 @@ internal static class DeploymentsConsole
             Seconds = seconds, GpuType = H100, GpuCount = 1, PerGpuHourMicros = 2_500_000, CostMicros = costMicros, Meter = "test", CreatedAt = DateTimeOffset.UtcNow,
         });
         await db.SaveChangesAsync();
-    }
-
-    /// <summary>Opens a page of the console, is sent to sign in, signs in with the labelled fields and lands back on it.</summary>
-    public static async Task SignInAsync(IPage page, string path, string email)
-    {
-        await page.GotoAsync(path);
-        await page.WaitForURLAsync("**/signin**");
-        await page.GetByLabel("Email").FillAsync(email);
-        await page.GetByLabel("Password").FillAsync(ConsoleKit.Password);
-        await page.GetByRole(AriaRole.Button, new() { Name = "Sign in" }).ClickAsync();
-        await page.WaitForURLAsync("**" + path);
     }
 }

@@ -278,7 +278,7 @@ public sealed class FilesAndBatchesBrowserTests
 
         await using var browser = await BrowserKit.OpenAsync(kit.RootUrl);
         var page = browser.Page;
-        await WalletBrowserTests.SignInAsync(page, "member@example.com");
+        await BrowserSteps.SignInAsync(page, "member@example.com");
         await page.GotoAsync($"/orgs/{orgId}/files");
         await page.GetByLabel("File", new() { Exact = true }).SetInputFilesAsync(new FilePayload { Name = "requests.jsonl", MimeType = "application/jsonl", Buffer = FilesAndBatchesPageTests.ChatLines(2, "hello") });
         await page.GetByLabel("Purpose").SelectOptionAsync("batch");

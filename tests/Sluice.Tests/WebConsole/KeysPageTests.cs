@@ -341,36 +341,16 @@ internal static class KeysPageForms
 
 /// <summary>The keys page in real Chromium: create a key, copy it to the clipboard, revoke it after confirming.</summary>
 [Collection(RealProcessLoad.Name)]
-public sealed class KeysPageBrowserTests : IAsyncLifetime
+public sealed class KeysPageBrowserTests : ConsoleBrowserTest
 {
-    private ConsoleKit _kit = null!;
-
-    public async ValueTask InitializeAsync()
-    {
-        if (BrowserKit.Unavailable() is { } why)
-        {
-            CrossCheck.Unavailable(why);
-        }
-
-        _kit = await ConsoleKit.StartAsync();
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        if (_kit is not null)
-        {
-            await _kit.DisposeAsync();
-        }
-    }
-
     [Fact]
     public async Task An_owner_creates_a_key_copies_it_to_the_clipboard_and_revokes_it_after_confirming()
     {
-        var (owner, orgId) = await _kit.OwnerAsync("keys-browser@example.com", "Keys Browser Co");
+        var (owner, orgId) = await Kit.OwnerAsync("keys-browser@example.com", "Keys Browser Co");
         owner.Dispose();
-        await using var browser = await BrowserKit.OpenAsync(_kit.RootUrl);
+        await using var browser = await BrowserKit.OpenAsync(Kit.RootUrl);
         var page = browser.Page;
-        await SignInAsync(page, "keys-browser@example.com");
+        await BrowserSteps.SignInAsync(page, "keys-browser@example.com");
         await page.GotoAsync($"/orgs/{orgId}/keys");
 
         await page.GetByLabel("Name", new() { Exact = true }).FillAsync("Laptop");
@@ -413,8 +393,8 @@ public sealed class KeysPageBrowserTests : IAsyncLifetime
         browser.AssertSameOriginOnly();
         browser.AssertNoScriptErrors();
 
-        await using var phone = await BrowserKit.OpenAsync(_kit.RootUrl, BrowserKit.Phone);
-        await SignInAsync(phone.Page, "keys-browser@example.com");
+        await using var phone = await BrowserKit.OpenAsync(Kit.RootUrl, BrowserKit.Phone);
+        await BrowserSteps.SignInAsync(phone.Page, "keys-browser@example.com");
         await phone.Page.GotoAsync($"/orgs/{orgId}/keys");
         await phone.ScreenshotAsync("keys-list-phone");
         var width = await phone.Page.EvaluateAsync<int>("() => document.documentElement.scrollWidth");
@@ -422,14 +402,5 @@ public sealed class KeysPageBrowserTests : IAsyncLifetime
         Assert.True(width <= 390, $"the keys page is {width}px wide on a 390px phone: {widest}");
         phone.AssertSameOriginOnly();
         phone.AssertNoScriptErrors();
-    }
-
-    internal static async Task SignInAsync(IPage page, string email)
-    {
-        await page.GotoAsync("/signin");
-        await page.GetByLabel("Email").FillAsync(email);
-        await page.GetByLabel("Password").FillAsync(ConsoleKit.Password);
-        await page.GetByRole(AriaRole.Button, new() { Name = "Sign in" }).ClickAsync();
-        await page.WaitForURLAsync(url => !url.EndsWith("/signin", StringComparison.Ordinal));
     }
 }

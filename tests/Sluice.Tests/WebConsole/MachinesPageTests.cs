@@ -112,43 +112,23 @@ public sealed class MachinesPageTests : IAsyncLifetime
 
 /// <summary>The machines page in real Chromium: a join token made with the keyboard, the command shown with its copy button.</summary>
 [Collection(RealProcessLoad.Name)]
-public sealed class MachinesBrowserTests : IAsyncLifetime
+public sealed class MachinesBrowserTests : ConsoleBrowserTest
 {
-    private ConsoleKit _kit = null!;
-
-    public async ValueTask InitializeAsync()
-    {
-        if (BrowserKit.Unavailable() is { } why)
-        {
-            CrossCheck.Unavailable(why);
-        }
-
-        _kit = await ConsoleKit.StartAsync();
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        if (_kit is not null)
-        {
-            await _kit.DisposeAsync();
-        }
-    }
-
     [Fact]
     public async Task An_owner_signs_in_creates_a_join_token_and_sees_the_joined_machine_on_desktop_and_phone()
     {
-        var (owner, orgId) = await _kit.OwnerAsync("fleet-browser@example.com");
-        using (var agent = _kit.Sluice.Anonymous())
+        var (owner, orgId) = await Kit.OwnerAsync("fleet-browser@example.com");
+        using (var agent = Kit.Sluice.Anonymous())
         {
             var created = await owner.SubmitAsync(await owner.GetAsync($"/orgs/{orgId}/machines"), "main form[action*=Token]", new() { ["Description"] = "rack 7" });
             var joined = await ComputeKit.JoinAsync(agent, created.Find("#join-command")!.TextContent.Trim().Split(' ')[^1]);
             await ComputeKit.HeartbeatAsync(agent, joined.Credential, ComputeKit.Heartbeat(DateTimeOffset.UtcNow, ComputeKit.Inventory()));
         }
 
-        await using (var browser = await BrowserKit.OpenAsync(_kit.RootUrl))
+        await using (var browser = await BrowserKit.OpenAsync(Kit.RootUrl))
         {
             var page = browser.Page;
-            await DeploymentsConsole.SignInAsync(page, $"/orgs/{orgId}/machines", "fleet-browser@example.com");
+            await BrowserSteps.SignInAsync(page, "fleet-browser@example.com", $"/orgs/{orgId}/machines");
             Assert.Contains("gpu-node-7", await page.Locator("table.machines").TextContentAsync());
             await page.GetByLabel("Description (optional)").FillAsync("rack 8");
             await page.GetByRole(AriaRole.Button, new() { Name = "Create join token" }).ClickAsync();
@@ -160,10 +140,10 @@ public sealed class MachinesBrowserTests : IAsyncLifetime
             browser.AssertNoScriptErrors();
         }
 
-        await using (var phone = await BrowserKit.OpenAsync(_kit.RootUrl, BrowserKit.Phone))
+        await using (var phone = await BrowserKit.OpenAsync(Kit.RootUrl, BrowserKit.Phone))
         {
             var page = phone.Page;
-            await DeploymentsConsole.SignInAsync(page, $"/orgs/{orgId}/machines", "fleet-browser@example.com");
+            await BrowserSteps.SignInAsync(page, "fleet-browser@example.com", $"/orgs/{orgId}/machines");
             await phone.ScreenshotAsync("machines-phone");
             Assert.True(await page.EvaluateAsync<int>("() => document.documentElement.scrollWidth") <= 390,
                 "the machines page scrolls sideways on a 390px phone: " + await page.EvaluateAsync<string>(

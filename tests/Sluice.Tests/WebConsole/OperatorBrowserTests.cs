@@ -5,34 +5,14 @@ namespace Sluice.Tests.WebConsole;
 
 /// <summary>The operators' pages in real Chromium: an operator adds a provider, a model and a route with the keyboard and mouse, on a desktop and a phone.</summary>
 [Collection(RealProcessLoad.Name)]
-public sealed class OperatorBrowserTests : IAsyncLifetime
+public sealed class OperatorBrowserTests : ConsoleBrowserTest
 {
-    private ConsoleKit _kit = null!;
-
-    public async ValueTask InitializeAsync()
-    {
-        if (BrowserKit.Unavailable() is { } why)
-        {
-            CrossCheck.Unavailable(why);
-        }
-
-        _kit = await ConsoleKit.StartAsync();
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        if (_kit is not null)
-        {
-            await _kit.DisposeAsync();
-        }
-    }
-
     [Fact]
     public async Task An_operator_adds_a_provider_and_a_routed_priced_model_and_reviews_the_privacy_queue_on_a_desktop()
     {
-        await using var browser = await BrowserKit.OpenAsync(_kit.RootUrl);
+        await using var browser = await BrowserKit.OpenAsync(Kit.RootUrl);
         var page = browser.Page;
-        await SignInAsOperatorAsync(page);
+        await BrowserSteps.SignInAsync(page, OperatorAccount().Email, password: OperatorAccount().Password);
 
         await page.GetByRole(AriaRole.Link, new() { Name = "Providers" }).ClickAsync();
         await page.WaitForURLAsync("**/admin/providers");
@@ -93,11 +73,11 @@ public sealed class OperatorBrowserTests : IAsyncLifetime
     [Fact]
     public async Task On_a_phone_an_operator_sets_an_organizations_limits_without_scrolling_sideways()
     {
-        var (owner, orgId) = await _kit.OwnerAsync("phone-owner@example.com", "Phone Co");
+        var (owner, orgId) = await Kit.OwnerAsync("phone-owner@example.com", "Phone Co");
         owner.Dispose();
-        await using var browser = await BrowserKit.OpenAsync(_kit.RootUrl, BrowserKit.Phone);
+        await using var browser = await BrowserKit.OpenAsync(Kit.RootUrl, BrowserKit.Phone);
         var page = browser.Page;
-        await SignInAsOperatorAsync(page);
+        await BrowserSteps.SignInAsync(page, OperatorAccount().Email, password: OperatorAccount().Password);
 
         await page.GotoAsync("/admin/orgs");
         await page.GetByRole(AriaRole.Link, new() { Name = "Phone Co" }).ClickAsync();
@@ -114,13 +94,9 @@ public sealed class OperatorBrowserTests : IAsyncLifetime
         browser.AssertNoScriptErrors();
     }
 
-    private async Task SignInAsOperatorAsync(IPage page)
+    private (string Email, string Password) OperatorAccount()
     {
-        var (_, account, secret) = Assert.Single(_kit.Sluice.Credentials.Written);
-        await page.GotoAsync("/signin");
-        await page.GetByLabel("Email").FillAsync(account);
-        await page.GetByLabel("Password").FillAsync(secret);
-        await page.GetByRole(AriaRole.Button, new() { Name = "Sign in" }).ClickAsync();
-        await page.WaitForURLAsync(url => !url.EndsWith("/signin", StringComparison.Ordinal));
+        var (_, account, secret) = Assert.Single(Kit.Sluice.Credentials.Written);
+        return (account, secret);
     }
 }

@@ -7,39 +7,19 @@ namespace Sluice.Tests.WebConsole;
 
 /// <summary>Members, audit, account and the privacy center in real Chromium, by keyboard and mouse, at desktop and phone sizes.</summary>
 [Collection(RealProcessLoad.Name)]
-public sealed class PeopleBrowserTests : IAsyncLifetime
+public sealed class PeopleBrowserTests : ConsoleBrowserTest
 {
-    private ConsoleKit _kit = null!;
-
-    public async ValueTask InitializeAsync()
-    {
-        if (BrowserKit.Unavailable() is { } why)
-        {
-            CrossCheck.Unavailable(why);
-        }
-
-        _kit = await ConsoleKit.StartAsync();
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        if (_kit is not null)
-        {
-            await _kit.DisposeAsync();
-        }
-    }
-
     [Fact]
     public async Task An_owner_invites_by_keyboard_sees_the_link_once_and_changes_a_role_and_the_page_fits_a_phone()
     {
-        var (owner, orgId) = await _kit.OwnerAsync("owner@example.com", "Acme");
+        var (owner, orgId) = await Kit.OwnerAsync("owner@example.com", "Acme");
         using var _ = owner;
-        using var member = await _kit.AddMemberAsync(owner, orgId, "member@example.com", "member");
+        using var member = await Kit.AddMemberAsync(owner, orgId, "member@example.com", "member");
 
-        await using (var browser = await BrowserKit.OpenAsync(_kit.RootUrl))
+        await using (var browser = await BrowserKit.OpenAsync(Kit.RootUrl))
         {
             var page = browser.Page;
-            await SignInAsync(page, "owner@example.com", $"/orgs/{orgId}");
+            await BrowserSteps.SignInAsync(page, "owner@example.com", $"/orgs/{orgId}");
             await page.GetByRole(AriaRole.Link, new() { Name = "Members", Exact = true }).ClickAsync();
             await page.WaitForURLAsync("**/members");
 
@@ -61,13 +41,13 @@ public sealed class PeopleBrowserTests : IAsyncLifetime
             browser.AssertNoScriptErrors();
         }
 
-        await using (var phone = await BrowserKit.OpenAsync(_kit.RootUrl, BrowserKit.Phone))
+        await using (var phone = await BrowserKit.OpenAsync(Kit.RootUrl, BrowserKit.Phone))
         {
             var page = phone.Page;
-            await SignInAsync(page, "owner@example.com", $"/orgs/{orgId}/members");
+            await BrowserSteps.SignInAsync(page, "owner@example.com", $"/orgs/{orgId}/members");
             await page.GetByRole(AriaRole.Button, new() { Name = "Create invitation" }).ClickAsync();
             await page.Locator("[data-valmsg-for=Email]:not(:empty)").WaitForAsync();
-            await AssertFitsAsync(page);
+            await BrowserSteps.AssertFitsAsync(page);
             await phone.ScreenshotAsync("members-phone");
             phone.AssertSameOriginOnly();
             phone.AssertNoScriptErrors();
@@ -77,12 +57,12 @@ public sealed class PeopleBrowserTests : IAsyncLifetime
     [Fact]
     public async Task An_owner_verifies_an_audit_entry_against_the_signed_checkpoint()
     {
-        var (owner, orgId) = await _kit.OwnerAsync("owner@example.com", "Acme");
+        var (owner, orgId) = await Kit.OwnerAsync("owner@example.com", "Acme");
         using var _ = owner;
-        await using var browser = await BrowserKit.OpenAsync(_kit.RootUrl);
+        await using var browser = await BrowserKit.OpenAsync(Kit.RootUrl);
         var page = browser.Page;
-        await SignInAsync(page, "owner@example.com", "/account");
-        using (var scope = _kit.Sluice.Services.CreateScope())
+        await BrowserSteps.SignInAsync(page, "owner@example.com", "/account");
+        using (var scope = Kit.Sluice.Services.CreateScope())
         {
             await scope.ServiceProvider.GetRequiredService<AuditService>().CheckpointAsync(CancellationToken.None);
         }
@@ -102,13 +82,13 @@ public sealed class PeopleBrowserTests : IAsyncLifetime
     [Fact]
     public async Task A_person_renames_themselves_on_the_account_page()
     {
-        using (await _kit.SignUpAsync("ada@example.com", "Ada"))
+        using (await Kit.SignUpAsync("ada@example.com", "Ada"))
         {
         }
 
-        await using var browser = await BrowserKit.OpenAsync(_kit.RootUrl);
+        await using var browser = await BrowserKit.OpenAsync(Kit.RootUrl);
         var page = browser.Page;
-        await SignInAsync(page, "ada@example.com", "/account");
+        await BrowserSteps.SignInAsync(page, "ada@example.com", "/account");
         await page.GetByLabel("Your name").FillAsync("Ada Lovelace");
         await page.GetByRole(AriaRole.Button, new() { Name = "Save profile" }).ClickAsync();
         await page.WaitForURLAsync("**/account?done=profile");
@@ -121,14 +101,14 @@ public sealed class PeopleBrowserTests : IAsyncLifetime
     [Fact]
     public async Task A_person_allows_a_consent_and_makes_and_verifies_an_export_request_in_the_privacy_center_on_desktop_and_phone()
     {
-        using (await _kit.SignUpAsync("ada@example.com", "Ada"))
+        using (await Kit.SignUpAsync("ada@example.com", "Ada"))
         {
         }
 
-        await using (var browser = await BrowserKit.OpenAsync(_kit.RootUrl))
+        await using (var browser = await BrowserKit.OpenAsync(Kit.RootUrl))
         {
             var page = browser.Page;
-            await SignInAsync(page, "ada@example.com", "/account");
+            await BrowserSteps.SignInAsync(page, "ada@example.com", "/account");
             await page.GetByRole(AriaRole.Link, new() { Name = "Privacy center" }).First.ClickAsync();
             await page.WaitForURLAsync("**/account/privacy");
             await page.GetByRole(AriaRole.Button, new() { Name = "Allow training" }).ClickAsync();
@@ -147,33 +127,18 @@ public sealed class PeopleBrowserTests : IAsyncLifetime
             browser.AssertNoScriptErrors();
         }
 
-        await using (var phone = await BrowserKit.OpenAsync(_kit.RootUrl, BrowserKit.Phone))
+        await using (var phone = await BrowserKit.OpenAsync(Kit.RootUrl, BrowserKit.Phone))
         {
             var page = phone.Page;
-            await SignInAsync(page, "ada@example.com", "/account/privacy");
-            await AssertFitsAsync(page);
+            await BrowserSteps.SignInAsync(page, "ada@example.com", "/account/privacy");
+            await BrowserSteps.AssertFitsAsync(page);
             await phone.ScreenshotAsync("privacy-center-phone");
             await page.GetByRole(AriaRole.Link, new() { Name = "privacy policy" }).ClickAsync();
             await page.WaitForURLAsync("**/privacy");
-            await AssertFitsAsync(page);
+            await BrowserSteps.AssertFitsAsync(page);
             await phone.ScreenshotAsync("privacy-policy-phone");
             phone.AssertSameOriginOnly();
             phone.AssertNoScriptErrors();
         }
-    }
-
-    private static async Task SignInAsync(IPage page, string email, string path)
-    {
-        await page.GotoAsync(path);
-        await page.GetByLabel("Email").FillAsync(email);
-        await page.GetByLabel("Password").FillAsync(ConsoleKit.Password);
-        await page.GetByRole(AriaRole.Button, new() { Name = "Sign in" }).ClickAsync();
-        await page.WaitForURLAsync("**" + path);
-    }
-
-    private static async Task AssertFitsAsync(IPage page)
-    {
-        var width = await page.EvaluateAsync<int>("() => document.documentElement.scrollWidth");
-        Assert.True(width <= 390, $"{page.Url} is {width}px wide on a 390px phone");
     }
 }

@@ -116,39 +116,22 @@ public sealed class PlaygroundTests : IAsyncLifetime
 /// mints a new one.
 /// </summary>
 [Collection(RealProcessLoad.Name)]
-public sealed class PlaygroundBrowserTests : IAsyncLifetime
+public sealed class PlaygroundBrowserTests : ConsoleBrowserTest
 {
     private readonly ManualTimeProvider _clock = new(DateTimeOffset.UtcNow);
-    private ConsoleKit _kit = null!;
 
-    public async ValueTask InitializeAsync()
-    {
-        if (BrowserKit.Unavailable() is { } why)
-        {
-            CrossCheck.Unavailable(why);
-        }
-
-        _kit = await ConsoleKit.StartAsync(time: _clock);
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        if (_kit is not null)
-        {
-            await _kit.DisposeAsync();
-        }
-    }
+    protected override Task<ConsoleKit> StartKitAsync() => ConsoleKit.StartAsync(time: _clock);
 
     [Fact]
     public async Task A_streamed_chat_and_an_embedding_leave_no_trace_of_what_was_typed_and_an_expired_key_is_replaced()
     {
         var canary = "canary-" + Guid.NewGuid().ToString("N");
-        var (owner, orgId) = await _kit.OwnerAsync("play-browser@example.com", "Playground Co");
+        var (owner, orgId) = await Kit.OwnerAsync("play-browser@example.com", "Playground Co");
         owner.Dispose();
-        await using var browser = await BrowserKit.OpenAsync(_kit.RootUrl);
+        await using var browser = await BrowserKit.OpenAsync(Kit.RootUrl);
         var page = browser.Page;
         await page.Clock.InstallAsync();
-        await KeysPageBrowserTests.SignInAsync(page, "play-browser@example.com");
+        await BrowserSteps.SignInAsync(page, "play-browser@example.com");
         await page.GotoAsync($"/orgs/{orgId}/playground");
 
         await page.GetByLabel("Model").First.SelectOptionAsync("echo");
@@ -191,9 +174,9 @@ public sealed class PlaygroundBrowserTests : IAsyncLifetime
         Assert.Equal(0, await page.Locator("#chat-transcript .turn").CountAsync());
         Assert.DoesNotContain(canary, await page.ContentAsync(), StringComparison.Ordinal);
 
-        await using (var phone = await BrowserKit.OpenAsync(_kit.RootUrl, BrowserKit.Phone))
+        await using (var phone = await BrowserKit.OpenAsync(Kit.RootUrl, BrowserKit.Phone))
         {
-            await KeysPageBrowserTests.SignInAsync(phone.Page, "play-browser@example.com");
+            await BrowserSteps.SignInAsync(phone.Page, "play-browser@example.com");
             await phone.Page.GotoAsync($"/orgs/{orgId}/playground");
             await phone.Page.GetByLabel("Message").FillAsync("Hi from a phone " + canary);
             await phone.Page.GetByRole(AriaRole.Button, new() { Name = "Send" }).ClickAsync();
@@ -207,13 +190,13 @@ public sealed class PlaygroundBrowserTests : IAsyncLifetime
         }
 
         // Only metadata was kept: usage events for the calls, and the canary nowhere.
-        var usage = await GatewayKit.UsageAsync(_kit.Database, 4);
+        var usage = await GatewayKit.UsageAsync(Kit.Database, 4);
         Assert.True(usage.Count(e => e.OrganizationId == orgId) >= 4, $"{usage.Count} usage events");
         Assert.Contains(usage, e => e.Endpoint.Contains("embeddings", StringComparison.Ordinal));
-        await _kit.Sluice.DisposeAsync(); // every writer (usage, audit, logs) has finished
-        var stored = await Canary.DumpDatabaseAsync(_kit.Database);
-        var files = await Canary.DumpDirectoryAsync(_kit.Database.Directory);
-        var logs = _kit.Sluice.Logs.All;
+        await Kit.Sluice.DisposeAsync(); // every writer (usage, audit, logs) has finished
+        var stored = await Canary.DumpDatabaseAsync(Kit.Database);
+        var files = await Canary.DumpDirectoryAsync(Kit.Database.Directory);
+        var logs = Kit.Sluice.Logs.All;
         Assert.Contains("chat.completions", stored, StringComparison.Ordinal); // the scan sees real data
         Assert.NotEmpty(logs);
         Canary.AssertAbsent(stored, canary, "the database");
@@ -223,7 +206,7 @@ public sealed class PlaygroundBrowserTests : IAsyncLifetime
 
     private async Task<int> PlaygroundKeysAsync(Guid orgId)
     {
-        await using var db = _kit.Database.CreateContext();
+        await using var db = Kit.Database.CreateContext();
         return await db.ApiKeys.CountAsync(k => k.OrganizationId == orgId && k.Name == KeysModel.PlaygroundKeyName);
     }
 }

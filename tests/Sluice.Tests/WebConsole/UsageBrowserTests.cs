@@ -5,48 +5,23 @@ namespace Sluice.Tests.WebConsole;
 
 /// <summary>The overview and usage pages in real Chromium, at desktop and phone sizes: charts drawn, nothing loaded from elsewhere.</summary>
 [Collection(RealProcessLoad.Name)]
-public sealed class UsageBrowserTests : IAsyncLifetime
+public sealed class UsageBrowserTests : ConsoleBrowserTest
 {
-    private ConsoleKit _kit = null!;
-
-    public async ValueTask InitializeAsync()
-    {
-        if (BrowserKit.Unavailable() is { } why)
-        {
-            CrossCheck.Unavailable(why);
-        }
-
-        _kit = await ConsoleKit.StartAsync();
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        if (_kit is not null)
-        {
-            await _kit.DisposeAsync();
-        }
-    }
-
     [Fact]
     public async Task An_owner_reads_the_overview_and_filters_usage_by_keyboard_with_charts_drawn_at_desktop_and_phone_sizes()
     {
-        var (owner, orgId) = await _kit.OwnerAsync("owner@example.com");
+        var (owner, orgId) = await Kit.OwnerAsync("owner@example.com");
         var (k1, _) = await SluiceFactory.CreateKeyAsync(owner.Http, orgId, "inference");
         var today = UsageSeed.TodayStart();
         string[] models = ["llama-3.1-8b-instruct", "mistral-small", "echo"];
-        await UsageSeed.InsertAsync(_kit, [.. Enumerable.Range(0, 90).Select(i => UsageSeed.Event(orgId, today.AddDays(-(i % 12)).AddMinutes(i),
+        await UsageSeed.InsertAsync(Kit, [.. Enumerable.Range(0, 90).Select(i => UsageSeed.Event(orgId, today.AddDays(-(i % 12)).AddMinutes(i),
             model: models[i % 3], keyId: i % 4 == 0 ? null : k1, latencyMs: 80 + (i * 37 % 900), status: i % 11 == 0 ? 500 : 200, costMicros: 1_500 + (i * 311 % 4_000),
             promptTokens: 40 + i, completionTokens: 120 + (i * 7 % 300)))]);
-        await UsageSeed.CreditAsync(_kit, orgId, 25_000_000);
+        await UsageSeed.CreditAsync(Kit, orgId, 25_000_000);
 
-        await using var browser = await BrowserKit.OpenAsync(_kit.RootUrl);
+        await using var browser = await BrowserKit.OpenAsync(Kit.RootUrl);
         var page = browser.Page;
-        await page.GotoAsync("/signin");
-        await page.GetByLabel("Email").FillAsync("owner@example.com");
-        await page.GetByLabel("Password").FillAsync(ConsoleKit.Password);
-        await page.GetByRole(AriaRole.Button, new() { Name = "Sign in" }).ClickAsync();
-        await page.WaitForURLAsync("**/orgs/*-*");
-        await page.GotoAsync($"/orgs/{orgId}");
+        await BrowserSteps.SignInAsync(page, "owner@example.com", $"/orgs/{orgId}");
         Assert.Equal("Overview", await page.Locator("main h1").TextContentAsync());
         Assert.True(await page.Locator("svg.chart rect.bar").CountAsync() >= 14);
         Assert.Equal("25.00 USD", (await page.Locator("#stat-balance .value").TextContentAsync())!.Trim());

@@ -272,7 +272,7 @@ public sealed class WalletBrowserTests
         await using (var browser = await BrowserKit.OpenAsync(kit.RootUrl))
         {
             var page = browser.Page;
-            await SignInAsync(page, "billing@example.com");
+            await BrowserSteps.SignInAsync(page, "billing@example.com");
             await page.GotoAsync($"/orgs/{orgId}/wallet");
             await page.GetByLabel("Redemption code").FillAsync(code);
             await page.GetByRole(AriaRole.Button, new() { Name = "Redeem code" }).ClickAsync();
@@ -291,7 +291,7 @@ public sealed class WalletBrowserTests
         await using (var phone = await BrowserKit.OpenAsync(kit.RootUrl, BrowserKit.Phone))
         {
             var page = phone.Page;
-            await SignInAsync(page, "billing@example.com");
+            await BrowserSteps.SignInAsync(page, "billing@example.com");
             await page.GotoAsync($"/orgs/{orgId}/wallet");
             await page.GetByLabel("Threshold (USD)").FillAsync("-1");
             await page.GetByLabel("Webhook URL").FillAsync("https://hooks.example.com/low");
@@ -304,15 +304,6 @@ public sealed class WalletBrowserTests
             phone.AssertSameOriginOnly();
             phone.AssertNoScriptErrors();
         }
-    }
-
-    internal static async Task SignInAsync(IPage page, string email)
-    {
-        await page.GotoAsync("/signin");
-        await page.GetByLabel("Email").FillAsync(email);
-        await page.GetByLabel("Password").FillAsync(ConsoleKit.Password);
-        await page.GetByRole(AriaRole.Button, new() { Name = "Sign in" }).ClickAsync();
-        await page.WaitForURLAsync(url => !url.Contains("/signin", StringComparison.Ordinal));
     }
 }
 

@@ -41,6 +41,14 @@ public sealed class AuditModel : OrgPage
 
     public async Task<IActionResult> OnGetAsync([FromServices] AuditService audit, [FromServices] CheckpointSigner signer)
     {
+        foreach (var (field, day) in new[] { (nameof(From), From), (nameof(To), To) })
+        {
+            if (day is { Year: < 2000 or > 9000 })
+            {
+                ModelState.AddModelError(field, "must be a date between the years 2000 and 9000");
+            }
+        }
+
         if (From is { } from && To is { } to && to < from)
         {
             ModelState.AddModelError(nameof(To), "must be on or after the start date");

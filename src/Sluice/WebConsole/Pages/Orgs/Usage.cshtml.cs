@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Mvc;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using Sluice.Billing;
+using Sluice.Hosting;
 using Sluice.Identity;
 
 namespace Sluice.WebConsole.Pages.Orgs;
@@ -83,7 +84,7 @@ public sealed class UsageModel(UsageInsights insights, IOptions<BillingOptions> 
         csv.Append(SeesMoney ? ",cost_micros,currency\n" : "\n");
         foreach (var cell in breakdown.Cells)
         {
-            csv.Append(CultureInfo.InvariantCulture, $"{ConsoleFormat.Day(cell.Day)},{CsvField(cell.Model)},{cell.KeyId},{CsvField(cell.KeyId is null ? "" : KeyName(cell.KeyId))},");
+            csv.Append(CultureInfo.InvariantCulture, $"{ConsoleFormat.Day(cell.Day)},{Csv.Field(cell.Model)},{cell.KeyId},{Csv.Field(cell.KeyId is null ? "" : KeyName(cell.KeyId))},");
             csv.Append(CultureInfo.InvariantCulture, $"{cell.Requests},{cell.Errors},{cell.PromptTokens},{cell.CompletionTokens}");
             csv.Append(SeesMoney ? string.Create(CultureInfo.InvariantCulture, $",{cell.CostMicros},{Currency}\n") : "\n");
         }
@@ -168,17 +169,6 @@ public sealed class UsageModel(UsageInsights insights, IOptions<BillingOptions> 
 
     public UsageChart KeyChart => new("Requests by key",
         [.. Breakdown!.ByKey.Select(k => new ChartBar(KeyName(k.Group), k.Requests, $"{KeyName(k.Group)}: {ConsoleFormat.Count(k.Requests)} requests"))], Alt: true, Horizontal: true);
-
-    /// <summary>A CSV field: quoted when it holds a comma, quote or line break, and never read as a formula by a spreadsheet.</summary>
-    private static string CsvField(string value)
-    {
-        if (value.Length > 0 && value[0] is '=' or '+' or '-' or '@' or '\t' or '\r')
-        {
-            value = "'" + value;
-        }
-
-        return value.IndexOfAny([',', '"', '\n', '\r']) >= 0 ? "\"" + value.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"" : value;
-    }
 }
 
 /// <summary>How a key is named on the usage page: its name and the start of its secret that identifies it.</summary>
