@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.RegularExpressions;
+using Deque.AxeCore.Playwright;
 using Microsoft.AspNetCore.Mvc.RazorPages;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
@@ -12,7 +13,8 @@ namespace Sluice.Tests.WebConsole;
 /// The console as a newcomer meets it, in real Chromium and by its own pages only: sign up, create an organization,
 /// create a key and copy it, chat in the playground, find the requests in usage, revoke the key. Then every page of the
 /// console, as an operator who owns an organization, at desktop and phone sizes: each loads nothing from elsewhere,
-/// runs no script that errs, and does not scroll sideways on a phone.
+/// runs no script that errs, does not scroll sideways on a phone, and breaks none of axe-core's serious or critical
+/// accessibility rules.
 /// </summary>
 [Collection(RealProcessLoad.Name)]
 public sealed partial class ConsoleJourneyTests : ConsoleBrowserTest
@@ -100,7 +102,7 @@ public sealed partial class ConsoleJourneyTests : ConsoleBrowserTest
     }
 
     [Fact]
-    public async Task Every_page_loads_only_from_its_own_origin_runs_without_script_errors_and_fits_a_phone()
+    public async Task Every_page_loads_only_from_its_own_origin_runs_without_script_errors_fits_a_phone_and_passes_axe()
     {
         using var operatorClient = await Kit.OperatorAsync();
         var orgId = await operatorClient.CreateOrganizationAsync("Operator's Own");
@@ -115,6 +117,7 @@ public sealed partial class ConsoleJourneyTests : ConsoleBrowserTest
             await BrowserSteps.SignInAsync(page, account, password: secret);
 
             var device = size.Width < 600 ? "phone" : "desktop";
+            var inaccessible = new List<string>();
             foreach (var path in pages)
             {
                 var response = await page.GotoAsync(path);
@@ -123,7 +126,14 @@ public sealed partial class ConsoleJourneyTests : ConsoleBrowserTest
                 Assert.NotNull(await response.HeaderValueAsync("content-security-policy"));
                 await BrowserSteps.AssertFitsAsync(page);
                 await browser.ScreenshotAsync($"page{ScreenshotName(path, orgId)}-{device}");
+
+                // Labelled, keyboard-usable, readable: axe-core's serious and critical rules (names, labels, contrast, roles).
+                var axe = await page.RunAxe();
+                inaccessible.AddRange(axe.Violations.Where(v => v.Impact is "serious" or "critical")
+                    .Select(v => $"{path}: {v.Id} ({v.Impact}) at {string.Join(" | ", v.Nodes.Take(3).Select(n => n.Target?.ToString()))}"));
             }
+
+            Assert.True(inaccessible.Count == 0, $"accessibility at {device} size:\n{string.Join("\n", inaccessible)}");
 
             browser.AssertSameOriginOnly();
             browser.AssertNoScriptErrors();
