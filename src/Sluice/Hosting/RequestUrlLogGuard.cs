@@ -6,7 +6,7 @@ namespace Sluice.Hosting;
 /// Keeps request URLs (paths and query strings can carry ids, file names, search terms, even keys pasted into a query)
 /// out of the log at every level, whatever the <c>Logging</c> settings say: the framework categories that write them
 /// (ASP.NET Core's "Request starting … URL", routing's "no candidates for the request path …", Kestrel's bad request
-/// lines, redirects, outgoing HttpClient URLs) are raised to Warning (hosting diagnostics: off) for every provider after
+/// lines, redirects, the console's handler arguments, outgoing HttpClient URLs) are raised to Warning (hosting diagnostics: off) for every provider after
 /// all configuration is applied.
 /// </summary>
 internal sealed class RequestUrlLogGuard : IPostConfigureOptions<LoggerFilterOptions>
@@ -23,6 +23,7 @@ internal sealed class RequestUrlLogGuard : IPostConfigureOptions<LoggerFilterOpt
         ["Microsoft.AspNetCore.Server.Kestrel"] = LogLevel.Warning,
         ["Microsoft.AspNetCore.HttpLogging"] = LogLevel.Warning,
         ["Microsoft.AspNetCore.Http"] = LogLevel.Warning, // results, and parameter binding (which quotes the raw value)
+        ["Microsoft.AspNetCore.Mvc"] = LogLevel.Warning, // the console's pages: redirect targets, and handler arguments at Trace
         ["Microsoft.AspNetCore.Rewrite"] = LogLevel.Warning,
         ["Microsoft.AspNetCore.StaticFiles"] = LogLevel.Warning,
         ["System.Net.Http.HttpClient"] = LogLevel.Warning,

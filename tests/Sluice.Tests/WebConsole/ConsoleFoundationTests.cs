@@ -185,6 +185,24 @@ public sealed class ConsoleFoundationTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, (await person.GetAsync(back.Location!)).Status);
     }
 
+    [Fact]
+    public async Task Addresses_the_console_redirects_to_and_the_values_its_handlers_take_stay_out_of_the_log()
+    {
+        using (await _kit.SignUpAsync("quiet@example.com"))
+        {
+        }
+
+        const string canary = "canary-9f3c1e7a-in-an-address";
+        using var visitor = _kit.Visitor();
+        var signIn = await visitor.GetAsync("/signin?returnUrl=" + Uri.EscapeDataString("/invitations?token=" + canary));
+        var done = await visitor.SubmitAsync(signIn, fields: new() { ["Email"] = "quiet@example.com", ["Password"] = ConsoleKit.Password });
+        Assert.Equal("/invitations?token=" + canary, done.Location);
+        await visitor.GetAsync(done.Location!);
+
+        Assert.NotEmpty(_kit.Sluice.Logs.All);
+        Assert.DoesNotContain(canary, _kit.Sluice.Logs.All, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("//evil.example/x")]
     [InlineData("https://evil.example/")]
